@@ -1,0 +1,10 @@
+//! cc-ci: a CI server for Co-op Cloud recipes.
+//!
+//! This crate holds the domain; the binaries under `crates/` are thin
+//! command-line shells over it. See `ARCHITECTURE.md` at the repository root
+//! for a one-page map.
+
+pub mod cert;
+pub mod loops;
+pub mod sops;
+pub mod swarm;
