@@ -1,0 +1,125 @@
+//! swarm-init against the real Docker engine (skipped loudly without one,
+//! unless CCCI_REQUIRE_DOCKER=1 as scripts/test sets).
+
+use std::process::{Command, Output};
+
+use bollard::query_parameters::ListNetworksOptions;
+
+fn docker_or_skip() -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    match rt.block_on(cc_ci::swarm::connect()) {
+        Ok(_) => true,
+        Err(e) if std::env::var("CCCI_REQUIRE_DOCKER").as_deref() == Ok("1") => {
+            panic!("no Docker engine and CCCI_REQUIRE_DOCKER=1: {e}; run scripts/dockerd")
+        }
+        Err(e) => {
+            eprintln!("\n!!! SKIPPING a Docker test: no engine ({e}); run scripts/dockerd !!!\n");
+            false
+        }
+    }
+}
+
+fn swarm_init(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_swarm-init"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// (count, driver, attachable) of networks named exactly `name`.
+fn networks(name: &str) -> Vec<(String, bool)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let d = cc_ci::swarm::connect().await.unwrap();
+        let mut f = std::collections::HashMap::new();
+        f.insert("name".to_string(), vec![name.to_string()]);
+        d.list_networks(Some(ListNetworksOptions { filters: Some(f) }))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .map(|n| (n.driver.unwrap_or_default(), n.attachable.unwrap_or(false)))
+            .collect()
+    })
+}
+
+#[test]
+fn second_run_changes_nothing() {
+    if !docker_or_skip() {
+        return;
+    }
+    let first = swarm_init(&[]);
+    assert!(first.status.success(), "{first:?}");
+    let second = swarm_init(&[]);
+    assert!(second.status.success(), "{second:?}");
+    let out = stdout(&second);
+    assert!(out.contains("nothing to do"), "{out}");
+    assert!(out.contains("swarm: already active"), "{out}");
+    assert_eq!(networks("proxy"), vec![("overlay".to_string(), true)]);
+}
+
+#[test]
+fn concurrent_runs_create_one_network() {
+    if !docker_or_skip() {
+        return;
+    }
+    let name = format!("ccci-test-net-{}", std::process::id());
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_swarm-init"))
+                .args(["--network", &name])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let nets = networks(&name);
+    let _ = Command::new("docker").args(["network", "rm", &name]).output();
+    for o in &outs {
+        assert!(o.status.success(), "{o:?}");
+    }
+    let created = outs.iter().filter(|o| stdout(o).contains(": created")).count();
+    assert_eq!(created, 1, "exactly one run creates it");
+    assert_eq!(nets, vec![("overlay".to_string(), true)], "exactly one network");
+}
+
+#[test]
+fn a_non_overlay_network_with_the_name_is_refused_with_advice() {
+    if !docker_or_skip() {
+        return;
+    }
+    let name = format!("ccci-test-bridge-{}", std::process::id());
+    let made = Command::new("docker")
+        .args(["network", "create", "--driver", "bridge", &name])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let o = swarm_init(&["--network", &name]);
+    let _ = Command::new("docker").args(["network", "rm", &name]).output();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not `overlay`") && err.contains("docker network rm"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_teaches() {
+    let o = swarm_init(&["--help"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(out.contains("Idempotent") && out.contains("--network"), "{out}");
+}
