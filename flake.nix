@@ -1,0 +1,102 @@
+{
+  description = "cc-ci: continuous integration for Co-op Cloud recipes (hosts, modules, packages, checks)";
+
+  # Pinned in flake.lock; see docs/install.md ("Pins") for where each pin came from.
+  inputs = {
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+    sops-nix = {
+      url = "github:Mic92/sops-nix";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+  };
+
+  outputs = {
+    self,
+    nixpkgs,
+    sops-nix,
+  }: let
+    inherit (nixpkgs) lib;
+    systems = ["x86_64-linux" "aarch64-linux"];
+    forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+
+    # One module per concern. The ones that read secrets through sops-nix
+    # import its module themselves (a path, so importing it twice is harmless).
+    modules = {
+      common = ./modules/common.nix;
+      swarm = ./modules/swarm.nix;
+      proxy = ./modules/proxy.nix;
+      ci = {imports = [./modules/ci.nix sops-nix.nixosModules.sops];};
+      bridge = ./modules/bridge.nix;
+      dashboard = ./modules/dashboard.nix;
+      janitor = ./modules/janitor.nix;
+      loops = ./modules/loops.nix;
+    };
+  in {
+    nixosModules = modules // {default = {imports = builtins.attrValues modules;};};
+
+    # `nixos-rebuild switch --flake .#cc-ci` (see docs/install.md).
+    nixosConfigurations = {
+      cc-ci = lib.nixosSystem {
+        modules = [self.nixosModules.default ./hosts/cc-ci];
+      };
+      orchestrator = lib.nixosSystem {
+        modules = [self.nixosModules.default ./hosts/orchestrator];
+      };
+    };
+
+    packages = forAllSystems (pkgs: let
+      ours = import ./pkgs {inherit pkgs;};
+    in
+      ours // {default = ours.cc-ci;});
+
+    # Everything `nix flake check` runs. None of it can run on the Debian CI
+    # machine (no nixpkgs there); scripts/nix-check covers parse, format and
+    # dead code there and says plainly that the rest was skipped.
+    checks = forAllSystems (pkgs: let
+      ours = self.packages.${pkgs.stdenv.hostPlatform.system};
+      rust = import ./pkgs/checks.nix {
+        inherit pkgs;
+        cc-ci = ours.cc-ci;
+        src = ./.;
+      };
+    in
+      rust
+      // {
+        # Nix formatting: the same formatter as `nix fmt` and CI.
+        formatting = pkgs.runCommand "cc-ci-nix-formatting" {nativeBuildInputs = [ours.alejandra-lite];} ''
+          alejandra-lite --check ${self} && touch $out
+        '';
+        deadnix = pkgs.runCommand "cc-ci-deadnix" {nativeBuildInputs = [pkgs.deadnix];} ''
+          deadnix --fail ${self} && touch $out
+        '';
+        abra = ours.abra;
+        vm-cc-ci = import ./tests/nixos/cc-ci.nix {inherit pkgs self;};
+        vm-rebuild = import ./tests/nixos/rebuild.nix {inherit pkgs self;};
+      });
+
+    formatter = forAllSystems (pkgs: (import ./pkgs {inherit pkgs;}).alejandra-lite);
+
+    devShells = forAllSystems (pkgs: {
+      default = pkgs.mkShell {
+        name = "cc-ci";
+        packages = [
+          pkgs.cargo
+          pkgs.rustc
+          pkgs.clippy
+          pkgs.rustfmt
+          pkgs.rust-analyzer
+          (import ./pkgs {inherit pkgs;}).abra
+          (import ./pkgs {inherit pkgs;}).alejandra-lite
+          pkgs.deadnix
+          pkgs.sops
+          pkgs.age
+          pkgs.ssh-to-age
+          pkgs.docker-client
+          pkgs.chromium
+          pkgs.git
+          pkgs.tmux
+        ];
+      };
+    });
+  };
+}

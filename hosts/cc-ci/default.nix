@@ -1,0 +1,7 @@
+# The cc-ci host: `nixos-rebuild switch --flake .#cc-ci`.
+{
+  imports = [
+    ./hardware.nix
+    ./configuration.nix
+  ];
+}

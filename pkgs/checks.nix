@@ -1,0 +1,54 @@
+# The Rust checks of `nix flake check`: build, clippy with warnings denied,
+# rustfmt, and the tests that need no Docker (the build sandbox has none).
+{
+  pkgs,
+  cc-ci,
+  src,
+}: let
+  inherit (pkgs) lib;
+  # The tests may read fixtures and test keys from tests/ (not the VM tests).
+  testSrc = lib.fileset.toSource {
+    root = src;
+    fileset = lib.fileset.unions [
+      (src + "/Cargo.toml")
+      (src + "/Cargo.lock")
+      (src + "/crates")
+      (lib.fileset.maybeMissing (src + "/tests/fixtures"))
+      (lib.fileset.maybeMissing (src + "/tests/recipes"))
+      (lib.fileset.maybeMissing (src + "/tests/keys"))
+    ];
+  };
+in {
+  build = cc-ci;
+
+  clippy = cc-ci.overrideAttrs (old: {
+    pname = "cc-ci-clippy";
+    nativeBuildInputs = old.nativeBuildInputs ++ [pkgs.clippy];
+    buildPhase = ''
+      runHook preBuild
+      cargo clippy --workspace --all-targets --offline --locked -- --deny warnings
+      runHook postBuild
+    '';
+    installPhase = "touch $out";
+    doCheck = false;
+  });
+
+  rustfmt = cc-ci.overrideAttrs (old: {
+    pname = "cc-ci-rustfmt";
+    nativeBuildInputs = old.nativeBuildInputs ++ [pkgs.rustfmt];
+    buildPhase = "cargo fmt --all --check";
+    installPhase = "touch $out";
+    doCheck = false;
+  });
+
+  # The sandbox has no Docker daemon and no Go-built tools: the tests that
+  # need them skip, saying so (CCCI_REQUIRE_DOCKER / CCCI_REQUIRE_TOOLS stay
+  # unset here); scripts/test runs them on the Debian CI machine.
+  tests = cc-ci.overrideAttrs {
+    pname = "cc-ci-tests";
+    src = testSrc;
+    doCheck = true;
+    # The loop supervisor's tests drive real tmux and git.
+    nativeCheckInputs = [pkgs.git pkgs.tmux];
+  };
+}
