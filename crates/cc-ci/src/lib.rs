@@ -5,6 +5,10 @@
 //! for a one-page map.
 
 pub mod cert;
+pub mod env_file;
+pub mod level;
 pub mod loops;
+pub mod recipe;
+pub mod results;
 pub mod sops;
 pub mod swarm;

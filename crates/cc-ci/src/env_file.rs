@@ -1,0 +1,230 @@
+//! Co-op Cloud env files: a recipe's `.env.sample` and an app's
+//! `$ABRA_DIR/servers/<server>/<domain>.env`.
+//!
+//! The format is a small subset of shell: `KEY=value` lines, optional
+//! `export `, single or double quotes, `# comments` (a trailing comment after a
+//! value is kept: abra reads secret options such as `# length=32` from it),
+//! and `$KEY` / `${KEY}` references to earlier keys, which is how
+//! `COMPOSE_FILE` is built up in steps.
+
+use std::path::{Path, PathBuf};
+
+/// An env file that cannot be read or has a malformed line.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {detail}")]
+pub struct EnvFileError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line (0 when the file cannot be read).
+    pub line: usize,
+    /// What is wrong and what to do.
+    pub detail: String,
+}
+
+/// One assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// The value, unquoted, references to earlier keys expanded.
+    pub value: String,
+    /// The trailing comment's text, if any (without `#`).
+    pub comment: Option<String>,
+}
+
+/// A parsed env file; a key assigned twice keeps its last value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvFile {
+    /// Assignments in file order (a re-assigned key appears once, at its first place).
+    pub entries: Vec<Entry>,
+}
+
+impl EnvFile {
+    /// Reads and parses the env file at `path`.
+    ///
+    /// # Errors
+    /// [`EnvFileError`] when the file cannot be read or a line is neither a
+    /// comment nor `KEY=value`, or has an unclosed quote.
+    pub fn read(path: &Path) -> Result<EnvFile, EnvFileError> {
+        let text = std::fs::read_to_string(path).map_err(|e| EnvFileError {
+            file: path.to_path_buf(),
+            line: 0,
+            detail: format!("cannot read: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses env `text` read from `path` (used in error messages).
+    ///
+    /// # Errors
+    /// As [`EnvFile::read`].
+    pub fn parse(path: &Path, text: &str) -> Result<EnvFile, EnvFileError> {
+        let mut env = EnvFile::default();
+        for (i, raw) in text.lines().enumerate() {
+            let err = |detail: &str| EnvFileError {
+                file: path.to_path_buf(),
+                line: i + 1,
+                detail: detail.into(),
+            };
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let Some((key, rest)) = line.split_once('=') else {
+                return Err(err(
+                    "expected KEY=value; comment the line out with # if it is not an assignment",
+                ));
+            };
+            let key = key.trim();
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(err("the key must be letters, digits and _"));
+            }
+            let (value, comment) = split_value(rest).ok_or_else(|| err("unclosed quote in the value"))?;
+            let value = if value.1 { value.0 } else { env.expand(&value.0) };
+            env.set(key, &value, comment);
+        }
+        Ok(env)
+    }
+
+    /// The value of `key`, if assigned.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries.iter().find(|e| e.key == key).map(|e| e.value.as_str())
+    }
+
+    /// Assigns `key` (replacing the value and comment of an earlier assignment).
+    pub fn set(&mut self, key: &str, value: &str, comment: Option<String>) {
+        match self.entries.iter_mut().find(|e| e.key == key) {
+            Some(e) => {
+                e.value = value.to_string();
+                e.comment = comment;
+            }
+            None => self.entries.push(Entry {
+                key: key.into(),
+                value: value.into(),
+                comment,
+            }),
+        }
+    }
+
+    /// Expands `$KEY` and `${KEY}` with earlier assignments (unknown keys become empty).
+    fn expand(&self, s: &str) -> String {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            let (name, len) = if let Some(inner) = after.strip_prefix('{') {
+                match inner.find('}') {
+                    Some(end) => (&inner[..end], end + 2),
+                    None => ("", 0),
+                }
+            } else {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            };
+            if name.is_empty() {
+                out.push('$');
+                rest = after;
+            } else {
+                out.push_str(self.get(name).unwrap_or(""));
+                rest = &after[len..];
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The file's text: `KEY=value` lines with their comments (values quoted when needed).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for e in &self.entries {
+            let needs_quotes =
+                e.value.is_empty() || e.value.contains(|c: char| c.is_whitespace() || c == '#' || c == '$');
+            if needs_quotes {
+                s.push_str(&format!("{}='{}'", e.key, e.value.replace('\'', "'\\''")));
+            } else {
+                s.push_str(&format!("{}={}", e.key, e.value));
+            }
+            if let Some(c) = &e.comment {
+                s.push_str(&format!(" # {c}"));
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Splits `rest` (after `=`) into ((value, single-quoted), trailing comment).
+fn split_value(rest: &str) -> Option<((String, bool), Option<String>)> {
+    let rest = rest.trim_start();
+    let (value, single, tail) = match rest.chars().next() {
+        Some(q @ ('"' | '\'')) => {
+            let end = rest[1..].find(q)? + 1;
+            (rest[1..end].to_string(), q == '\'', &rest[end + 1..])
+        }
+        _ => {
+            let end = rest.find(" #").or_else(|| rest.find("\t#")).unwrap_or(rest.len());
+            (rest[..end].trim_end().to_string(), false, &rest[end..])
+        }
+    };
+    let comment = tail
+        .trim()
+        .strip_prefix('#')
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty());
+    Some(((value, single), comment))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<EnvFile, EnvFileError> {
+        EnvFile::parse(Path::new(".env.sample"), t)
+    }
+
+    #[test]
+    fn values_quotes_comments_and_expansion() {
+        let e = parse(
+            "# sample\nTYPE=webapp\nexport DOMAIN=\"a.example.com\"\nLETS_ENCRYPT_ENV=production\n\
+             SECRET_DB_PASSWORD_VERSION=v1 # length=32 charset=hex\nCOMPOSE_FILE=\"compose.yml\"\n\
+             COMPOSE_FILE=\"$COMPOSE_FILE:compose.pg.yml\"\nX=${COMPOSE_FILE}!\nQ='$NOT expanded'\nE=\n",
+        )
+        .unwrap();
+        assert_eq!(e.get("TYPE"), Some("webapp"));
+        assert_eq!(e.get("DOMAIN"), Some("a.example.com"));
+        assert_eq!(e.get("COMPOSE_FILE"), Some("compose.yml:compose.pg.yml"));
+        assert_eq!(e.get("X"), Some("compose.yml:compose.pg.yml!"));
+        assert_eq!(e.get("Q"), Some("$NOT expanded"));
+        assert_eq!(e.get("E"), Some(""));
+        let s = e
+            .entries
+            .iter()
+            .find(|x| x.key == "SECRET_DB_PASSWORD_VERSION")
+            .unwrap();
+        assert_eq!(
+            (s.value.as_str(), s.comment.as_deref()),
+            ("v1", Some("length=32 charset=hex"))
+        );
+        assert_eq!(e.entries.iter().filter(|x| x.key == "COMPOSE_FILE").count(), 1);
+    }
+
+    #[test]
+    fn render_round_trips() {
+        let e = parse("A=1\nB='two words' # note\nC=\nD=\"x#y\"\n").unwrap();
+        let again = parse(&e.render()).unwrap();
+        assert_eq!(e, again);
+    }
+
+    #[test]
+    fn malformed_lines_name_file_and_line() {
+        let err = parse("A=1\nthis is not an assignment\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.to_string().starts_with(".env.sample:2:"), "{err}");
+        assert_eq!(parse("A=\"open\n").unwrap_err().line, 1);
+        assert_eq!(parse("1-A=x\n").unwrap_err().line, 1);
+    }
+}

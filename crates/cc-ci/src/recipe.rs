@@ -1,0 +1,575 @@
+//! A Co-op Cloud recipe checkout, read and validated before anything deploys.
+//!
+//! A recipe is a git repository with `compose.yml`, optional `compose.*.yml`
+//! overlays picked by `COMPOSE_FILE` in the app env, and `.env.sample`
+//! (conventions: `../shared/COOP-CLOUD.md`, "Recipes"). Releases are git
+//! tags named `<recipe semver>+<upstream version>`, e.g. `1.0.0+1.22.1`.
+//! [`Recipe::open`] refuses a path that is not a recipe with a
+//! [`RecipeError`] naming the file and what is missing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+use crate::env_file::{EnvFile, EnvFileError};
+
+/// Why a path is not a usable recipe.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    /// The path is not a folder.
+    #[error("{path} is not a recipe: no such folder; give the path of a recipe checkout")]
+    NoFolder {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A file every recipe has is missing.
+    #[error("{path} is not a recipe: {file} is missing ({why})")]
+    Missing {
+        /// The recipe folder.
+        path: PathBuf,
+        /// The missing file, relative to the folder.
+        file: String,
+        /// What the file is for.
+        why: &'static str,
+    },
+    /// `.env.sample` could not be read.
+    #[error(transparent)]
+    Env(#[from] EnvFileError),
+    /// A compose file does not parse or is not a compose file.
+    #[error("{file}:{line}: {detail}; fix the compose file (it must be YAML with a `services:` mapping)")]
+    Compose {
+        /// The compose file.
+        file: PathBuf,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// What is wrong.
+        detail: String,
+    },
+    /// git failed on the recipe checkout.
+    #[error("git in {path}: {detail}")]
+    Git {
+        /// The recipe folder.
+        path: PathBuf,
+        /// What git said.
+        detail: String,
+    },
+}
+
+/// One service of the recipe's compose files (overlays merged by name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Service {
+    /// Service name (the key under `services:`).
+    pub name: String,
+    /// `image:` as written (env variables not expanded).
+    pub image: Option<String>,
+    /// Labels from `deploy.labels` and `labels` (map or `k=v` list form).
+    pub labels: BTreeMap<String, String>,
+    /// Whether the service declares a `healthcheck:` (not `disable: true`).
+    pub healthcheck: bool,
+    /// Named volumes it mounts (short `name:/path` or long `source:` form),
+    /// with their mount paths.
+    pub volumes: BTreeMap<String, String>,
+}
+
+/// A recipe checkout.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// Recipe name: `TYPE=` of `.env.sample`, else the folder name.
+    pub name: String,
+    /// The checkout.
+    pub dir: PathBuf,
+    /// `.env.sample`, parsed.
+    pub env_sample: EnvFile,
+    /// The compose files `COMPOSE_FILE` selects, relative to `dir`, in order.
+    pub compose_files: Vec<String>,
+    /// Services, merged over the compose files in order.
+    pub services: BTreeMap<String, Service>,
+}
+
+/// A release: a git tag whose name parses as a recipe version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// Tag name, e.g. `1.0.0+1.22.1`.
+    pub tag: String,
+    /// The version it names.
+    pub version: semver::Version,
+    /// The commit it points at (40 hex).
+    pub commit: String,
+    /// Whether the tag is annotated (Co-op Cloud lint rule R014 wants so).
+    pub annotated: bool,
+}
+
+/// The label (on the main service) that carries the deployed version;
+/// `${STACK_NAME}` stands in the middle: `coop-cloud.${STACK_NAME}.version`.
+pub fn is_version_label(key: &str) -> bool {
+    key.starts_with("coop-cloud.") && (key.ends_with(".version") && !key.ends_with(".chaos-version"))
+}
+
+impl Recipe {
+    /// Reads and validates the recipe checkout at `dir`.
+    ///
+    /// # Errors
+    /// [`RecipeError`] when `dir` is not a folder, `compose.yml` or
+    /// `.env.sample` is missing, a file `COMPOSE_FILE` names is missing, or a
+    /// compose file does not parse or has no `services:` mapping.
+    pub fn open(dir: &Path) -> Result<Recipe, RecipeError> {
+        if !dir.is_dir() {
+            return Err(RecipeError::NoFolder {
+                path: dir.to_path_buf(),
+            });
+        }
+        let missing = |file: &str, why| RecipeError::Missing {
+            path: dir.to_path_buf(),
+            file: file.into(),
+            why,
+        };
+        if !dir.join("compose.yml").is_file() {
+            return Err(missing("compose.yml", "the recipe's main compose file"));
+        }
+        if !dir.join(".env.sample").is_file() {
+            return Err(missing(".env.sample", "the sample app env that `abra app new` copies"));
+        }
+        let env_sample = EnvFile::read(&dir.join(".env.sample"))?;
+        let compose_files: Vec<String> = env_sample
+            .get("COMPOSE_FILE")
+            .unwrap_or("compose.yml")
+            .split(':')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut services: BTreeMap<String, Service> = BTreeMap::new();
+        for f in &compose_files {
+            let path = dir.join(f);
+            if !path.is_file() {
+                return Err(RecipeError::Missing {
+                    path: dir.to_path_buf(),
+                    file: f.clone(),
+                    why: "named by COMPOSE_FILE in .env.sample",
+                });
+            }
+            for s in parse_compose(&path)? {
+                merge(
+                    services.entry(s.name.clone()).or_insert_with(|| Service {
+                        name: s.name.clone(),
+                        ..Default::default()
+                    }),
+                    s,
+                );
+            }
+        }
+        let name = env_sample
+            .get("TYPE")
+            .map(|t| t.split(':').next().unwrap_or(t).to_string())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| {
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+        Ok(Recipe {
+            name,
+            dir: dir.to_path_buf(),
+            env_sample,
+            compose_files,
+            services,
+        })
+    }
+
+    /// Whether the recipe can be backed up: some service carries the
+    /// `backupbot.backup` label set to true (backup-bot-two's convention).
+    pub fn backup_capable(&self) -> bool {
+        self.services
+            .values()
+            .any(|s| s.labels.get("backupbot.backup").is_some_and(|v| v.trim() == "true"))
+    }
+
+    /// The version the checkout declares: the `coop-cloud.${STACK_NAME}.version`
+    /// label, on whichever service carries it.
+    pub fn declared_version(&self) -> Option<String> {
+        self.services
+            .values()
+            .flat_map(|s| s.labels.iter())
+            .find(|(k, _)| is_version_label(k))
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Secrets `.env.sample` declares (`SECRET_<NAME>_VERSION=v1`): lower-case
+    /// name, version and the generation options of its trailing comment
+    /// (`# length=32`, `charset=hex`).
+    pub fn secrets(&self) -> Vec<(String, String, Option<String>)> {
+        self.env_sample
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let name = e.key.strip_prefix("SECRET_")?.strip_suffix("_VERSION")?;
+                Some((name.to_lowercase(), e.value.clone(), e.comment.clone()))
+            })
+            .collect()
+    }
+
+    /// Releases of the checkout, oldest first (tags that do not parse as a
+    /// version are left out).
+    ///
+    /// # Errors
+    /// [`RecipeError::Git`] when the folder is not a git repository.
+    pub fn releases(&self) -> Result<Vec<Release>, RecipeError> {
+        let out = git(
+            &self.dir,
+            &[
+                "for-each-ref",
+                "refs/tags",
+                "--format=%(refname:short)\t%(objecttype)\t%(*objectname)\t%(objectname)",
+            ],
+        )?;
+        let mut v: Vec<Release> = out
+            .lines()
+            .filter_map(|l| {
+                let mut p = l.split('\t');
+                let tag = p.next()?.to_string();
+                let annotated = p.next()? == "tag";
+                let peeled = p.next()?;
+                let direct = p.next()?;
+                let version = semver::Version::parse(tag.trim_start_matches('v')).ok()?;
+                let commit = if annotated { peeled } else { direct }.to_string();
+                Some(Release {
+                    tag,
+                    version,
+                    commit,
+                    annotated,
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.version.cmp(&b.version));
+        Ok(v)
+    }
+
+    /// The commit checked out (40 hex).
+    ///
+    /// # Errors
+    /// [`RecipeError::Git`] when the folder is not a git repository.
+    pub fn head(&self) -> Result<String, RecipeError> {
+        Ok(git(&self.dir, &["rev-parse", "HEAD"])?.trim().to_string())
+    }
+}
+
+/// The upgrade base for a tested version: the newest release strictly older
+/// than `tested`. When the tested ref is itself the newest tag this is the tag
+/// before it; `None` when there is no older release (the upgrade rung is then
+/// unverified).
+pub fn upgrade_base<'r>(releases: &'r [Release], tested: &semver::Version) -> Option<&'r Release> {
+    releases
+        .iter()
+        .filter(|r| r.version < *tested)
+        .max_by(|a, b| a.version.cmp(&b.version))
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, RecipeError> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .map_err(|e| RecipeError::Git {
+            path: dir.to_path_buf(),
+            detail: format!("cannot run git: {e}"),
+        })?;
+    if !out.status.success() {
+        return Err(RecipeError::Git {
+            path: dir.to_path_buf(),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn merge(into: &mut Service, from: Service) {
+    if from.image.is_some() {
+        into.image = from.image;
+    }
+    into.labels.extend(from.labels);
+    into.healthcheck |= from.healthcheck;
+    into.volumes.extend(from.volumes);
+}
+
+fn scalar(y: &Yaml) -> Option<String> {
+    match y {
+        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
+        Yaml::Integer(i) => Some(i.to_string()),
+        Yaml::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn labels_of(y: &Yaml, out: &mut BTreeMap<String, String>) {
+    match y {
+        Yaml::Hash(h) => {
+            for (k, v) in h {
+                if let Some(k) = scalar(k) {
+                    out.insert(k, scalar(v).unwrap_or_default());
+                }
+            }
+        }
+        Yaml::Array(a) => {
+            for item in a.iter().filter_map(scalar) {
+                let (k, v) = item.split_once('=').unwrap_or((&item, ""));
+                out.insert(k.to_string(), v.to_string());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The services of one compose file.
+fn parse_compose(path: &Path) -> Result<Vec<Service>, RecipeError> {
+    let err = |line: usize, detail: String| RecipeError::Compose {
+        file: path.to_path_buf(),
+        line,
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(0, format!("cannot read: {e}")))?;
+    let docs = YamlLoader::load_from_str(&text).map_err(|e| err(e.marker().line(), e.to_string()))?;
+    let doc = docs
+        .into_iter()
+        .next()
+        .ok_or_else(|| err(1, "the file is empty".into()))?;
+    let Yaml::Hash(services) = &doc["services"] else {
+        return Err(err(1, "no `services:` mapping".into()));
+    };
+    let mut out = Vec::new();
+    for (name, body) in services {
+        let Some(name) = scalar(name) else { continue };
+        let mut s = Service {
+            name,
+            ..Default::default()
+        };
+        s.image = scalar(&body["image"]);
+        labels_of(&body["labels"], &mut s.labels);
+        labels_of(&body["deploy"]["labels"], &mut s.labels);
+        let hc = &body["healthcheck"];
+        s.healthcheck = !hc.is_badvalue() && !matches!(hc["disable"], Yaml::Boolean(true));
+        if let Yaml::Array(vols) = &body["volumes"] {
+            for v in vols {
+                match v {
+                    Yaml::String(short) => {
+                        let mut parts = short.splitn(3, ':');
+                        if let (Some(src), Some(dst)) = (parts.next(), parts.next()) {
+                            if !src.starts_with('/') && !src.starts_with('.') && !src.starts_with('$') {
+                                s.volumes.insert(src.to_string(), dst.to_string());
+                            }
+                        }
+                    }
+                    Yaml::Hash(_) if scalar(&v["type"]).as_deref().unwrap_or("volume") == "volume" => {
+                        if let (Some(src), Some(dst)) = (scalar(&v["source"]), scalar(&v["target"])) {
+                            s.volumes.insert(src, dst);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMPOSE: &str = r#"---
+version: "3.8"
+services:
+  app:
+    image: ccci/webapp:1.0.0
+    networks: [proxy, internal]
+    healthcheck:
+      test: ["CMD", "curl", "-f", "http://localhost:8080/health"]
+      start_period: 10s
+    volumes:
+      - content:/srv/content
+      - /etc/hosts:/etc/hosts:ro
+    deploy:
+      labels:
+        - "traefik.enable=true"
+        - "coop-cloud.${STACK_NAME}.version=1.0.0+1.0.0"
+  db:
+    image: ccci/postgres:15
+    volumes:
+      - type: volume
+        source: postgres
+        target: /var/lib/postgresql/data
+    deploy:
+      labels:
+        backupbot.backup: "true"
+        backupbot.backup.path: /var/lib/postgresql/dump
+volumes:
+  content:
+  postgres:
+"#;
+
+    fn recipe_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (f, t) in files {
+            std::fs::write(d.path().join(f), t).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn reads_services_labels_volumes_and_backup_capability() {
+        let d = recipe_dir(&[
+            ("compose.yml", COMPOSE),
+            (
+                ".env.sample",
+                "TYPE=webapp-pg\nDOMAIN=x.example.com\nSECRET_DB_PASSWORD_VERSION=v1 # length=32\n",
+            ),
+        ]);
+        let r = Recipe::open(d.path()).unwrap();
+        assert_eq!(r.name, "webapp-pg");
+        assert_eq!(r.compose_files, ["compose.yml"]);
+        assert!(r.backup_capable());
+        assert_eq!(r.declared_version().as_deref(), Some("1.0.0+1.0.0"));
+        let app = &r.services["app"];
+        assert!(app.healthcheck);
+        assert_eq!(app.volumes.get("content").map(String::as_str), Some("/srv/content"));
+        assert_eq!(app.volumes.len(), 1, "bind mounts are not named volumes");
+        let db = &r.services["db"];
+        assert!(!db.healthcheck);
+        assert_eq!(
+            db.volumes.get("postgres").map(String::as_str),
+            Some("/var/lib/postgresql/data")
+        );
+        assert_eq!(
+            r.secrets(),
+            [(
+                "db_password".to_string(),
+                "v1".to_string(),
+                Some("length=32".to_string())
+            )]
+        );
+    }
+
+    #[test]
+    fn overlays_follow_compose_file_built_in_steps() {
+        let d = recipe_dir(&[
+            ("compose.yml", "services:\n  app:\n    image: a:1\n"),
+            ("compose.extra.yml", "services:\n  app:\n    deploy:\n      labels: {backupbot.backup: \"true\"}\n"),
+            (".env.sample", "COMPOSE_FILE=\"compose.yml\"\n#COMPOSE_FILE=\"$COMPOSE_FILE:compose.off.yml\"\nCOMPOSE_FILE=\"$COMPOSE_FILE:compose.extra.yml\"\n"),
+        ]);
+        let r = Recipe::open(d.path()).unwrap();
+        assert_eq!(r.compose_files, ["compose.yml", "compose.extra.yml"]);
+        assert!(r.backup_capable());
+        assert_eq!(r.services["app"].image.as_deref(), Some("a:1"));
+    }
+
+    #[test]
+    fn not_a_recipe_is_refused_naming_the_file() {
+        let d = recipe_dir(&[(".env.sample", "TYPE=x\n")]);
+        let e = Recipe::open(d.path()).unwrap_err().to_string();
+        assert!(e.contains("compose.yml is missing"), "{e}");
+        let d = recipe_dir(&[("compose.yml", "services: {a: {image: x}}\n")]);
+        let e = Recipe::open(d.path()).unwrap_err().to_string();
+        assert!(e.contains(".env.sample is missing"), "{e}");
+        let d = recipe_dir(&[("compose.yml", "services:\n  a: [\n"), (".env.sample", "")]);
+        let e = Recipe::open(d.path()).unwrap_err().to_string();
+        assert!(e.contains("compose.yml:") && e.contains("fix the compose file"), "{e}");
+        let d = recipe_dir(&[("compose.yml", "version: '3.8'\n"), (".env.sample", "")]);
+        let e = Recipe::open(d.path()).unwrap_err().to_string();
+        assert!(e.contains("no `services:` mapping"), "{e}");
+        let d = recipe_dir(&[
+            ("compose.yml", "services: {a: {image: x}}\n"),
+            (".env.sample", "COMPOSE_FILE=compose.yml:compose.gone.yml\n"),
+        ]);
+        let e = Recipe::open(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("compose.gone.yml is missing") && e.contains("COMPOSE_FILE"),
+            "{e}"
+        );
+        let e = Recipe::open(&d.path().join("nope")).unwrap_err().to_string();
+        assert!(e.contains("no such folder"), "{e}");
+    }
+
+    fn rel(tag: &str) -> Release {
+        Release {
+            tag: tag.into(),
+            version: semver::Version::parse(tag).unwrap(),
+            commit: tag.into(),
+            annotated: true,
+        }
+    }
+
+    #[test]
+    fn upgrade_base_is_the_newest_older_release() {
+        let rs = [rel("1.0.0+1.22.1"), rel("1.1.0+1.22.1"), rel("2.0.0+1.24.0")];
+        let v = |s| semver::Version::parse(s).unwrap();
+        assert_eq!(
+            upgrade_base(&rs, &v("2.0.0+1.24.0")).unwrap().tag,
+            "1.1.0+1.22.1",
+            "tested = newest tag"
+        );
+        assert_eq!(
+            upgrade_base(&rs, &v("2.1.0+1.25.0")).unwrap().tag,
+            "2.0.0+1.24.0",
+            "a bumped PR head"
+        );
+        assert_eq!(upgrade_base(&rs, &v("1.1.0+1.22.1")).unwrap().tag, "1.0.0+1.22.1");
+        assert!(upgrade_base(&rs, &v("1.0.0+1.22.1")).is_none(), "no older release");
+        assert!(upgrade_base(&[], &v("1.0.0")).is_none());
+    }
+
+    #[test]
+    fn releases_come_from_git_tags_oldest_first() {
+        let d = recipe_dir(&[
+            ("compose.yml", "services: {a: {image: x}}\n"),
+            (".env.sample", "TYPE=x\n"),
+        ]);
+        let g = |args: &[&str]| {
+            let ok = Command::new("git")
+                .arg("-C")
+                .arg(d.path())
+                .args(args)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        g(&["init", "-q"]);
+        g(&[
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "one",
+        ]);
+        g(&[
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "tag",
+            "-a",
+            "1.1.0+2",
+            "-m",
+            "r",
+        ]);
+        g(&["tag", "1.0.0+1"]);
+        g(&["tag", "not-a-version"]);
+        let r = Recipe::open(d.path()).unwrap();
+        let rs = r.releases().unwrap();
+        let tags: Vec<_> = rs.iter().map(|r| (r.tag.as_str(), r.annotated)).collect();
+        assert_eq!(tags, [("1.0.0+1", false), ("1.1.0+2", true)]);
+        assert_eq!(rs[0].commit, r.head().unwrap());
+        assert_eq!(
+            rs[1].commit,
+            r.head().unwrap(),
+            "an annotated tag is peeled to its commit"
+        );
+    }
+}

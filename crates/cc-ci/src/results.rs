@@ -1,0 +1,246 @@
+//! `results.json`: everything one run of the lifecycle suite found. Every
+//! report (terminal summary, JUnit, badge, PR comment, dashboard) is rendered
+//! from these files, never from live state (`../shared/DESIGN.md`, "Results").
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::level::{level, level_name, Rung, Status};
+
+/// The schema identifier written into every results file; bump the number on
+/// any change that is not a pure addition of optional fields.
+pub const SCHEMA: &str = "cc-ci/results/v1";
+
+/// The outcome of one rung.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RungResult {
+    /// Which rung.
+    pub rung: Rung,
+    /// How it ended.
+    pub status: Status,
+    /// Why, in a maintainer's words (required for everything but a pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Wall time, seconds.
+    pub duration_s: f64,
+    /// Log file of the rung, relative to the results folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// Wall time of one phase of the run (install, serve, upgrade, backup,
+/// restore, teardown ...), split into time spent waiting for Docker to
+/// converge and the rest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseTiming {
+    /// Phase name.
+    pub phase: String,
+    /// Wall time, seconds.
+    pub wall_s: f64,
+    /// Of which waiting for the app (convergence, HTTP readiness), seconds.
+    pub waiting_s: f64,
+}
+
+/// One run's results; see [`SCHEMA`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResults {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// Recipe name.
+    pub recipe: String,
+    /// The tested ref (commit SHA, 40 hex).
+    pub tested_ref: String,
+    /// The version the tested ref declares.
+    pub tested_version: Option<String>,
+    /// The upgrade base release (tag), if there was one.
+    pub base_version: Option<String>,
+    /// Start, RFC 3339 UTC.
+    pub started_at: String,
+    /// End, RFC 3339 UTC.
+    pub finished_at: String,
+    /// Each rung that ran or was decided, in ladder order.
+    pub rungs: Vec<RungResult>,
+    /// The level reached, computed from `rungs` by [`level`].
+    pub level: u8,
+    /// The level's name.
+    pub level_name: String,
+    /// Phase timings, in order.
+    pub phases: Vec<PhaseTiming>,
+    /// The settings in force (secret-looking values masked).
+    #[serde(default)]
+    pub settings: serde_json::Value,
+    /// Screenshot path relative to the results folder, if one was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screenshot: Option<String>,
+}
+
+/// A results file that cannot be written or read back.
+#[derive(Debug, thiserror::Error)]
+#[error("results file {path}: {detail}")]
+pub struct ResultsError {
+    /// The file.
+    pub path: String,
+    /// What went wrong.
+    pub detail: String,
+}
+
+impl RunResults {
+    /// Sets `level` and `level_name` from `rungs` (rungs sorted into ladder order).
+    pub fn finish(&mut self) {
+        self.rungs.sort_by_key(|r| r.rung);
+        let outcomes: Vec<(Rung, Status)> = self.rungs.iter().map(|r| (r.rung, r.status)).collect();
+        self.level = level(&outcomes);
+        self.level_name = level_name(self.level).to_string();
+    }
+
+    /// Writes the results as pretty JSON to `path` through a temporary file
+    /// in the same folder and a rename, so a reader never sees half a file.
+    ///
+    /// # Errors
+    /// [`ResultsError`] when the folder is not writable.
+    pub fn write(&self, path: &Path) -> Result<(), ResultsError> {
+        let err = |detail: String| ResultsError {
+            path: path.display().to_string(),
+            detail,
+        };
+        let json = serde_json::to_string_pretty(self).map_err(|e| err(e.to_string()))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json + "\n").map_err(|e| err(format!("cannot write {}: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, path).map_err(|e| err(format!("cannot rename into place: {e}")))
+    }
+
+    /// Reads a results file, refusing another schema.
+    ///
+    /// # Errors
+    /// [`ResultsError`] when unreadable, not JSON of this shape, or of another schema.
+    pub fn read(path: &Path) -> Result<RunResults, ResultsError> {
+        let err = |detail: String| ResultsError {
+            path: path.display().to_string(),
+            detail,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let r: RunResults = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+        if r.schema != SCHEMA {
+            return Err(err(format!("schema {:?}, expected {SCHEMA:?}", r.schema)));
+        }
+        Ok(r)
+    }
+
+    /// The closing summary table: one line per rung, then the level.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} {} ({}), upgrade base {}\n",
+            self.recipe,
+            self.tested_version.as_deref().unwrap_or("?"),
+            &self.tested_ref[..self.tested_ref.len().min(12)],
+            self.base_version.as_deref().unwrap_or("none")
+        );
+        s.push_str(&format!(
+            "{:<5} {:<10} {:<11} {:>8}  {}\n",
+            "level", "rung", "status", "time", "reason"
+        ));
+        for r in &self.rungs {
+            let status = serde_json::to_value(r.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let rung = serde_json::to_value(r.rung)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "{:<5} {:<10} {:<11} {:>7.1}s  {}\n",
+                r.rung.level(),
+                rung,
+                status,
+                r.duration_s,
+                r.reason.as_deref().unwrap_or("")
+            ));
+        }
+        s.push_str(&format!("LEVEL {} ({})\n", self.level, self.level_name));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RunResults {
+        let mut r = RunResults {
+            schema: SCHEMA.into(),
+            recipe: "static-site".into(),
+            tested_ref: "0123456789abcdef0123456789abcdef01234567".into(),
+            tested_version: Some("1.1.0+1.22.1".into()),
+            base_version: Some("1.0.0+1.22.1".into()),
+            started_at: "2026-11-21T15:00:00Z".into(),
+            finished_at: "2026-11-21T15:01:00Z".into(),
+            rungs: vec![
+                RungResult {
+                    rung: Rung::Restore,
+                    status: Status::NotApplicable,
+                    reason: Some("no backupbot labels".into()),
+                    duration_s: 0.0,
+                    log: None,
+                },
+                RungResult {
+                    rung: Rung::Install,
+                    status: Status::Pass,
+                    reason: None,
+                    duration_s: 12.5,
+                    log: Some("install.log".into()),
+                },
+                RungResult {
+                    rung: Rung::Serve,
+                    status: Status::Pass,
+                    reason: None,
+                    duration_s: 1.0,
+                    log: None,
+                },
+                RungResult {
+                    rung: Rung::Upgrade,
+                    status: Status::Unverified,
+                    reason: Some("base equals head".into()),
+                    duration_s: 0.1,
+                    log: None,
+                },
+            ],
+            level: 99,
+            level_name: String::new(),
+            phases: vec![PhaseTiming {
+                phase: "install".into(),
+                wall_s: 12.5,
+                waiting_s: 11.0,
+            }],
+            settings: serde_json::json!({}),
+            screenshot: None,
+        };
+        r.finish();
+        r
+    }
+
+    #[test]
+    fn finish_computes_the_level_from_the_rungs() {
+        let r = sample();
+        assert_eq!(r.level, 2);
+        assert_eq!(r.level_name, "serves");
+        assert_eq!(r.rungs[0].rung, Rung::Install, "rungs in ladder order");
+        let table = r.summary();
+        assert!(table.contains("upgrade    unverified"), "{table}");
+        assert!(table.ends_with("LEVEL 2 (serves)\n"), "{table}");
+    }
+
+    #[test]
+    fn write_then_read_round_trips_and_other_schemas_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("results.json");
+        let r = sample();
+        r.write(&p).unwrap();
+        assert_eq!(RunResults::read(&p).unwrap(), r);
+        assert!(!d.path().join("results.json.tmp").exists());
+        let text = std::fs::read_to_string(&p).unwrap().replace(SCHEMA, "cc-ci/results/v0");
+        std::fs::write(&p, text).unwrap();
+        assert!(RunResults::read(&p).unwrap_err().to_string().contains("schema"));
+    }
+}
