@@ -425,6 +425,8 @@ fn stalled_loop_is_restarted_but_a_paced_wait_is_not() {
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     w.cue("builder", &format!("wait-until {later}"));
+    // An unreachable origin must not stop the stall check.
+    std::fs::rename(w.path("origin.git"), w.path("origin.git.away")).unwrap();
     let t0 = Instant::now();
     w.cue("adversary", "hang");
     wait("hung adversary restarted", 30, || w.invocations("adversary").len() == 2);

@@ -392,6 +392,15 @@ impl Loops {
         if self.state.phase()? >= self.cfg.phases.len() {
             return Ok(());
         }
+        // An unreachable origin must not stop the stall check: run both, report the first error.
+        let handoffs = self.handoffs();
+        let stalls = self.stall_check();
+        self.state.bump("fast_ticks", 1)?;
+        handoffs.and(stalls)
+    }
+
+    /// Pings for new `claim(`/`review(` commits and INBOX changes since the last origin SHA seen.
+    fn handoffs(&self) -> Result<()> {
         let head = self.mirror.fetch()?;
         match self.state.get("last_sha")? {
             None => self.state.set("last_sha", &head)?,
@@ -427,6 +436,12 @@ impl Loops {
             }
             Some(_) => {}
         }
+        Ok(())
+    }
+
+    /// Restarts loops whose pane has not changed for `stall_idle`, unless a
+    /// live `WAITING-UNTIL` marker ends it.
+    fn stall_check(&self) -> Result<()> {
         let now = now_ms();
         for agent in &self.cfg.agents {
             if !matches!(self.tmux.pane_state(&agent.session)?, PaneState::Alive(_)) {
@@ -456,7 +471,6 @@ impl Loops {
                 }
             }
         }
-        self.state.bump("fast_ticks", 1)?;
         Ok(())
     }
 
