@@ -7,8 +7,10 @@
 pub mod cert;
 pub mod env_file;
 pub mod level;
+pub mod lifecycle;
 pub mod loops;
 pub mod recipe;
 pub mod results;
+pub mod run;
 pub mod sops;
 pub mod swarm;

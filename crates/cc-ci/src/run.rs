@@ -1,0 +1,234 @@
+//! One test run's plan: which recipe, which ref and version, which upgrade
+//! base, and the run's own identity (run id, app domain, stack, `ABRA_DIR`,
+//! results folder), so concurrent runs share nothing writable.
+//!
+//! The app domain is `<recipe>-<6 hex>.<wildcard domain>`, as the earlier
+//! Python cc-ci did (`../shared/COOP-CLOUD.md`), the stack its abra name.
+
+use std::path::{Path, PathBuf};
+
+use crate::recipe::{upgrade_base, Recipe, RecipeError, Release};
+
+/// Where runs keep their state and results, and which wildcard domain apps get.
+#[derive(Debug, Clone)]
+pub struct RunEnv {
+    /// The wildcard domain Traefik serves, e.g. `ci.test` (apps get `<x>.ci.test`).
+    pub domain: String,
+    /// Per-run state (each run's `ABRA_DIR` lives in `<state_dir>/runs/<run id>/`).
+    pub state_dir: PathBuf,
+    /// Results root: `<results_dir>/<recipe>/<run id>/results.json`.
+    pub results_dir: PathBuf,
+}
+
+/// Why the upgrade rung cannot be verified, decided before anything deploys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseProblem {
+    /// The tested ref declares no version (no `coop-cloud.${STACK_NAME}.version` label, no tag).
+    NoVersion,
+    /// The declared version is not a recipe version (`<semver>+<upstream>`).
+    BadVersion(String),
+    /// No release is older than the tested version.
+    NoOlderRelease(String),
+    /// The base release is the very commit under test: an upgrade to itself proves nothing.
+    BaseIsHead(String),
+}
+
+impl std::fmt::Display for BaseProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BaseProblem::NoVersion => {
+                write!(
+                    f,
+                    "the tested ref declares no version (no coop-cloud.${{STACK_NAME}}.version label)"
+                )
+            }
+            BaseProblem::BadVersion(v) => write!(f, "the declared version {v:?} is not <semver>+<upstream>"),
+            BaseProblem::NoOlderRelease(v) => write!(f, "no release tag is older than {v}: nothing to upgrade from"),
+            BaseProblem::BaseIsHead(t) => {
+                write!(
+                    f,
+                    "the upgrade base {t} is the tested commit itself: an upgrade to itself proves nothing"
+                )
+            }
+        }
+    }
+}
+
+/// A planned run.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// The recipe.
+    pub recipe: Recipe,
+    /// The tested commit (40 hex).
+    pub tested_ref: String,
+    /// The tested version as declared, if any.
+    pub tested_version: Option<String>,
+    /// The upgrade base, or why there is none.
+    pub base: Result<Release, BaseProblem>,
+    /// Six hex digits naming the run.
+    pub run_id: String,
+    /// The app's domain.
+    pub domain: String,
+    /// The app's stack name (abra's: the domain with dots as underscores).
+    pub stack: String,
+    /// This run's `ABRA_DIR`.
+    pub abra_dir: PathBuf,
+    /// This run's results folder.
+    pub results_dir: PathBuf,
+}
+
+/// A plan that cannot be made: the path is not a recipe, or not a git checkout.
+pub type PlanError = RecipeError;
+
+/// abra's stack name for an app domain: dots become underscores.
+pub fn stack_name(domain: &str) -> String {
+    domain.replace('.', "_")
+}
+
+fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..6].to_string()
+}
+
+impl RunPlan {
+    /// Plans a run of the recipe checkout at `dir` in `env`.
+    ///
+    /// # Errors
+    /// [`RecipeError`] when `dir` is not a recipe (nothing is created then)
+    /// or not a git checkout.
+    pub fn new(dir: &Path, env: &RunEnv) -> Result<RunPlan, PlanError> {
+        let recipe = Recipe::open(dir)?;
+        let tested_ref = recipe.head()?;
+        let releases = recipe.releases()?;
+        let tagged = releases
+            .iter()
+            .rev()
+            .find(|r| r.commit == tested_ref)
+            .map(|r| r.tag.clone());
+        let tested_version = recipe.declared_version().or(tagged);
+        let base = match &tested_version {
+            None => Err(BaseProblem::NoVersion),
+            Some(v) => match semver::Version::parse(v.trim_start_matches('v')) {
+                Err(_) => Err(BaseProblem::BadVersion(v.clone())),
+                Ok(tested) => match upgrade_base(&releases, &tested) {
+                    None => Err(BaseProblem::NoOlderRelease(v.clone())),
+                    Some(b) if b.commit == tested_ref => Err(BaseProblem::BaseIsHead(b.tag.clone())),
+                    Some(b) => Ok(b.clone()),
+                },
+            },
+        };
+        let run_id = run_id();
+        let label: String = recipe
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let domain = format!("{}-{run_id}.{}", label.trim_matches('-'), env.domain);
+        Ok(RunPlan {
+            stack: stack_name(&domain),
+            abra_dir: env.state_dir.join("runs").join(&run_id).join("abra"),
+            results_dir: env.results_dir.join(&recipe.name).join(&run_id),
+            recipe,
+            tested_ref,
+            tested_version,
+            base,
+            run_id,
+            domain,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.email=t@t", "-c", "user.name=t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn release(dir: &Path, version: &str, tag: bool) {
+        let compose = format!(
+            "services:\n  app:\n    image: ccci/nginx:1.22.1\n    deploy:\n      labels:\n        \
+             - coop-cloud.${{STACK_NAME}}.version={version}\n"
+        );
+        std::fs::write(dir.join("compose.yml"), compose).unwrap();
+        git(dir, &["add", "."]);
+        git(dir, &["commit", "-q", "-m", version]);
+        if tag {
+            git(dir, &["tag", "-a", version, "-m", version]);
+        }
+    }
+
+    fn env(d: &Path) -> RunEnv {
+        RunEnv {
+            domain: "ci.test".into(),
+            state_dir: d.join("state"),
+            results_dir: d.join("results"),
+        }
+    }
+
+    #[test]
+    fn plans_identity_and_base() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("My_Recipe");
+        std::fs::create_dir(&r).unwrap();
+        std::fs::write(r.join(".env.sample"), "TYPE=my_recipe\n").unwrap();
+        git(&r, &["init", "-q"]);
+        release(&r, "1.0.0+1.0", true);
+        release(&r, "1.1.0+1.0", true);
+        let p = RunPlan::new(&r, &env(d.path())).unwrap();
+        assert_eq!(p.tested_version.as_deref(), Some("1.1.0+1.0"));
+        assert_eq!(p.base.as_ref().unwrap().tag, "1.0.0+1.0");
+        assert!(
+            p.domain.starts_with("my-recipe-") && p.domain.ends_with(".ci.test"),
+            "{}",
+            p.domain
+        );
+        assert_eq!(p.stack, p.domain.replace('.', "_"));
+        assert!(p.abra_dir.starts_with(d.path().join("state/runs").join(&p.run_id)));
+        let q = RunPlan::new(&r, &env(d.path())).unwrap();
+        assert_ne!(p.run_id, q.run_id, "each run has its own identity");
+        assert_ne!(p.abra_dir, q.abra_dir);
+        assert!(!d.path().join("state").exists(), "planning creates nothing");
+    }
+
+    #[test]
+    fn base_problems() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("x");
+        std::fs::create_dir(&r).unwrap();
+        std::fs::write(r.join(".env.sample"), "TYPE=x\n").unwrap();
+        git(&r, &["init", "-q"]);
+        release(&r, "1.0.0+1.0", true);
+        let p = RunPlan::new(&r, &env(d.path())).unwrap();
+        assert_eq!(p.base.unwrap_err(), BaseProblem::NoOlderRelease("1.0.0+1.0".into()));
+        // A head whose version was not bumped upgrades from the previous tag...
+        release(&r, "1.1.0+1.0", true);
+        std::fs::write(r.join("README.md"), "change").unwrap();
+        git(&r, &["add", "."]);
+        git(&r, &["commit", "-q", "-m", "unbumped"]);
+        let p = RunPlan::new(&r, &env(d.path())).unwrap();
+        assert_eq!(p.base.unwrap().tag, "1.0.0+1.0");
+        // ...and a base tag on the head commit itself is refused as proof.
+        git(&r, &["tag", "-a", "1.0.5+1.0", "-m", "same commit"]);
+        let p = RunPlan::new(&r, &env(d.path())).unwrap();
+        assert_eq!(p.base.unwrap_err(), BaseProblem::BaseIsHead("1.0.5+1.0".into()));
+    }
+}

@@ -1,0 +1,144 @@
+//! `ccci test` and `ccci report` as a user runs them: refused input, and
+//! infrastructure faults that must give `error`, never `fail`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.email=t@t", "-c", "user.name=t"])
+        .args(args)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+/// A minimal recipe checkout with one annotated release.
+fn recipe(root: &Path) -> std::path::PathBuf {
+    let r = root.join("demo");
+    std::fs::create_dir(&r).unwrap();
+    std::fs::write(
+        r.join(".env.sample"),
+        "TYPE=demo\nDOMAIN=demo.example.com\nLETS_ENCRYPT_ENV=production\n",
+    )
+    .unwrap();
+    std::fs::write(
+        r.join("compose.yml"),
+        "services:\n  app:\n    image: ccci/nginx:1.22.1\n    deploy:\n      labels:\n        - coop-cloud.${STACK_NAME}.version=1.0.0+1.22.1\n",
+    )
+    .unwrap();
+    git(&r, &["init", "-q"]);
+    git(&r, &["add", "."]);
+    git(&r, &["commit", "-q", "-m", "one"]);
+    git(&r, &["tag", "-a", "1.0.0+1.22.1", "-m", "release"]);
+    r
+}
+
+fn ccci(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ccci"));
+    c.args(args)
+        .env("CCCI_STATE_DIR", root.join("state"))
+        .env("CCCI_RESULTS_DIR", root.join("results"))
+        .env("CCCI_RECIPES_DIR", root)
+        .env_remove("CCCI_ABRA")
+        // No abra anywhere on this PATH.
+        .env("PATH", "/usr/bin:/bin");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn results_of(root: &Path) -> serde_json::Value {
+    let dir = root.join("results/demo");
+    let run = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn not_a_recipe_is_refused_before_anything_is_created() {
+    let d = tempfile::tempdir().unwrap();
+    let r = recipe(d.path());
+    std::fs::remove_file(r.join(".env.sample")).unwrap();
+    let out = ccci(d.path(), &["test", r.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(".env.sample is missing") && err.contains("refused before anything was deployed"),
+        "{err}"
+    );
+
+    std::fs::write(r.join(".env.sample"), "TYPE=demo\n").unwrap();
+    std::fs::write(r.join("compose.yml"), "services:\n  app: [\n").unwrap();
+    let out = ccci(d.path(), &["test", "demo"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("compose.yml:") && err.contains("fix the compose file"),
+        "{err}"
+    );
+    assert!(
+        !d.path().join("state").exists() && !d.path().join("results").exists(),
+        "something was left behind"
+    );
+}
+
+#[test]
+fn missing_abra_is_an_error_not_a_fail() {
+    let d = tempfile::tempdir().unwrap();
+    recipe(d.path());
+    let out = ccci(d.path(), &["test", "demo"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = results_of(d.path());
+    assert_eq!(r["schema"], "cc-ci/results/v1");
+    assert_eq!(r["rungs"][0]["rung"], "install");
+    assert_eq!(r["rungs"][0]["status"], "error");
+    assert_eq!(r["level"], 0);
+    assert!(r["rungs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|x| x["status"] != "fail" && x["status"] != "pass"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("LEVEL 0"), "{stdout}");
+    assert!(
+        !d.path().join("state").exists(),
+        "no ABRA_DIR is made when nothing can deploy"
+    );
+}
+
+#[test]
+fn unreachable_docker_is_an_error_naming_docker() {
+    let d = tempfile::tempdir().unwrap();
+    recipe(d.path());
+    let out = ccci(
+        d.path(),
+        &["test", "demo"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let r = results_of(d.path());
+    assert_eq!(r["rungs"][0]["status"], "error");
+    let reason = r["rungs"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("Docker engine"), "{reason}");
+}
+
+#[test]
+fn report_renders_a_results_file_and_refuses_garbage() {
+    let d = tempfile::tempdir().unwrap();
+    recipe(d.path());
+    ccci(d.path(), &["test", "demo"], &[]);
+    let dir = d.path().join("results/demo");
+    let run = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    let out = ccci(d.path(), &["report", run.join("results.json").to_str().unwrap()], &[]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("install    error"));
+    std::fs::write(d.path().join("bad.json"), "{}").unwrap();
+    let out = ccci(d.path(), &["report", d.path().join("bad.json").to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.json"));
+}
