@@ -5,6 +5,7 @@
 //! for a one-page map.
 
 pub mod cert;
+pub mod converge;
 pub mod env_file;
 pub mod level;
 pub mod lifecycle;
@@ -12,5 +13,8 @@ pub mod loops;
 pub mod recipe;
 pub mod results;
 pub mod run;
+pub mod serve;
 pub mod sops;
+pub mod stack;
 pub mod swarm;
+pub mod witness;
