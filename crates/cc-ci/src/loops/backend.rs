@@ -8,20 +8,58 @@ pub const RESUME_MESSAGE: &str =
 
 /// How to run an agent this time.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Run<'a> {
+pub enum Run {
     /// A new conversation with id `conversation` (Claude pins it with
     /// `--session-id`) and the whole `prompt` text.
     Fresh {
-        /// Conversation id to pin.
-        conversation: &'a str,
+        /// Conversation id to pin (a UUID v4).
+        conversation: String,
         /// The prompt text, passed as one positional argument.
-        prompt: &'a str,
+        prompt: String,
     },
     /// Continue conversation `conversation`.
     Resume {
         /// Conversation id to resume.
-        conversation: &'a str,
+        conversation: String,
     },
+}
+
+impl Run {
+    /// Resumes `conversation` when `resume` and there is one; otherwise a fresh
+    /// conversation with a new id and the prompt `fresh_prompt` gives.
+    ///
+    /// # Errors
+    /// Whatever `fresh_prompt` returns (an unreadable prompt file).
+    pub fn choose(
+        conversation: Option<&str>,
+        resume: bool,
+        fresh_prompt: impl FnOnce() -> anyhow::Result<String>,
+    ) -> anyhow::Result<Run> {
+        Ok(match conversation {
+            Some(c) if resume => Run::Resume {
+                conversation: c.to_string(),
+            },
+            _ => Run::Fresh {
+                conversation: uuid::Uuid::new_v4().to_string(),
+                prompt: fresh_prompt()?,
+            },
+        })
+    }
+
+    /// The conversation id it runs.
+    pub fn conversation(&self) -> &str {
+        match self {
+            Run::Fresh { conversation, .. } | Run::Resume { conversation } => conversation,
+        }
+    }
+
+    /// `fresh` or `resumed`, for logs and reports.
+    pub fn how(&self) -> &'static str {
+        match self {
+            Run::Fresh { .. } => "fresh",
+            Run::Resume { .. } => "resumed",
+        }
+    }
 }
 
 /// The argv that runs an agent: program first. The prompt is always a
@@ -32,7 +70,7 @@ pub enum Run<'a> {
 /// - opencode (`opencode run --help`): `opencode run [args] [--attach URL]
 ///   [--model M] --title <title> <prompt>`; resume: `... --continue <message>`
 ///   (opencode picks its own session ids, so the last one of the clone is continued).
-pub fn argv(kind: BackendKind, b: &Backend, model: Option<&str>, title: &str, run: &Run<'_>) -> Vec<String> {
+pub fn argv(kind: BackendKind, b: &Backend, model: Option<&str>, title: &str, run: &Run) -> Vec<String> {
     let mut v = vec![b.command.display().to_string()];
     if kind == BackendKind::Opencode {
         v.push("run".into());
@@ -48,10 +86,10 @@ pub fn argv(kind: BackendKind, b: &Backend, model: Option<&str>, title: &str, ru
             }
             match run {
                 Run::Fresh { conversation, prompt } => {
-                    v.extend(["--session-id".into(), conversation.to_string(), prompt.to_string()]);
+                    v.extend(["--session-id".into(), conversation.clone(), prompt.clone()]);
                 }
                 Run::Resume { conversation } => {
-                    v.extend(["--resume".into(), conversation.to_string(), RESUME_MESSAGE.into()]);
+                    v.extend(["--resume".into(), conversation.clone(), RESUME_MESSAGE.into()]);
                 }
             }
         }
@@ -64,7 +102,7 @@ pub fn argv(kind: BackendKind, b: &Backend, model: Option<&str>, title: &str, ru
             }
             v.extend(["--title".into(), title.into()]);
             match run {
-                Run::Fresh { prompt, .. } => v.push(prompt.to_string()),
+                Run::Fresh { prompt, .. } => v.push(prompt.clone()),
                 Run::Resume { .. } => v.extend(["--continue".into(), RESUME_MESSAGE.into()]),
             }
         }
@@ -90,8 +128,8 @@ mod tests {
             Some("opus"),
             "t",
             &Run::Fresh {
-                conversation: "u1",
-                prompt: "do it",
+                conversation: "u1".into(),
+                prompt: "do it".into(),
             },
         );
         assert_eq!(
@@ -108,7 +146,15 @@ mod tests {
                 "do it"
             ]
         );
-        let r = argv(BackendKind::Claude, &b, None, "t", &Run::Resume { conversation: "u1" });
+        let r = argv(
+            BackendKind::Claude,
+            &b,
+            None,
+            "t",
+            &Run::Resume {
+                conversation: "u1".into(),
+            },
+        );
         assert_eq!(&r[..6], ["claude", "--x", "--remote-control", "rc", "--resume", "u1"]);
         assert_eq!(r[6], RESUME_MESSAGE);
     }
@@ -127,8 +173,8 @@ mod tests {
             None,
             "builder",
             &Run::Fresh {
-                conversation: "u",
-                prompt: "p",
+                conversation: "u".into(),
+                prompt: "p".into(),
             },
         );
         assert_eq!(
@@ -140,7 +186,9 @@ mod tests {
             &b,
             None,
             "builder",
-            &Run::Resume { conversation: "u" },
+            &Run::Resume {
+                conversation: "u".into(),
+            },
         );
         assert_eq!(
             r[..7],

@@ -160,30 +160,14 @@ impl Loops {
         let kind = self.cfg.default_backend;
         let backend = self.cfg.backend(kind);
         let done = self.job_done_file(name);
-        let text;
-        let id;
-        let (run, how) = match (&job.conversation, resume) {
-            (Some(c), true) => (Run::Resume { conversation: c }, "resumed"),
-            _ => {
-                let body =
-                    std::fs::read_to_string(&job.prompt).with_context(|| format!("cannot read {}", job.prompt))?;
-                text = format!(
-                    "{body}\n\nWhen the task is complete, create the file {} (the loops supervisor stops resuming you once it exists).",
-                    done.display()
-                );
-                id = uuid::Uuid::new_v4().to_string();
-                (
-                    Run::Fresh {
-                        conversation: &id,
-                        prompt: &text,
-                    },
-                    "fresh",
-                )
-            }
-        };
-        let conversation = match &run {
-            Run::Fresh { conversation, .. } | Run::Resume { conversation } => conversation.to_string(),
-        };
+        let run = Run::choose(job.conversation.as_deref(), resume, || {
+            let body = std::fs::read_to_string(&job.prompt).with_context(|| format!("cannot read {}", job.prompt))?;
+            Ok(format!(
+                "{body}\n\nWhen the task is complete, create the file {} (the loops supervisor stops resuming you once it exists).",
+                done.display()
+            ))
+        })?;
+        let how = run.how();
         let argv = argv(
             kind,
             backend,
@@ -206,7 +190,7 @@ impl Loops {
                 log: &log,
             },
         )?;
-        job.conversation = Some(conversation);
+        job.conversation = Some(run.conversation().to_string());
         self.state.put_job(name, &job)?;
         Ok(how)
     }

@@ -253,26 +253,11 @@ impl Loops {
         let mut st = self.state.agent(&agent.name)?;
         let backend = self.cfg.backend(agent.backend);
         let prompt_file = self.cfg.prompt_for(agent, phase);
-        let prompt;
-        let fresh_id;
-        let (run, how) = match (&st.conversation, resume) {
-            (Some(c), true) => (Run::Resume { conversation: c }, "resumed"),
-            _ => {
-                prompt = std::fs::read_to_string(&prompt_file)
-                    .with_context(|| format!("cannot read prompt {}", prompt_file.display()))?;
-                fresh_id = uuid::Uuid::new_v4().to_string();
-                (
-                    Run::Fresh {
-                        conversation: &fresh_id,
-                        prompt: &prompt,
-                    },
-                    "fresh",
-                )
-            }
-        };
-        let conversation = match &run {
-            Run::Fresh { conversation, .. } | Run::Resume { conversation } => conversation.to_string(),
-        };
+        let run = Run::choose(st.conversation.as_deref(), resume, || {
+            std::fs::read_to_string(&prompt_file)
+                .with_context(|| format!("cannot read prompt {}", prompt_file.display()))
+        })?;
+        let how = run.how();
         let argv = argv(agent.backend, backend, agent.model.as_deref(), &agent.name, &run);
         let env = vec![
             format!("LOOPS_AGENT={}", agent.name),
@@ -289,7 +274,7 @@ impl Loops {
                 log: &log,
             },
         )?;
-        st.conversation = Some(conversation);
+        st.conversation = Some(run.conversation().to_string());
         st.pane_hash = None;
         st.pane_changed_ms = now_ms();
         if why != "start" {
