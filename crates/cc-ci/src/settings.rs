@@ -1,0 +1,1536 @@
+//! Per-recipe CI settings: `tests/recipes/<recipe>/` in this repository
+//! (`../shared/DESIGN.md`, "The main job"). Zero config works: a recipe
+//! without a folder, or a folder without `ccci.toml`, gets the defaults.
+//!
+//! The folder holds one declarative file plus optional executables
+//! (a maintainer's guide with a complete example: `tests/recipes/README.md`):
+//!
+//! ```text
+//! tests/recipes/<recipe>/
+//!   ccci.toml          settings (below); optional
+//!   install-steps      executable: after `abra app new` and the env, before the first deploy
+//!   hooks/pre-<rung>   executables: before rung serve, upgrade, restore, lint or tested
+//!   custom/<test>      executables: the recipe's own tests (rung `tested`), any language;
+//!                      subfolders of custom/ are ignored (helpers, data)
+//!   compose.ccci.yml   compose overlay, a last resort: needs `[overlay] reason`
+//!   README*, .*        ignored; anything else is an error (a misnamed file would be ignored silently)
+//! ```
+//!
+//! ```toml
+//! [timeouts]                 # seconds; defaults shown
+//! deploy = 300               # each deploy's convergence
+//! http = 60                  # how long an HTTP check retries while the app is "not yet" up
+//! scripts = 600              # each executable (install steps, hook, custom test)
+//!
+//! [env]                      # extra app env (over .env.sample), strings only
+//! SITE_TITLE = "cc-ci"
+//!
+//! [upgrade]
+//! base = "previous"          # default; or a release tag, e.g. "1.0.0+1.22.1"
+//! # skip = "why"             # instead of base: the upgrade rung is n/a with this reason
+//! [upgrade.env]              # extra env for the upgraded deploy only (over [env])
+//! NEW_FLAG = "1"
+//!
+//! [[serve.checks]]           # what "serves" means; default: GET / answers 2xx or 3xx
+//! path = "/"                 # default "/"
+//! status = [200]             # default: any 2xx or 3xx; each 100-599
+//! title = "^Welcome"         # regex searched in the <title>
+//! content = "ccci"           # regex searched in the body
+//!
+//! [[checks.upgrade]]         # extra HTTP checks of rung serve, upgrade or restore
+//! path = "/health"
+//! status = [200]
+//!
+//! [backup]                   # overrides detection from backupbot labels
+//! capable = false
+//! reason = "the data is rebuilt from the upstream on start"
+//!
+//! [expect_na]                # rungs (serve, upgrade, restore) that do not apply, with why
+//! serve = "no web interface: a mail relay"
+//!
+//! [overlay]                  # required exactly when compose.ccci.yml is present
+//! reason = "the upstream image needs a writable /tmp under cc-ci's read-only test"
+//! ```
+//!
+//! Every problem is a [`SettingsError`] naming the file, the line (where there
+//! is one) and the fix, found by [`Settings::load`] before anything deploys.
+//!
+//! Code from the recipe's own repository (`tests/ccci/custom/*`,
+//! `tests/ccci/hooks/pre-<rung>` in the recipe checkout, see
+//! [`REPO_LOCAL_DIR`]) runs only for recipes listed in
+//! `tests/recipes/approved.toml` ([`Settings::repo_local`]).
+//!
+//! [`Settings::manifest`] is the customization in force, secret-looking values
+//! masked, for `results.json`; [`Settings::describe`] the same for a terminal.
+//! [`TestEnv`] is the contract of every executable: the environment it gets.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use toml::Spanned;
+
+use crate::env_file::EnvFile;
+use crate::level::{Rung, Status};
+use crate::run::RunPlan;
+use crate::serve::{ExpectStatus, ServeSpec, DEFAULT_READINESS};
+
+/// The settings file inside a recipe's settings folder.
+pub const SETTINGS_FILE: &str = "ccci.toml";
+/// The approved list, in the settings root (`tests/recipes/approved.toml`).
+pub const APPROVED_FILE: &str = "approved.toml";
+/// The install-steps executable.
+pub const INSTALL_STEPS: &str = "install-steps";
+/// The folder of pre-rung hooks.
+pub const HOOKS_DIR: &str = "hooks";
+/// The folder of custom tests.
+pub const CUSTOM_DIR: &str = "custom";
+/// The compose overlay file name (in the settings folder; copied into the
+/// checkout and appended to `COMPOSE_FILE`).
+pub const OVERLAY_FILE: &str = "compose.ccci.yml";
+/// Where a recipe's own cc-ci code lives in its checkout (`custom/`, `hooks/`
+/// as in a settings folder); used only for approved recipes.
+pub const REPO_LOCAL_DIR: &str = "tests/ccci";
+
+/// Default convergence timeout of one deploy.
+pub const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default time an executable may run.
+pub const DEFAULT_SCRIPTS_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest timeout accepted (one day).
+const MAX_TIMEOUT_S: f64 = 86_400.0;
+/// Env keys cc-ci sets itself.
+const RESERVED_ENV: &[&str] = &["DOMAIN", "TYPE", "RECIPE", "LETS_ENCRYPT_ENV"];
+/// Rungs a hook may precede (install has `install-steps`; 7 and 8 are computed).
+const HOOK_RUNGS: &[Rung] = &[Rung::Serve, Rung::Upgrade, Rung::Restore, Rung::Lint, Rung::Tested];
+/// Rungs with extra HTTP checks or a declared n/a: the ones that deploy or serve.
+const HTTP_RUNGS: &[Rung] = &[Rung::Serve, Rung::Upgrade, Rung::Restore];
+
+/// A settings problem: the file, the 1-based line (when one is to blame) and
+/// what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct SettingsError {
+    /// The file (or folder) at fault.
+    pub file: PathBuf,
+    /// The 1-based line of the offending key or value, if known.
+    pub line: Option<usize>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+fn file_err(file: &Path, message: String) -> SettingsError {
+    SettingsError {
+        file: file.to_path_buf(),
+        line: None,
+        message,
+    }
+}
+
+/// Which release the upgrade rung starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpgradeBase {
+    /// The newest release older than the tested version (the default).
+    Previous,
+    /// This release tag.
+    Pinned(String),
+    /// No upgrade: the rung is n/a with this reason.
+    Skip(String),
+}
+
+/// One HTTP check: `GET <path>` on the app's domain through Traefik.
+#[derive(Debug, Clone)]
+pub struct HttpCheck {
+    /// Path and query, starting with `/`.
+    pub path: String,
+    /// Statuses that pass.
+    pub status: ExpectStatus,
+    /// Regex searched in the page's `<title>`.
+    pub title: Option<Regex>,
+    /// Regex searched in the body.
+    pub content: Option<Regex>,
+}
+
+impl HttpCheck {
+    /// `GET /`, any 2xx or 3xx: the zero-config serve check.
+    pub fn front_page() -> HttpCheck {
+        HttpCheck {
+            path: "/".into(),
+            status: ExpectStatus::SuccessOrRedirect,
+            title: None,
+            content: None,
+        }
+    }
+
+    /// The [`ServeSpec`] for this check on `domain`, trusting `ca_file`,
+    /// retrying "not yet" answers for `readiness` (the `http` timeout).
+    pub fn spec(&self, domain: &str, ca_file: &Path, readiness: Duration) -> ServeSpec {
+        let mut s = ServeSpec::new(domain, ca_file);
+        s.path = self.path.clone();
+        s.expect = self.status.clone();
+        s.title = self.title.clone();
+        s.content = self.content.clone();
+        s.readiness = readiness;
+        s
+    }
+
+    fn manifest(&self) -> Value {
+        let status = match &self.status {
+            ExpectStatus::SuccessOrRedirect => json!("2xx or 3xx"),
+            ExpectStatus::AnyOf(l) => json!(l),
+        };
+        json!({
+            "path": self.path,
+            "status": status,
+            "title": self.title.as_ref().map(Regex::as_str),
+            "content": self.content.as_ref().map(Regex::as_str),
+        })
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!("GET {} expects {}", self.path, self.status);
+        if let Some(t) = &self.title {
+            s += &format!(", title ~ /{}/", t.as_str());
+        }
+        if let Some(c) = &self.content {
+            s += &format!(", content ~ /{}/", c.as_str());
+        }
+        s
+    }
+}
+
+/// Timeouts in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Convergence of each deploy. Default [`DEFAULT_DEPLOY_TIMEOUT`].
+    pub deploy: Duration,
+    /// How long an HTTP check retries "not yet" answers. Default [`DEFAULT_READINESS`].
+    pub http: Duration,
+    /// Each executable's run time. Default [`DEFAULT_SCRIPTS_TIMEOUT`].
+    pub scripts: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            deploy: DEFAULT_DEPLOY_TIMEOUT,
+            http: DEFAULT_READINESS,
+            scripts: DEFAULT_SCRIPTS_TIMEOUT,
+        }
+    }
+}
+
+/// A declared override of backup capability (detected from backupbot labels otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupOverride {
+    /// Whether the recipe can be backed up and restored.
+    pub capable: bool,
+    /// Why detection is overridden.
+    pub reason: String,
+}
+
+/// The declared compose overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    /// `<settings folder>/compose.ccci.yml`.
+    pub file: PathBuf,
+    /// Why the recipe needs it.
+    pub reason: String,
+}
+
+/// The decision on a recipe's own code (its checkout's [`REPO_LOCAL_DIR`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoLocal {
+    /// `<checkout>/tests/ccci`.
+    pub dir: PathBuf,
+    /// Whether that folder exists.
+    pub present: bool,
+    /// Whether its code runs.
+    pub used: bool,
+    /// Why (or why not), for the manifest and the results.
+    pub reason: String,
+    /// Its custom tests (empty unless used).
+    pub custom: Vec<PathBuf>,
+    /// Its pre-rung hooks (empty unless used).
+    pub hooks: BTreeMap<Rung, PathBuf>,
+}
+
+impl RepoLocal {
+    fn manifest(&self) -> Value {
+        let rel = |p: &PathBuf| p.strip_prefix(&self.dir).unwrap_or(p).display().to_string();
+        json!({
+            "dir": REPO_LOCAL_DIR,
+            "present": self.present,
+            "used": self.used,
+            "reason": self.reason,
+            "custom_tests": self.custom.iter().map(rel).collect::<Vec<_>>(),
+            "hooks": self.hooks.iter().map(|(r, p)| (rung_name(*r).to_string(), json!(rel(p)))).collect::<serde_json::Map<_, _>>(),
+        })
+    }
+}
+
+/// A recipe's settings in force, defaults filled in.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Recipe name.
+    pub recipe: String,
+    /// The settings folder `<root>/<recipe>` (it may not exist: zero config).
+    pub dir: PathBuf,
+    /// `ccci.toml`, if present.
+    pub file: Option<PathBuf>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Extra app env.
+    pub env: BTreeMap<String, String>,
+    /// Where the upgrade starts, or why it is skipped.
+    pub upgrade_base: UpgradeBase,
+    /// Extra env for the upgraded deploy (over [`Settings::env`]).
+    pub upgrade_env: BTreeMap<String, String>,
+    /// What "serves" means (run at serve and again after upgrade and restore).
+    /// Never empty: [`HttpCheck::front_page`] by default.
+    pub serve_checks: Vec<HttpCheck>,
+    /// Extra HTTP checks per rung (serve, upgrade, restore).
+    pub checks: BTreeMap<Rung, Vec<HttpCheck>>,
+    /// Backup capability override.
+    pub backup: Option<BackupOverride>,
+    /// Rungs declared not applicable, with reasons (`[expect_na]`).
+    pub expect_na: BTreeMap<Rung, String>,
+    /// The install-steps executable, if present.
+    pub install_steps: Option<PathBuf>,
+    /// Pre-rung hooks.
+    pub hooks: BTreeMap<Rung, PathBuf>,
+    /// Custom tests, in name order.
+    pub custom: Vec<PathBuf>,
+    /// The compose overlay, if declared.
+    pub overlay: Option<Overlay>,
+    /// The approved list's file.
+    pub approved_file: PathBuf,
+    /// Whether the recipe is on the approved list.
+    pub approved: bool,
+    /// Keys left at their defaults (`timeouts.deploy`, `serve.checks`, ...).
+    pub defaulted: Vec<&'static str>,
+    /// The repo-local decision, once [`Settings::repo_local`] made it.
+    pub repo_local_decision: Option<RepoLocal>,
+}
+
+// ---------------------------------------------------------------- raw TOML
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(default)]
+    timeouts: RawTimeouts,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    upgrade: RawUpgrade,
+    #[serde(default)]
+    serve: RawServe,
+    #[serde(default)]
+    checks: BTreeMap<Spanned<String>, Vec<Spanned<RawCheck>>>,
+    backup: Option<Spanned<RawBackup>>,
+    #[serde(default)]
+    expect_na: BTreeMap<Spanned<String>, Spanned<String>>,
+    overlay: Option<Spanned<RawOverlay>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    deploy: Option<Spanned<f64>>,
+    http: Option<Spanned<f64>>,
+    scripts: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUpgrade {
+    base: Option<Spanned<String>>,
+    skip: Option<Spanned<String>>,
+    env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    checks: Option<Spanned<Vec<Spanned<RawCheck>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    path: Option<Spanned<String>>,
+    status: Option<Spanned<Vec<Spanned<i64>>>>,
+    title: Option<Spanned<String>>,
+    content: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    capable: Spanned<bool>,
+    reason: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverlay {
+    reason: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApproved {
+    approved: Vec<Spanned<String>>,
+}
+
+/// 1-based line number of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// The kebab-case name of a rung (`install`, `serve`, ...), as in results.json.
+pub fn rung_name(r: Rung) -> &'static str {
+    match r {
+        Rung::Install => "install",
+        Rung::Serve => "serve",
+        Rung::Upgrade => "upgrade",
+        Rung::Restore => "restore",
+        Rung::Lint => "lint",
+        Rung::Tested => "tested",
+        Rung::Exemplary => "exemplary",
+        Rung::Maintained => "maintained",
+    }
+}
+
+fn rung_in(name: &str, allowed: &[Rung]) -> Option<Rung> {
+    allowed.iter().copied().find(|r| rung_name(*r) == name)
+}
+
+fn names(rungs: &[Rung]) -> String {
+    rungs.iter().map(|r| rung_name(*r)).collect::<Vec<_>>().join(", ")
+}
+
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    meta.permissions().mode() & 0o111 != 0
+}
+
+/// Checks that `path` is an executable file (following symlinks).
+fn require_executable(path: &Path, what: &str) -> Result<(), SettingsError> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        file_err(
+            path,
+            format!("{what}: cannot read it ({e}); if it is a dangling symlink, point it at a real file or remove it"),
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(file_err(path, format!("{what} must be a file, not a folder")));
+    }
+    if !is_executable(&meta) {
+        return Err(file_err(
+            path,
+            format!(
+                "{what} is not executable; run `chmod +x {}` (and start it with a #! line)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, SettingsError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| file_err(dir, format!("cannot list the folder: {e}")))?;
+    let mut v = Vec::new();
+    for e in rd {
+        let e = e.map_err(|e| file_err(dir, format!("cannot list the folder: {e}")))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        v.push((name, e.path()));
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Custom tests in `dir`: every file (not dot-file, not folder), each executable.
+fn scan_custom(dir: &Path) -> Result<Vec<PathBuf>, SettingsError> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (_, path) in sorted_entries(dir)? {
+        if path.is_dir() {
+            continue; // helpers and data
+        }
+        require_executable(
+            &path,
+            "custom test (every file directly in custom/ is a test; helpers go in a subfolder)",
+        )?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
+/// Hooks in `dir`: `pre-<rung>` executables.
+fn scan_hooks(dir: &Path) -> Result<BTreeMap<Rung, PathBuf>, SettingsError> {
+    let mut out = BTreeMap::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for (name, path) in sorted_entries(dir)? {
+        let rung = name.strip_prefix("pre-").and_then(|r| rung_in(r, HOOK_RUNGS));
+        let Some(rung) = rung else {
+            let hint = if name == "pre-install" {
+                format!(" (steps before the first deploy go in {INSTALL_STEPS}, next to ccci.toml)")
+            } else {
+                String::new()
+            };
+            return Err(file_err(
+                &path,
+                format!(
+                    "unknown hook {name:?}: a hook is named pre-<rung> with no extension, rung one of {}; rename or remove it{hint}",
+                    names(HOOK_RUNGS)
+                ),
+            ));
+        };
+        require_executable(&path, &format!("hook pre-{}", rung_name(rung)))?;
+        out.insert(rung, path);
+    }
+    Ok(out)
+}
+
+fn suggestion(name: &str) -> &'static str {
+    let n = name.to_ascii_lowercase();
+    if n.contains("install") {
+        "did you mean install-steps (no extension)?"
+    } else if n.ends_with(".toml") || n.contains("ccci") && !n.contains("compose") {
+        "did you mean ccci.toml?"
+    } else if n.contains("compose") {
+        "did you mean compose.ccci.yml?"
+    } else if n.contains("hook") {
+        "did you mean the hooks/ folder?"
+    } else if n.contains("test") || n.contains("custom") {
+        "did you mean the custom/ folder?"
+    } else {
+        "move helper files into a subfolder of custom/"
+    }
+}
+
+fn valid_env_key(k: &str) -> bool {
+    let mut c = k.chars();
+    matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
+        && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `s` names a recipe (no path tricks).
+fn valid_recipe_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+/// Reads the approved list at `file`; an absent file approves nobody.
+fn load_approved(file: &Path) -> Result<Vec<String>, SettingsError> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(file_err(file, format!("cannot read the approved list: {e}"))),
+    };
+    let err = |span: Option<std::ops::Range<usize>>, message: String| SettingsError {
+        file: file.to_path_buf(),
+        line: span.map(|s| line_of(&text, s.start)),
+        message,
+    };
+    let raw: RawApproved = toml::from_str(&text).map_err(|e| {
+        err(
+            e.span(),
+            format!(
+                "{} (the file holds one key: approved = [\"recipe\", ...])",
+                e.message().trim()
+            ),
+        )
+    })?;
+    let mut out: Vec<String> = Vec::new();
+    for r in raw.approved {
+        if !valid_recipe_name(r.get_ref()) {
+            return Err(err(
+                Some(r.span()),
+                format!("{:?} is not a recipe name (letters, digits, - _ .)", r.get_ref()),
+            ));
+        }
+        if out.contains(r.get_ref()) {
+            return Err(err(
+                Some(r.span()),
+                format!("{:?} is listed twice; remove one", r.get_ref()),
+            ));
+        }
+        out.push(r.into_inner());
+    }
+    Ok(out)
+}
+
+impl Settings {
+    /// The zero-config settings of `recipe` (nothing read).
+    fn defaults(recipe: &str, dir: PathBuf, approved_file: PathBuf) -> Settings {
+        Settings {
+            recipe: recipe.into(),
+            dir,
+            file: None,
+            timeouts: Timeouts::default(),
+            env: BTreeMap::new(),
+            upgrade_base: UpgradeBase::Previous,
+            upgrade_env: BTreeMap::new(),
+            serve_checks: vec![HttpCheck::front_page()],
+            checks: BTreeMap::new(),
+            backup: None,
+            expect_na: BTreeMap::new(),
+            install_steps: None,
+            hooks: BTreeMap::new(),
+            custom: Vec::new(),
+            overlay: None,
+            approved_file,
+            approved: false,
+            defaulted: vec![
+                "timeouts.deploy",
+                "timeouts.http",
+                "timeouts.scripts",
+                "upgrade.base",
+                "serve.checks",
+                "backup",
+            ],
+            repo_local_decision: None,
+        }
+    }
+
+    /// Loads the settings of `recipe` from `<settings_root>/<recipe>/`
+    /// (`settings_root` is this repository's `tests/recipes`), and whether
+    /// the recipe is on `<settings_root>/approved.toml`.
+    ///
+    /// A missing folder or `ccci.toml` means the defaults (zero config).
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the file, line and fix for: TOML syntax,
+    /// unknown keys, wrong types, bad values (timeouts, statuses outside
+    /// 100-599, regexes, env keys, rung names, `upgrade.base` with
+    /// `upgrade.skip`, contradictions), a non-executable or misnamed
+    /// executable, an unexpected file in the folder, `compose.ccci.yml`
+    /// without `[overlay]` or the reverse, an overlay that is not YAML.
+    pub fn load(settings_root: &Path, recipe: &str) -> Result<Settings, SettingsError> {
+        let approved_file = settings_root.join(APPROVED_FILE);
+        if !valid_recipe_name(recipe) {
+            return Err(file_err(
+                settings_root,
+                format!("{recipe:?} is not a recipe name (letters, digits, - _ .)"),
+            ));
+        }
+        let approved = load_approved(&approved_file)?.iter().any(|r| r == recipe);
+        let dir = settings_root.join(recipe);
+        let mut s = Settings::defaults(recipe, dir.clone(), approved_file);
+        s.approved = approved;
+        if !dir.exists() {
+            return Ok(s);
+        }
+        if !dir.is_dir() {
+            return Err(file_err(
+                &dir,
+                "must be a folder of settings (tests/recipes/<recipe>/ccci.toml ...), not a file".into(),
+            ));
+        }
+        // Every entry must be one cc-ci reads: a misnamed file would otherwise be ignored.
+        let mut overlay_present = false;
+        for (name, path) in sorted_entries(&dir)? {
+            match name.as_str() {
+                SETTINGS_FILE | HOOKS_DIR | CUSTOM_DIR => {}
+                INSTALL_STEPS => {
+                    require_executable(&path, "install-steps")?;
+                    s.install_steps = Some(path);
+                }
+                OVERLAY_FILE => overlay_present = true,
+                n if n.starts_with("README") => {}
+                _ => {
+                    return Err(file_err(
+                        &path,
+                        format!(
+                            "unexpected file: cc-ci reads only ccci.toml, install-steps, hooks/, custom/ and \
+                             compose.ccci.yml here (README* and dot-files are ignored); {}",
+                            suggestion(&name)
+                        ),
+                    ))
+                }
+            }
+        }
+        for (sub, what) in [(HOOKS_DIR, "hooks"), (CUSTOM_DIR, "custom")] {
+            let p = dir.join(sub);
+            if p.exists() && !p.is_dir() {
+                return Err(file_err(
+                    &p,
+                    format!("{what} must be a folder of executables, not a file"),
+                ));
+            }
+        }
+        s.hooks = scan_hooks(&dir.join(HOOKS_DIR))?;
+        s.custom = scan_custom(&dir.join(CUSTOM_DIR))?;
+
+        let file = dir.join(SETTINGS_FILE);
+        let mut overlay_decl = None;
+        if file.exists() {
+            let text = std::fs::read_to_string(&file).map_err(|e| file_err(&file, format!("cannot read: {e}")))?;
+            overlay_decl = s.apply_toml(&file, &text)?;
+            s.file = Some(file.clone());
+        }
+        let overlay_path = dir.join(OVERLAY_FILE);
+        match (overlay_present, overlay_decl) {
+            (false, None) => {}
+            (true, None) => {
+                return Err(file_err(
+                    &overlay_path,
+                    format!(
+                        "an overlay is a last resort and must say why: add to {} a table\n[overlay]\nreason = \"...\"\n\
+                         or remove {OVERLAY_FILE}",
+                        file.display()
+                    ),
+                ))
+            }
+            (false, Some((line, _))) => {
+                return Err(SettingsError {
+                    file: file.clone(),
+                    line: Some(line),
+                    message: format!(
+                        "[overlay] is declared but {} does not exist: add the overlay there or remove [overlay]",
+                        overlay_path.display()
+                    ),
+                })
+            }
+            (true, Some((_, reason))) => {
+                check_overlay_yaml(&overlay_path)?;
+                s.overlay = Some(Overlay {
+                    file: overlay_path,
+                    reason,
+                });
+            }
+        }
+        Ok(s)
+    }
+
+    /// Applies `ccci.toml` (`text`, read from `file`); returns the
+    /// `[overlay]` declaration (line, reason) if any.
+    fn apply_toml(&mut self, file: &Path, text: &str) -> Result<Option<(usize, String)>, SettingsError> {
+        let err = |span: Option<std::ops::Range<usize>>, message: String| SettingsError {
+            file: file.to_path_buf(),
+            line: span.map(|s| line_of(text, s.start)),
+            message,
+        };
+        let raw: RawSettings = toml::from_str(text).map_err(|e| {
+            err(
+                e.span(),
+                format!("{} (see the keys in tests/recipes/README.md)", e.message().trim()),
+            )
+        })?;
+        let mut defaulted: Vec<&'static str> = Vec::new();
+
+        let seconds =
+            |v: &Option<Spanned<f64>>, key: &'static str, default: Duration, defaulted: &mut Vec<&'static str>| match v
+            {
+                None => {
+                    defaulted.push(key);
+                    Ok(default)
+                }
+                Some(s) if s.get_ref().is_finite() && *s.get_ref() > 0.0 && *s.get_ref() <= MAX_TIMEOUT_S => {
+                    Ok(Duration::from_secs_f64(*s.get_ref()))
+                }
+                Some(s) => Err(err(
+                    Some(s.span()),
+                    format!(
+                        "{key} must be a number of seconds above 0 and at most {MAX_TIMEOUT_S}, not {}",
+                        s.get_ref()
+                    ),
+                )),
+            };
+        self.timeouts = Timeouts {
+            deploy: seconds(
+                &raw.timeouts.deploy,
+                "timeouts.deploy",
+                DEFAULT_DEPLOY_TIMEOUT,
+                &mut defaulted,
+            )?,
+            http: seconds(&raw.timeouts.http, "timeouts.http", DEFAULT_READINESS, &mut defaulted)?,
+            scripts: seconds(
+                &raw.timeouts.scripts,
+                "timeouts.scripts",
+                DEFAULT_SCRIPTS_TIMEOUT,
+                &mut defaulted,
+            )?,
+        };
+
+        let env_map = |m: &BTreeMap<Spanned<String>, Spanned<String>>, table: &str| {
+            let mut out = BTreeMap::new();
+            for (k, v) in m {
+                let key = k.get_ref();
+                if !valid_env_key(key) {
+                    return Err(err(
+                        Some(k.span()),
+                        format!("[{table}] key {key:?} is not an env variable name (letters, digits, _; not starting with a digit)"),
+                    ));
+                }
+                if RESERVED_ENV.contains(&key.as_str()) {
+                    return Err(err(
+                        Some(k.span()),
+                        format!(
+                            "[{table}] cannot set {key}: cc-ci sets it itself ({}); remove the line",
+                            RESERVED_ENV.join(", ")
+                        ),
+                    ));
+                }
+                out.insert(key.clone(), v.get_ref().clone());
+            }
+            Ok(out)
+        };
+        self.env = env_map(&raw.env, "env")?;
+
+        // Upgrade.
+        self.upgrade_base = match (&raw.upgrade.base, &raw.upgrade.skip) {
+            (Some(b), Some(s)) => {
+                return Err(err(
+                    Some(s.span()),
+                    format!(
+                        "upgrade.skip and upgrade.base (line {}) are both set: keep upgrade.base to upgrade from it, \
+                         or upgrade.skip to declare the rung n/a",
+                        line_of(text, b.span().start)
+                    ),
+                ))
+            }
+            (None, Some(s)) => {
+                if s.get_ref().trim().is_empty() {
+                    return Err(err(
+                        Some(s.span()),
+                        "upgrade.skip needs a reason: say why the upgrade cannot be tested".into(),
+                    ));
+                }
+                if let Some(e) = &raw.upgrade.env {
+                    return Err(err(
+                        Some(e.span()),
+                        "[upgrade.env] has no effect when upgrade.skip is set; remove one of them".into(),
+                    ));
+                }
+                UpgradeBase::Skip(s.get_ref().trim().to_string())
+            }
+            (Some(b), None) if b.get_ref() == "previous" => UpgradeBase::Previous,
+            (Some(b), None) => {
+                let v = b.get_ref();
+                if semver::Version::parse(v.trim_start_matches('v')).is_err() {
+                    return Err(err(
+                        Some(b.span()),
+                        format!(
+                            "upgrade.base must be \"previous\" or a release tag such as \"1.0.0+1.22.1\", not {v:?}"
+                        ),
+                    ));
+                }
+                UpgradeBase::Pinned(v.clone())
+            }
+            (None, None) => {
+                defaulted.push("upgrade.base");
+                UpgradeBase::Previous
+            }
+        };
+        if let Some(e) = &raw.upgrade.env {
+            self.upgrade_env = env_map(e.get_ref(), "upgrade.env")?;
+        }
+
+        // HTTP checks.
+        let check = |c: &Spanned<RawCheck>, what: &str| -> Result<HttpCheck, SettingsError> {
+            let r = c.get_ref();
+            let path = match &r.path {
+                None => "/".to_string(),
+                Some(p) => {
+                    let v = p.get_ref();
+                    if !v.starts_with('/') || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                        return Err(err(
+                            Some(p.span()),
+                            format!("{what}: path must start with / and hold no spaces, not {v:?}"),
+                        ));
+                    }
+                    v.clone()
+                }
+            };
+            let status = match &r.status {
+                None => ExpectStatus::SuccessOrRedirect,
+                Some(list) => {
+                    if list.get_ref().is_empty() {
+                        return Err(err(
+                            Some(list.span()),
+                            format!("{what}: status is empty; list the statuses that pass, e.g. [200], or leave it out for any 2xx or 3xx"),
+                        ));
+                    }
+                    let mut out = Vec::new();
+                    for s in list.get_ref() {
+                        let v = *s.get_ref();
+                        if !(100..=599).contains(&v) {
+                            return Err(err(
+                                Some(s.span()),
+                                format!("{what}: status {v} is not an HTTP status; use 100-599"),
+                            ));
+                        }
+                        out.push(v as u16);
+                    }
+                    ExpectStatus::AnyOf(out)
+                }
+            };
+            let regex = |v: &Option<Spanned<String>>, key: &str| -> Result<Option<Regex>, SettingsError> {
+                match v {
+                    None => Ok(None),
+                    Some(p) => Regex::new(p.get_ref()).map(Some).map_err(|e| {
+                        err(
+                            Some(p.span()),
+                            format!(
+                                "{what}: {key} is not a valid regex ({}); escape special characters such as . ( [ with \\\\ in TOML",
+                                e.to_string().lines().last().unwrap_or("").trim()
+                            ),
+                        )
+                    }),
+                }
+            };
+            Ok(HttpCheck {
+                path,
+                status,
+                title: regex(&r.title, "title")?,
+                content: regex(&r.content, "content")?,
+            })
+        };
+        match &raw.serve.checks {
+            None => defaulted.push("serve.checks"),
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(err(
+                    Some(list.span()),
+                    "serve.checks is empty: give at least one check, or leave it out for GET / answering 2xx or 3xx"
+                        .into(),
+                ))
+            }
+            Some(list) => {
+                self.serve_checks = list
+                    .get_ref()
+                    .iter()
+                    .map(|c| check(c, "serve.checks"))
+                    .collect::<Result<_, _>>()?;
+            }
+        }
+        for (name, list) in &raw.checks {
+            let Some(rung) = rung_in(name.get_ref(), HTTP_RUNGS) else {
+                return Err(err(
+                    Some(name.span()),
+                    format!(
+                        "checks.{}: no such rung with HTTP checks; use one of {} (backup and restore are rung restore)",
+                        name.get_ref(),
+                        names(HTTP_RUNGS)
+                    ),
+                ));
+            };
+            let what = format!("checks.{}", rung_name(rung));
+            let v = list.iter().map(|c| check(c, &what)).collect::<Result<Vec<_>, _>>()?;
+            self.checks.insert(rung, v);
+        }
+
+        // Backup.
+        match &raw.backup {
+            None => defaulted.push("backup"),
+            Some(b) => {
+                let b = b.get_ref();
+                if b.reason.get_ref().trim().is_empty() {
+                    return Err(err(
+                        Some(b.reason.span()),
+                        "backup.reason is empty: say why detection from backupbot labels is overridden".into(),
+                    ));
+                }
+                self.backup = Some(BackupOverride {
+                    capable: *b.capable.get_ref(),
+                    reason: b.reason.get_ref().trim().to_string(),
+                });
+            }
+        }
+
+        // Expected n/a.
+        for (name, reason) in &raw.expect_na {
+            let Some(rung) = rung_in(name.get_ref(), HTTP_RUNGS) else {
+                return Err(err(
+                    Some(name.span()),
+                    format!(
+                        "expect_na.{}: only {} can be declared not applicable (backup and restore are rung restore)",
+                        name.get_ref(),
+                        names(HTTP_RUNGS)
+                    ),
+                ));
+            };
+            if reason.get_ref().trim().is_empty() {
+                return Err(err(
+                    Some(reason.span()),
+                    format!("expect_na.{} needs a reason: say why it does not apply", name.get_ref()),
+                ));
+            }
+            if rung == Rung::Upgrade && raw.upgrade.base.is_some() {
+                return Err(err(
+                    Some(name.span()),
+                    "expect_na.upgrade contradicts upgrade.base; remove one".into(),
+                ));
+            }
+            if rung == Rung::Upgrade && raw.upgrade.skip.is_some() {
+                return Err(err(
+                    Some(name.span()),
+                    "expect_na.upgrade repeats upgrade.skip; keep upgrade.skip and remove this line".into(),
+                ));
+            }
+            if rung == Rung::Restore && self.backup.is_some() {
+                return Err(err(
+                    Some(name.span()),
+                    "expect_na.restore and [backup] both decide the restore rung; keep [backup] (capable = false, reason) \
+                     and remove this line"
+                        .into(),
+                ));
+            }
+            self.expect_na.insert(rung, reason.get_ref().trim().to_string());
+        }
+
+        let overlay = match &raw.overlay {
+            None => None,
+            Some(o) => {
+                let r = &o.get_ref().reason;
+                if r.get_ref().trim().is_empty() {
+                    return Err(err(
+                        Some(r.span()),
+                        "overlay.reason is empty: say why the recipe cannot be tested without compose.ccci.yml".into(),
+                    ));
+                }
+                Some((line_of(text, o.span().start), r.get_ref().trim().to_string()))
+            }
+        };
+        self.defaulted = defaulted;
+        Ok(overlay)
+    }
+
+    /// Why `rung` is declared not applicable, if it is: `[expect_na]`,
+    /// `upgrade.skip` for upgrade, `backup.capable = false` for restore.
+    pub fn declared_na(&self, rung: Rung) -> Option<String> {
+        if let Some(r) = self.expect_na.get(&rung) {
+            return Some(r.clone());
+        }
+        match (rung, &self.upgrade_base, &self.backup) {
+            (Rung::Upgrade, UpgradeBase::Skip(r), _) => Some(format!("upgrade skipped by cc-ci settings: {r}")),
+            (Rung::Restore, _, Some(b)) if !b.capable => {
+                Some(format!("not backup-capable (cc-ci settings): {}", b.reason))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the recipe is backup-capable: the override if declared, else `detected`
+    /// (from backupbot labels, [`crate::recipe::Recipe::backup_capable`]).
+    pub fn backup_capable(&self, detected: bool) -> bool {
+        self.backup.as_ref().map_or(detected, |b| b.capable)
+    }
+
+    /// Sets the extra env on an app env file: `[env]`, and for the upgraded
+    /// deploy (`upgraded`) `[upgrade.env]` over it.
+    pub fn apply_env(&self, env: &mut EnvFile, upgraded: bool) {
+        for (k, v) in &self.env {
+            env.set(k, v, None);
+        }
+        if upgraded {
+            for (k, v) in &self.upgrade_env {
+                env.set(k, v, None);
+            }
+        }
+    }
+
+    /// With an overlay declared: copies it into the recipe `checkout` as
+    /// `compose.ccci.yml` and appends it to the env's `COMPOSE_FILE`
+    /// (`compose.yml` when unset), so it applies last. Returns whether it did.
+    ///
+    /// # Errors
+    /// The copy failed.
+    pub fn apply_overlay(&self, checkout: &Path, env: &mut EnvFile) -> std::io::Result<bool> {
+        let Some(o) = &self.overlay else {
+            return Ok(false);
+        };
+        std::fs::copy(&o.file, checkout.join(OVERLAY_FILE))?;
+        let base = env
+            .get("COMPOSE_FILE")
+            .filter(|v| !v.is_empty())
+            .unwrap_or("compose.yml");
+        let value = format!("{base}:{OVERLAY_FILE}");
+        env.set("COMPOSE_FILE", &value, None);
+        Ok(true)
+    }
+
+    /// Decides on the recipe's own code in `<recipe_checkout>/tests/ccci`
+    /// and remembers the decision for [`Settings::manifest`]: used only when
+    /// the recipe is on the approved list, else ignored with the reason.
+    ///
+    /// # Errors
+    /// For an approved recipe, the same checks as the settings folder's
+    /// `custom/` and `hooks/` (a non-executable test, a misnamed hook, an
+    /// unexpected file).
+    pub fn repo_local(&mut self, recipe_checkout: &Path) -> Result<RepoLocal, SettingsError> {
+        let dir = recipe_checkout.join(REPO_LOCAL_DIR);
+        let present = dir.is_dir();
+        let mut d = RepoLocal {
+            dir: dir.clone(),
+            present,
+            used: false,
+            reason: String::new(),
+            custom: Vec::new(),
+            hooks: BTreeMap::new(),
+        };
+        if !present {
+            d.reason = format!("the recipe has no {REPO_LOCAL_DIR} folder");
+        } else if !self.approved {
+            d.reason = format!(
+                "ignored: {} is not on the approved list {}, so the recipe's own code in {REPO_LOCAL_DIR} does not run \
+                 (an operator who reviewed it adds the recipe there)",
+                self.recipe,
+                self.approved_file.display()
+            );
+        } else {
+            for (name, path) in sorted_entries(&dir)? {
+                if !(name == HOOKS_DIR || name == CUSTOM_DIR || name.starts_with("README")) {
+                    return Err(file_err(
+                        &path,
+                        format!(
+                            "unexpected file: cc-ci reads only hooks/ and custom/ in a recipe's {REPO_LOCAL_DIR} \
+                             (README* and dot-files are ignored); {}",
+                            suggestion(&name)
+                        ),
+                    ));
+                }
+            }
+            d.custom = scan_custom(&dir.join(CUSTOM_DIR))?;
+            d.hooks = scan_hooks(&dir.join(HOOKS_DIR))?;
+            d.used = true;
+            d.reason = format!(
+                "{} is on the approved list {}: the recipe's own {REPO_LOCAL_DIR} runs",
+                self.recipe,
+                self.approved_file.display()
+            );
+        }
+        self.repo_local_decision = Some(d.clone());
+        Ok(d)
+    }
+
+    /// The customization in force, defaults included, for `results.json`
+    /// (field `settings`), with secret-looking values masked by [`mask`].
+    pub fn manifest(&self) -> Value {
+        let rel = |p: &PathBuf| p.strip_prefix(&self.dir).unwrap_or(p).display().to_string();
+        let checks: serde_json::Map<String, Value> = self
+            .checks
+            .iter()
+            .map(|(r, l)| (rung_name(*r).to_string(), l.iter().map(HttpCheck::manifest).collect()))
+            .collect();
+        let (base, skip) = match &self.upgrade_base {
+            UpgradeBase::Previous => (json!("previous"), Value::Null),
+            UpgradeBase::Pinned(v) => (json!(v), Value::Null),
+            UpgradeBase::Skip(r) => (Value::Null, json!(r)),
+        };
+        let mut v = json!({
+            "recipe": self.recipe,
+            "dir": self.dir.display().to_string(),
+            "file": self.file.as_ref().map(|f| f.display().to_string()),
+            "zero_config": self.is_zero_config(),
+            "defaulted": self.defaulted,
+            "timeouts": {
+                "deploy_s": self.timeouts.deploy.as_secs_f64(),
+                "http_s": self.timeouts.http.as_secs_f64(),
+                "scripts_s": self.timeouts.scripts.as_secs_f64(),
+            },
+            "env": self.env,
+            "upgrade": { "base": base, "skip": skip, "env": self.upgrade_env },
+            "serve_checks": self.serve_checks.iter().map(HttpCheck::manifest).collect::<Vec<_>>(),
+            "checks": checks,
+            "backup": match &self.backup {
+                None => json!({ "capable": "detected from backupbot labels" }),
+                Some(b) => json!({ "capable": b.capable, "reason": b.reason }),
+            },
+            "expect_na": self.expect_na.iter().map(|(r, w)| (rung_name(*r).to_string(), json!(w))).collect::<serde_json::Map<_, _>>(),
+            "install_steps": self.install_steps.as_ref().map(rel),
+            "hooks": self.hooks.iter().map(|(r, p)| (rung_name(*r).to_string(), json!(rel(p)))).collect::<serde_json::Map<_, _>>(),
+            "custom_tests": self.custom.iter().map(rel).collect::<Vec<_>>(),
+            "overlay": self.overlay.as_ref().map(|o| json!({ "file": rel(&o.file), "reason": o.reason })),
+            "approved": self.approved,
+            "repo_local": match &self.repo_local_decision {
+                Some(d) => d.manifest(),
+                None => json!({ "used": false, "reason": "not decided: no recipe checkout was examined" }),
+            },
+        });
+        mask(&mut v);
+        v
+    }
+
+    /// Whether nothing was customized (no folder content at all).
+    pub fn is_zero_config(&self) -> bool {
+        self.file.is_none()
+            && self.install_steps.is_none()
+            && self.hooks.is_empty()
+            && self.custom.is_empty()
+            && self.overlay.is_none()
+    }
+
+    /// The customization in force as lines for the start of `ccci test`,
+    /// secret-looking values masked (it is rendered from [`Settings::manifest`]).
+    pub fn describe(&self) -> String {
+        let m = self.manifest();
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<14} {v}\n"));
+        let source = match &self.file {
+            Some(f) => f.display().to_string(),
+            None if self.is_zero_config() => format!("zero config (no {}/{SETTINGS_FILE})", self.dir.display()),
+            None => format!("defaults (no {SETTINGS_FILE}) + executables in {}", self.dir.display()),
+        };
+        let head = format!("settings for {}: {source}\n", self.recipe);
+        let d = |key: &str| {
+            if self.defaulted.contains(&key) {
+                " (default)"
+            } else {
+                ""
+            }
+        };
+        let t = &self.timeouts;
+        line(
+            "timeouts",
+            format!(
+                "deploy {} s{}, http {} s{}, scripts {} s{}",
+                t.deploy.as_secs_f64(),
+                d("timeouts.deploy"),
+                t.http.as_secs_f64(),
+                d("timeouts.http"),
+                t.scripts.as_secs_f64(),
+                d("timeouts.scripts")
+            ),
+        );
+        let env = |v: &Value| -> String {
+            match v.as_object() {
+                Some(o) if !o.is_empty() => o
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                _ => "none".into(),
+            }
+        };
+        line("env", env(&m["env"]));
+        let up = match &self.upgrade_base {
+            UpgradeBase::Previous => format!("from the previous release{}", d("upgrade.base")),
+            UpgradeBase::Pinned(v) => format!("from {v} (pinned)"),
+            UpgradeBase::Skip(r) => format!("skipped: {r}"),
+        };
+        line("upgrade", up);
+        line("upgrade env", env(&m["upgrade"]["env"]));
+        for (i, c) in self.serve_checks.iter().enumerate() {
+            line(
+                if i == 0 { "serve" } else { "" },
+                format!("{}{}", c.describe(), d("serve.checks")),
+            );
+        }
+        for (r, l) in &self.checks {
+            for c in l {
+                line(&format!("checks.{}", rung_name(*r)), c.describe());
+            }
+        }
+        line(
+            "backup",
+            match &self.backup {
+                None => "detected from backupbot labels (default)".into(),
+                Some(b) => format!("capable = {}: {}", b.capable, b.reason),
+            },
+        );
+        for (r, w) in &self.expect_na {
+            line(&format!("n/a {}", rung_name(*r)), w.clone());
+        }
+        let s = |v: &Value| -> String {
+            match v {
+                Value::Null => "none".into(),
+                Value::String(s) => s.clone(),
+                Value::Array(a) if a.is_empty() => "none".into(),
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+                Value::Object(o) if o.is_empty() => "none".into(),
+                Value::Object(o) => o.values().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+                other => other.to_string(),
+            }
+        };
+        line("install steps", s(&m["install_steps"]));
+        line("hooks", s(&m["hooks"]));
+        line("custom tests", s(&m["custom_tests"]));
+        line(
+            "overlay",
+            match &self.overlay {
+                None => "none".into(),
+                Some(o) => format!("{OVERLAY_FILE}: {}", o.reason),
+            },
+        );
+        let rl = &m["repo_local"];
+        line(
+            "repo-local",
+            format!(
+                "{}: {}",
+                if rl["used"] == json!(true) { "used" } else { "not used" },
+                rl["reason"].as_str().unwrap_or("")
+            ),
+        );
+        head + &out
+    }
+}
+
+/// Checks that the overlay parses as YAML with a mapping at the top.
+fn check_overlay_yaml(path: &Path) -> Result<(), SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).map_err(|e| SettingsError {
+        file: path.to_path_buf(),
+        line: Some(e.marker().line()),
+        message: format!("not valid YAML: {e}; fix the compose overlay"),
+    })?;
+    match docs.first() {
+        Some(yaml_rust2::Yaml::Hash(_)) => Ok(()),
+        _ => Err(file_err(
+            path,
+            "a compose overlay must be a YAML mapping (services:, volumes: ...); fix or remove it".into(),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------- masking
+
+/// The mask that replaces secret-looking values.
+pub const MASK: &str = "***";
+
+/// Whether a key names a secret: it contains password, secret, token, key,
+/// passwd, credential or auth (any case).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "token", "key", "passwd", "credential", "auth"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// Whether a value looks like a secret: one of its parts (split at `/ ? & = : , ; @`
+/// and whitespace) is a long high-entropy string: 20 characters or more,
+/// letters and digits both, Shannon entropy at least 3.5 bits per character.
+pub fn looks_secret(value: &str) -> bool {
+    value
+        .split(|c: char| c.is_whitespace() || "/?&=:,;@".contains(c))
+        .any(|part| {
+            let n = part.chars().count();
+            if n < 20 || !part.chars().any(|c| c.is_ascii_digit()) || !part.chars().any(|c| c.is_alphabetic()) {
+                return false;
+            }
+            let mut counts = BTreeMap::new();
+            for c in part.chars() {
+                *counts.entry(c).or_insert(0usize) += 1;
+            }
+            let entropy: f64 = counts
+                .values()
+                .map(|&k| {
+                    let p = k as f64 / n as f64;
+                    -p * p.log2()
+                })
+                .sum();
+            entropy >= 3.5
+        })
+}
+
+/// Masks `value` in place: every value under a secret-looking key
+/// ([`is_secret_key`]) and every string that [`looks_secret`] becomes [`MASK`].
+pub fn mask(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if is_secret_key(k) && !matches!(v, Value::Null) {
+                    *v = mask_all(v);
+                } else {
+                    mask(v);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(mask),
+        Value::String(s) if looks_secret(s) => *value = json!(MASK),
+        _ => {}
+    }
+}
+
+fn mask_all(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), mask_all(v))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(mask_all).collect()),
+        _ => json!(MASK),
+    }
+}
+
+// ---------------------------------------------------------------- the contract
+
+/// The environment every cc-ci executable (install steps, hooks, custom
+/// tests) gets, in addition to the runner's own (`PATH`, `HOME` ...). This is
+/// the contract documented in `tests/recipes/README.md`; the variables are
+/// listed on [`TestEnv::vars`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestEnv {
+    /// Recipe name.
+    pub recipe: String,
+    /// The app's domain, e.g. `webapp-pg-1a2b3c.ci.test`.
+    pub domain: String,
+    /// The app's stack name (the domain with `.` as `_`).
+    pub stack: String,
+    /// The run's `ABRA_DIR` (abra commands in it act on this app).
+    pub abra_dir: PathBuf,
+    /// The PEM CA that signed the wildcard certificate (trust only it).
+    pub ca_cert: PathBuf,
+    /// The run's results folder.
+    pub results_dir: PathBuf,
+    /// Where Traefik listens (the domain may not resolve in DNS).
+    pub traefik: SocketAddr,
+    /// The recipe's settings folder in this repository.
+    pub settings_dir: PathBuf,
+    /// The recipe checkout under test.
+    pub recipe_dir: PathBuf,
+}
+
+impl TestEnv {
+    /// The contract for a planned run.
+    pub fn from_plan(plan: &RunPlan, ca_cert: &Path, traefik: SocketAddr, settings: &Settings) -> TestEnv {
+        TestEnv {
+            recipe: plan.recipe.name.clone(),
+            domain: plan.domain.clone(),
+            stack: plan.stack.clone(),
+            abra_dir: plan.abra_dir.clone(),
+            ca_cert: ca_cert.to_path_buf(),
+            results_dir: plan.results_dir.clone(),
+            traefik,
+            settings_dir: settings.dir.clone(),
+            recipe_dir: plan.recipe.dir.clone(),
+        }
+    }
+
+    /// `https://<domain>/` (with `:<port>` when Traefik is not on 443).
+    pub fn app_url(&self) -> String {
+        match self.traefik.port() {
+            443 => format!("https://{}/", self.domain),
+            p => format!("https://{}:{p}/", self.domain),
+        }
+    }
+
+    /// Where executable `name` of `rung` may write JUnit XML:
+    /// `<results>/junit/<rung>-<name>.xml` (name with anything but
+    /// letters, digits, `-`, `_`, `.` replaced by `_`).
+    pub fn junit_out(&self, rung: Rung, name: &str) -> PathBuf {
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.results_dir
+            .join("junit")
+            .join(format!("{}-{safe}.xml", rung_name(rung)))
+    }
+
+    /// The variables for executable `name` (its file name) run for `rung`
+    /// (install for install steps; the coming rung for a hook; tested for a
+    /// custom test):
+    ///
+    /// | variable | value |
+    /// |---|---|
+    /// | `CCCI_RECIPE` | recipe name |
+    /// | `CCCI_RUNG` | `install`, `serve`, `upgrade`, `restore`, `lint` or `tested` |
+    /// | `CCCI_APP_DOMAIN` | the app's domain |
+    /// | `CCCI_APP_URL` | `https://<domain>/` (port added when not 443) |
+    /// | `CCCI_STACK` | the stack name |
+    /// | `ABRA_DIR` | the run's abra folder |
+    /// | `CCCI_CA_CERT` | PEM file of the CA to trust |
+    /// | `CCCI_TRAEFIK_HOST`, `CCCI_TRAEFIK_PORT` | where to connect (`curl --resolve`) |
+    /// | `CCCI_RESULTS_DIR` | the run's results folder (artifacts may go in it) |
+    /// | `CCCI_JUNIT_OUT` | where JUnit XML may be written ([`TestEnv::junit_out`]; its folder exists) |
+    /// | `CCCI_SETTINGS_DIR` | `tests/recipes/<recipe>` (helpers in `custom/<subfolder>`) |
+    /// | `CCCI_RECIPE_DIR` | the recipe checkout under test |
+    /// | `CURL_CA_BUNDLE`, `SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE` | `CCCI_CA_CERT`, so curl, OpenSSL and Python requests trust the CA |
+    pub fn vars(&self, rung: Rung, name: &str) -> Vec<(String, String)> {
+        let p = |p: &Path| p.display().to_string();
+        let ca = p(&self.ca_cert);
+        [
+            ("CCCI_RECIPE", self.recipe.clone()),
+            ("CCCI_RUNG", rung_name(rung).to_string()),
+            ("CCCI_APP_DOMAIN", self.domain.clone()),
+            ("CCCI_APP_URL", self.app_url()),
+            ("CCCI_STACK", self.stack.clone()),
+            ("ABRA_DIR", p(&self.abra_dir)),
+            ("CCCI_CA_CERT", ca.clone()),
+            ("CCCI_TRAEFIK_HOST", self.traefik.ip().to_string()),
+            ("CCCI_TRAEFIK_PORT", self.traefik.port().to_string()),
+            ("CCCI_RESULTS_DIR", p(&self.results_dir)),
+            ("CCCI_JUNIT_OUT", p(&self.junit_out(rung, name))),
+            ("CCCI_SETTINGS_DIR", p(&self.settings_dir)),
+            ("CCCI_RECIPE_DIR", p(&self.recipe_dir)),
+            ("CURL_CA_BUNDLE", ca.clone()),
+            ("SSL_CERT_FILE", ca.clone()),
+            ("REQUESTS_CA_BUNDLE", ca),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// What an executable's exit means: 0 passes, 77 (automake's "skip")
+/// is `skipped` (never green), anything else and death by a signal fail.
+pub fn exit_status(code: Option<i32>) -> Status {
+    match code {
+        Some(0) => Status::Pass,
+        Some(77) => Status::Skipped,
+        _ => Status::Fail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_rules() {
+        assert!(is_secret_key("DB_PASSWORD") && is_secret_key("api_Token") && is_secret_key("SSH_KEY"));
+        assert!(!is_secret_key("DOMAIN") && !is_secret_key("SITE_TITLE"));
+        assert!(looks_secret("Zq8vN3xR7tLm2KpW9sYc4HbJ6dFg1AeU5oIi0TnQ"));
+        assert!(looks_secret("/api?token=Zq8vN3xR7tLm2KpW9sYc4HbJ6dFg1AeU"));
+        for plain in [
+            "x.ci.test",
+            "1.0.0+1.22.1",
+            "/usr/share/nginx/html",
+            "Welcome to ccci/nginx",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1",
+        ] {
+            assert!(!looks_secret(plain), "{plain}");
+        }
+        let mut v = json!({"env": {"DB_PASSWORD": "hunter2", "DOMAIN": "x.ci.test", "T": "Zq8vN3xR7tLm2KpW9sYc4HbJ6dFg1AeU5oIi0TnQ"}, "auth": {"a": 1}});
+        mask(&mut v);
+        assert_eq!(v["env"]["DB_PASSWORD"], MASK);
+        assert_eq!(v["env"]["T"], MASK);
+        assert_eq!(v["env"]["DOMAIN"], "x.ci.test");
+        assert_eq!(v["auth"]["a"], MASK);
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(exit_status(Some(0)), Status::Pass);
+        assert_eq!(exit_status(Some(77)), Status::Skipped);
+        assert_eq!(exit_status(Some(1)), Status::Fail);
+        assert_eq!(exit_status(None), Status::Fail);
+    }
+
+    #[test]
+    fn line_numbers() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 4), 3);
+    }
+}
