@@ -7,13 +7,17 @@
 pub mod cert;
 pub mod converge;
 pub mod env_file;
+pub mod janitor;
+pub mod lease;
 pub mod level;
 pub mod lifecycle;
 pub mod loops;
 pub mod recipe;
 pub mod results;
 pub mod run;
+pub mod screenshot;
 pub mod serve;
+pub mod settings;
 pub mod sops;
 pub mod stack;
 pub mod swarm;
