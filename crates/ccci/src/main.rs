@@ -11,6 +11,7 @@ use cc_ci::level::Status;
 use cc_ci::lifecycle::{self, Infra, Progress};
 use cc_ci::results::{RunResults, RungResult};
 use cc_ci::run::{RunEnv, RunPlan};
+use cc_ci::settings::Settings;
 use clap::{Parser, Subcommand};
 
 /// cc-ci's main job: take a Co-op Cloud recipe through its lifecycle on this
@@ -50,6 +51,11 @@ enum Command {
         /// The abra binary (default: `abra` on PATH).
         #[arg(long, env = "CCCI_ABRA")]
         abra: Option<PathBuf>,
+        /// Per-recipe settings: `<dir>/<recipe>/ccci.toml` and executables
+        /// (format: tests/recipes/README.md). A recipe without a folder runs
+        /// with zero config.
+        #[arg(long, env = "CCCI_SETTINGS_DIR", default_value = "tests/recipes")]
+        settings_dir: PathBuf,
     },
     /// Print the summary table of a results.json.
     Report {
@@ -143,6 +149,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             results_dir,
             recipes_dir,
             abra,
+            settings_dir,
         } => {
             let dir = resolve(&recipe, &recipes_dir);
             let env = RunEnv {
@@ -151,6 +158,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 results_dir,
             };
             let plan = RunPlan::new(&dir, &env).context("refused before anything was deployed")?;
+            let mut settings = Settings::load(&settings_dir, &plan.recipe.name)
+                .context("refused before anything was deployed: fix the recipe's cc-ci settings")?;
+            settings
+                .repo_local(&plan.recipe.dir)
+                .context("refused before anything was deployed")?;
+            eprint!("{}", settings.describe());
             let infra = Infra {
                 abra: lifecycle::find_abra(abra.as_deref()),
                 docker_problem: docker_problem(),
@@ -159,7 +172,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 t0: Instant::now(),
                 tty: std::io::stderr().is_terminal(),
             };
-            let results = lifecycle::run(&plan, &infra, &mut progress);
+            let mut results = lifecycle::run(&plan, &infra, &mut progress);
+            results.settings = settings.manifest();
             std::fs::create_dir_all(&plan.results_dir)
                 .with_context(|| format!("cannot create {}", plan.results_dir.display()))?;
             let file = plan.results_dir.join("results.json");

@@ -44,6 +44,7 @@ fn ccci(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .env("CCCI_STATE_DIR", root.join("state"))
         .env("CCCI_RESULTS_DIR", root.join("results"))
         .env("CCCI_RECIPES_DIR", root)
+        .env("CCCI_SETTINGS_DIR", root.join("settings"))
         .env_remove("CCCI_ABRA")
         // No abra anywhere on this PATH.
         .env("PATH", "/usr/bin:/bin");
@@ -108,6 +109,40 @@ fn missing_abra_is_an_error_not_a_fail() {
     assert!(
         !d.path().join("state").exists(),
         "no ABRA_DIR is made when nothing can deploy"
+    );
+    assert_eq!(r["settings"]["zero_config"], true, "{}", r["settings"]);
+}
+
+#[test]
+fn recipe_settings_are_validated_before_anything_and_stored_masked() {
+    let d = tempfile::tempdir().unwrap();
+    recipe(d.path());
+    let s = d.path().join("settings/demo");
+    std::fs::create_dir_all(&s).unwrap();
+    std::fs::write(s.join("ccci.toml"), "[timeouts]\ndeploy = 60\ndeploi = 5\n").unwrap();
+    let out = ccci(d.path(), &["test", "demo"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ccci.toml") && err.contains(":3") && err.contains("deploi"),
+        "{err}"
+    );
+    assert!(!d.path().join("results").exists());
+
+    std::fs::write(
+        s.join("ccci.toml"),
+        "[env]\nADMIN_PASSWORD = \"hunter2hunter2\"\nGREETING = \"hello\"\n",
+    )
+    .unwrap();
+    let out = ccci(d.path(), &["test", "demo"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = results_of(d.path());
+    let text = r["settings"].to_string();
+    assert!(!text.contains("hunter2"), "a secret reached results.json: {text}");
+    assert!(text.contains("hello"), "{text}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("hunter2"),
+        "a secret reached the log"
     );
 }
 
