@@ -71,7 +71,6 @@ use chromiumoxide::{Browser, Page};
 use futures_util::StreamExt;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::RootCertStore;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
@@ -520,17 +519,7 @@ async fn verified_leaf_pin(ca: &Path, host: &str, addr: SocketAddr) -> Result<Ve
         path: ca.into(),
         problem,
     };
-    let pem = std::fs::read(ca).map_err(|e| ca_err(format!("cannot read it ({e})")))?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| ca_err(format!("bad PEM ({e})")))?;
-        roots
-            .add(cert)
-            .map_err(|e| ca_err(format!("a certificate in it is not usable as a trust anchor ({e})")))?;
-    }
-    if roots.is_empty() {
-        return Err(ca_err("it holds no PEM `CERTIFICATE` block".into()));
-    }
+    let roots = crate::serve::ca_roots(ca).map_err(ca_err)?;
     let cert_err = |detail: String| ShotError::Certificate {
         domain: host.into(),
         addr,

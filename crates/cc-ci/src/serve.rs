@@ -47,7 +47,7 @@
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -623,21 +623,10 @@ impl Prepared {
                 path: spec.path.clone(),
             });
         }
-        let ca_err = |problem: String| ServeError::CaFile {
+        let roots = ca_roots(&spec.ca_file).map_err(|problem| ServeError::CaFile {
             path: spec.ca_file.clone(),
             problem,
-        };
-        let pem = std::fs::read(&spec.ca_file).map_err(|e| ca_err(format!("cannot read it ({e})")))?;
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| ca_err(format!("bad PEM ({e})")))?;
-            roots
-                .add(cert)
-                .map_err(|e| ca_err(format!("a certificate in it is not usable as a trust anchor ({e})")))?;
-        }
-        if roots.is_empty() {
-            return Err(ca_err("it holds no PEM `CERTIFICATE` block".into()));
-        }
+        })?;
         Ok(Prepared {
             roots: Arc::new(roots),
             provider: Arc::new(rustls::crypto::ring::default_provider()),
@@ -1035,6 +1024,27 @@ impl ServerCertVerifier for Recording {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+/// The trust anchors in PEM file `path` (the wildcard CA), and nothing else:
+/// no system roots.
+///
+/// # Errors
+/// What is wrong with the file, in words for a `CaFile` error: unreadable,
+/// bad PEM, a certificate unusable as an anchor, or no `CERTIFICATE` block.
+pub fn ca_roots(path: &Path) -> Result<RootCertStore, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read it ({e})"))?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("bad PEM ({e})"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("a certificate in it is not usable as a trust anchor ({e})"))?;
+    }
+    if roots.is_empty() {
+        return Err("it holds no PEM `CERTIFICATE` block".into());
+    }
+    Ok(roots)
 }
 
 #[cfg(test)]
