@@ -38,90 +38,25 @@ use bollard::models::{
     TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateImageOptions, ListConfigsOptions, ListContainersOptions, ListNetworksOptions, ListSecretsOptions,
-    ListServicesOptions, ListVolumesOptions,
+    ListConfigsOptions, ListContainersOptions, ListNetworksOptions, ListSecretsOptions, ListServicesOptions,
+    ListVolumesOptions,
 };
 use bollard::Docker;
 use cc_ci::janitor::{self, Outcome, SweepReport};
 use cc_ci::lease::{self, Holder, Lease, LeaseInfo};
 use cc_ci::run::{RunEnv, RunPlan};
 use cc_ci::stack::{self, ObjectKind, NAMESPACE_LABEL};
-use futures_util::TryStreamExt;
 
-const IMAGE: &str = "ccci/busybox:test";
+mod common;
+
+use common::{docker_or_skip, IMAGE};
+
 const SEC: i64 = 1_000_000_000;
 const STANDIN_ENV: &str = "CCCI_JANITOR_STANDIN";
 const TEARDOWN: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------
-// Engine, image, randomness
-
-async fn docker_or_skip() -> Option<Docker> {
-    let d = match cc_ci::swarm::connect().await {
-        Ok(d) => d,
-        Err(e) => return skip(e.to_string()),
-    };
-    if let Err(e) = d.ping().await {
-        return skip(e.to_string());
-    }
-    cc_ci::swarm::ensure_swarm(&d, cc_ci::swarm::PROXY_NETWORK, cc_ci::swarm::DEFAULT_ADVERTISE_ADDR)
-        .await
-        .expect("swarm manager");
-    ensure_image(&d).await;
-    Some(d)
-}
-
-fn skip(e: String) -> Option<Docker> {
-    if std::env::var("CCCI_REQUIRE_DOCKER").as_deref() == Ok("1") {
-        panic!("no Docker engine and CCCI_REQUIRE_DOCKER=1: {e}; run scripts/dockerd");
-    }
-    eprintln!("\n!!! SKIPPING a Docker test: no engine ({e}); run scripts/dockerd !!!\n");
-    None
-}
-
-/// Imports `ccci/busybox:test` from Debian's busybox-static unless present
-/// (the same image `tests/stack.rs` makes).
-async fn ensure_image(d: &Docker) {
-    if d.inspect_image(IMAGE).await.is_ok() {
-        return;
-    }
-    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (Debian package busybox-static)");
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, mode) in [("bin/", 0o755), ("tmp/", 0o1777), ("data/", 0o755)] {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(mode);
-        h.set_size(0);
-        b.append_data(&mut h, path, std::io::empty()).unwrap();
-    }
-    let mut h = tar::Header::new_gnu();
-    h.set_mode(0o755);
-    h.set_size(busybox.len() as u64);
-    b.append_data(&mut h, "bin/busybox", &busybox[..]).unwrap();
-    for applet in [
-        "sh", "sleep", "httpd", "true", "false", "wget", "rm", "cat", "echo", "test", "touch", "ls",
-    ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_mode(0o777);
-        h.set_size(0);
-        b.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
-    }
-    let tar = b.into_inner().unwrap();
-    d.create_image(
-        Some(CreateImageOptions {
-            from_src: Some("-".into()),
-            repo: Some("ccci/busybox".into()),
-            tag: Some("test".into()),
-            ..Default::default()
-        }),
-        Some(bollard::body_full(tar.into())),
-        None,
-    )
-    .try_collect::<Vec<_>>()
-    .await
-    .expect("docker import of the busybox image");
-}
+// Randomness and runtimes (the engine and image: tests/common)
 
 fn rand_u64() -> u64 {
     (uuid::Uuid::new_v4().as_u128() >> 64) as u64
