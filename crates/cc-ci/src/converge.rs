@@ -102,6 +102,13 @@ pub enum ConvergeError {
     },
 }
 
+impl From<crate::stack::StackError> for ConvergeError {
+    fn from(e: crate::stack::StackError) -> Self {
+        let crate::stack::StackError::Docker { context, source } = e;
+        ConvergeError::Docker { context, source }
+    }
+}
+
 fn health_suffix(h: &Option<String>) -> String {
     h.as_ref()
         .map(|h| format!("; last healthcheck output: {h}"))
@@ -255,9 +262,7 @@ pub async fn wait_converged_with(
     let mut last: Vec<ServiceProgress> = Vec::new();
     let mut stream_ok = true;
     loop {
-        let services = crate::stack::services_of(docker, stack).await.map_err(
-            |crate::stack::StackError::Docker { context, source }| ConvergeError::Docker { context, source },
-        )?;
+        let services = crate::stack::services_of(docker, stack).await?;
         // The earliest instant a ready service becomes stable.
         let mut next_stable: Option<Instant> = None;
         if services.is_empty() {
@@ -672,9 +677,7 @@ pub struct ServiceLabels {
 ///
 /// Errors: [`ConvergeError::Docker`].
 pub async fn running_labels(docker: &Docker, stack: &str) -> Result<BTreeMap<String, ServiceLabels>, ConvergeError> {
-    let services = crate::stack::services_of(docker, stack)
-        .await
-        .map_err(|crate::stack::StackError::Docker { context, source }| ConvergeError::Docker { context, source })?;
+    let services = crate::stack::services_of(docker, stack).await?;
     let mut out = BTreeMap::new();
     for s in services {
         let id = s.id.clone().unwrap_or_default();
@@ -749,9 +752,7 @@ pub async fn service_updated_since(
     stack: &str,
     since: DateTime<Utc>,
 ) -> Result<BTreeMap<String, Freshness>, ConvergeError> {
-    let services = crate::stack::services_of(docker, stack)
-        .await
-        .map_err(|crate::stack::StackError::Docker { context, source }| ConvergeError::Docker { context, source })?;
+    let services = crate::stack::services_of(docker, stack).await?;
     let mut out = BTreeMap::new();
     for s in services {
         let id = s.id.clone().unwrap_or_default();
