@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 
 use bollard::models::{NetworkCreateRequest, SwarmInitRequest};
-use bollard::query_parameters::ListNetworksOptions;
+use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions};
 use bollard::Docker;
 use fs2::FileExt;
 
@@ -262,11 +262,28 @@ async fn find_network(docker: &Docker, name: &str) -> Result<Option<String>, Swa
     let Some(net) = exact.into_iter().next() else {
         return Ok(None);
     };
-    let driver = net.driver.clone().unwrap_or_default();
+    let (mut driver, mut attachable) = (net.driver.clone().unwrap_or_default(), net.attachable);
+    // Right after another client created a swarm network, Docker 20.10 can
+    // list it with an empty driver for a moment: ask the network itself,
+    // briefly, before judging it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while driver.is_empty() && std::time::Instant::now() < deadline {
+        let id = net.id.clone().unwrap_or_else(|| name.to_string());
+        match docker.inspect_network(&id, None::<InspectNetworkOptions>).await {
+            Ok(n) => {
+                driver = n.driver.unwrap_or_default();
+                attachable = n.attachable;
+            }
+            Err(e) => return Err(docker_err("inspecting the network")(e)),
+        }
+        if driver.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
     if driver != "overlay" {
         return Err(bad(format!("uses driver `{driver}`, not `overlay`")));
     }
-    if net.attachable != Some(true) {
+    if attachable != Some(true) {
         return Err(bad("is not attachable".into()));
     }
     Ok(net.id)
