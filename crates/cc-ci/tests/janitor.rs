@@ -1180,9 +1180,10 @@ async fn leases_being_taken_are_never_reaped_under_a_hammer() {
     let v = violations.lock().unwrap().clone();
     assert!(v.is_empty(), "{} violations: {v:#?}", v.len());
     // The hammer really hammered: many takes, sweeps that reaped and sweeps
-    // that found live leases.
+    // that found live leases. (Floors, not speeds: ~2,100 quick takes in 6 s
+    // on an idle 2-core machine, ~800 under CI load.)
     assert!(
-        taken >= 20 && quick >= 1000 && held >= 100,
+        taken >= 20 && quick >= 200 && held >= 100,
         "only {taken} / {quick} takes, {held} seen held"
     );
     assert!(
