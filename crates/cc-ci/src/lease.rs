@@ -170,6 +170,22 @@ pub fn leases_dir(state_dir: &Path) -> PathBuf {
     state_dir.join(LEASES_DIR)
 }
 
+/// Names and paths of the entries of the lease folder (none when it does not exist).
+fn lease_dir_entries(state_dir: &Path) -> Result<Vec<(String, PathBuf)>, LeaseError> {
+    let dir = leases_dir(state_dir);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(&dir)(e)),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.map_err(io_err(&dir))?;
+        out.push((e.file_name().to_string_lossy().into_owned(), e.path()));
+    }
+    Ok(out)
+}
+
 /// The lease file of `stack` under `state_dir`.
 pub fn lease_path(state_dir: &Path, stack: &str) -> PathBuf {
     leases_dir(state_dir).join(format!("{stack}.{LEASE_EXT}"))
@@ -418,23 +434,14 @@ impl Lease {
     /// # Errors
     /// [`LeaseError::Io`] when the lease folder exists but cannot be read.
     pub fn list(state_dir: &Path) -> Result<Vec<LeaseFile>, LeaseError> {
-        let dir = leases_dir(state_dir);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&dir)(e)),
-        };
         let mut out = Vec::new();
-        for e in entries {
-            let e = e.map_err(io_err(&dir))?;
-            let name = e.file_name().to_string_lossy().into_owned();
+        for (name, path) in lease_dir_entries(state_dir)? {
             if name.starts_with('.') {
                 continue;
             }
             let Some(stack) = name.strip_suffix(&format!(".{LEASE_EXT}")) else {
                 continue;
             };
-            let path = e.path();
             out.push(LeaseFile {
                 stack: stack.to_string(),
                 info: read_info(&path),
@@ -454,16 +461,8 @@ impl Lease {
     /// # Errors
     /// [`LeaseError::Io`] when the lease folder exists but cannot be read.
     pub fn remove_dead_temp_files(state_dir: &Path, min_age: Duration) -> Result<Vec<PathBuf>, LeaseError> {
-        let dir = leases_dir(state_dir);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&dir)(e)),
-        };
         let mut out = Vec::new();
-        for e in entries {
-            let e = e.map_err(io_err(&dir))?;
-            let name = e.file_name().to_string_lossy().into_owned();
+        for (name, path) in lease_dir_entries(state_dir)? {
             if !(name.starts_with('.') && name.ends_with(&format!(".{TEMP_EXT}"))) {
                 continue;
             }
@@ -474,7 +473,6 @@ impl Lease {
                 .and_then(|p| p.parse::<u32>().ok())
                 .map(pid_alive)
                 .unwrap_or(false);
-            let path = e.path();
             let old = fs::metadata(&path)
                 .and_then(|m| m.modified())
                 .ok()
