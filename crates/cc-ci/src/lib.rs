@@ -1,24 +1,19 @@
 //! cc-ci: a CI server for Co-op Cloud recipes.
 //!
-//! This crate holds the domain; the binaries under `crates/` are thin
-//! command-line shells over it. See `ARCHITECTURE.md` at the repository root
-//! for a one-page map.
+//! This crate holds the CI domain; the binaries under `crates/` are thin
+//! command-line shells over it. One folder per subsystem, so the tree reads
+//! like the architecture (`ARCHITECTURE.md` at the repository root maps it):
+//!
+//! - [`host`]: the machine a run needs (swarm, the wildcard certificate from
+//!   sops, Traefik, leases, the janitor);
+//! - [`recipe`]: a recipe checkout read and validated before anything deploys;
+//! - [`deploy`]: deploying an app the way abra does (the [`deploy::Deployer`]
+//!   trait, its `native` and `abra` implementations, stacks, convergence);
+//! - [`run`]: one `ccci test` run, its plan and its rungs;
+//! - [`results`]: `results.json`, the level, and what is rendered from them.
 
-pub mod cert;
-pub mod converge;
-pub mod env_file;
-pub mod janitor;
-pub mod lease;
-pub mod level;
-pub mod lifecycle;
-pub mod loops;
+pub mod deploy;
+pub mod host;
 pub mod recipe;
 pub mod results;
 pub mod run;
-pub mod screenshot;
-pub mod serve;
-pub mod settings;
-pub mod sops;
-pub mod stack;
-pub mod swarm;
-pub mod witness;

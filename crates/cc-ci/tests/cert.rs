@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cc_ci::cert::{CertError, WildcardCert};
-use cc_ci::sops::{decrypt_file, AgeIdentities};
+use cc_ci::host::cert::{CertError, WildcardCert};
+use cc_ci::host::sops::{decrypt_file, AgeIdentities};
 
 fn keys() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/keys")

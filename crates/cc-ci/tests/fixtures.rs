@@ -34,13 +34,13 @@ const NGINX: &str = "ccci/nginx:1.22.1";
 const POSTGRES: &str = "ccci/postgres:15";
 const WEBAPP_1_0: &str = "ccci/webapp:1.0.0";
 const WEBAPP_1_1: &str = "ccci/webapp:1.1.0";
-const TRAEFIK: &str = "ccci/traefik:v3.6.12";
+const TRAEFIK: &str = "ccci/traefik:v3.7.15";
 const RESTIC: &str = "ccci/restic:0.14.0";
 
 /// Each fixture recipe and its releases, oldest first.
 const RECIPES: &[(&str, &[&str])] = &[
     ("static-site", &["1.0.0+1.22.1", "1.1.0+1.22.1"]),
-    ("traefik", &["4.0.0+v3.6.12"]),
+    ("traefik", &["4.0.0+v3.7.15"]),
     ("webapp-pg", &["1.0.0+1.0.0", "1.1.0+1.1.0"]),
 ];
 
@@ -71,7 +71,7 @@ fn out(o: &Output) -> String {
 
 /// An engine answers; false = skip (loudly), unless CCCI_REQUIRE_DOCKER=1.
 fn docker_or_skip() -> bool {
-    match rt().block_on(cc_ci::swarm::connect()) {
+    match rt().block_on(cc_ci::host::swarm::connect()) {
         Ok(_) => true,
         Err(e) if required("CCCI_REQUIRE_DOCKER") => {
             panic!("no Docker engine and CCCI_REQUIRE_DOCKER=1: {e}; run scripts/dockerd")
@@ -155,7 +155,7 @@ impl Drop for Cleanup {
         let containers = std::mem::take(&mut *self.containers.lock().unwrap());
         let networks = std::mem::take(&mut *self.networks.lock().unwrap());
         rt().block_on(async {
-            let Ok(d) = cc_ci::swarm::connect().await else {
+            let Ok(d) = cc_ci::host::swarm::connect().await else {
                 eprintln!("cleanup: no engine; left behind: {containers:?} {networks:?}");
                 return;
             };
@@ -335,7 +335,7 @@ fn nginx_image_serves_its_page_and_logs_to_stdout() {
     }
     let guard = Cleanup::default();
     rt().block_on(async {
-        let d = cc_ci::swarm::connect().await.unwrap();
+        let d = cc_ci::host::swarm::connect().await.unwrap();
         let name = guard.container(&unique("nginx"));
         let body = ContainerCreateBody {
             image: Some(NGINX.into()),
@@ -387,7 +387,7 @@ fn postgres_becomes_healthy_and_webapp_serves_its_version_and_db_values() {
     let good = secret("db_password", &format!("pw-{}", unique("secret")));
     let wrong = secret("wrong_password", "not-the-password");
     rt().block_on(async {
-        let d = cc_ci::swarm::connect().await.unwrap();
+        let d = cc_ci::host::swarm::connect().await.unwrap();
         let net = guard.network(&unique("net"));
         d.create_network(NetworkCreateRequest {
             name: net.clone(),
@@ -533,7 +533,7 @@ fn traefik_image_prints_its_version() {
     }
     let guard = Cleanup::default();
     rt().block_on(async {
-        let d = cc_ci::swarm::connect().await.unwrap();
+        let d = cc_ci::host::swarm::connect().await.unwrap();
         let entrypoint = d
             .inspect_image(TRAEFIK)
             .await
@@ -551,7 +551,7 @@ fn traefik_image_prints_its_version() {
         assert_eq!(code, 0, "{text}");
         assert!(
             text.lines()
-                .any(|l| l.starts_with("Version:") && l.trim_end().ends_with("v3.6.12")),
+                .any(|l| l.starts_with("Version:") && l.trim_end().ends_with("3.7.15")),
             "{text}"
         );
     });
@@ -564,7 +564,7 @@ fn restic_image_runs_debians_restic() {
     }
     let guard = Cleanup::default();
     rt().block_on(async {
-        let d = cc_ci::swarm::connect().await.unwrap();
+        let d = cc_ci::host::swarm::connect().await.unwrap();
         let name = guard.container(&unique("restic"));
         let body = ContainerCreateBody {
             image: Some(RESTIC.into()),
@@ -779,7 +779,7 @@ fn fixture_releases_name_only_pinned_images_that_exist_locally() {
         [WEBAPP_1_1, POSTGRES]
     );
     rt().block_on(async {
-        let d = cc_ci::swarm::connect().await.unwrap();
+        let d = cc_ci::host::swarm::connect().await.unwrap();
         for ((name, v), images) in &by_release {
             for image in images {
                 let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");

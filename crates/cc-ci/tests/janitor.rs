@@ -1,4 +1,4 @@
-//! `cc_ci::janitor` and `cc_ci::lease` against the real Docker engine in
+//! `cc_ci::host::janitor` and `cc_ci::host::lease` against the real Docker engine in
 //! swarm mode and real processes (skipped loudly without an engine, unless
 //! CCCI_REQUIRE_DOCKER=1 as scripts/test sets, which makes a missing engine a
 //! failure).
@@ -42,10 +42,10 @@ use bollard::query_parameters::{
     ListVolumesOptions,
 };
 use bollard::Docker;
-use cc_ci::janitor::{self, Outcome, SweepReport};
-use cc_ci::lease::{self, Holder, Lease, LeaseInfo};
-use cc_ci::run::{RunEnv, RunPlan};
-use cc_ci::stack::{self, ObjectKind, NAMESPACE_LABEL};
+use cc_ci::deploy::stack::{self, ObjectKind, NAMESPACE_LABEL};
+use cc_ci::host::janitor::{self, Outcome, SweepReport};
+use cc_ci::host::lease::{self, Holder, Lease, LeaseInfo};
+use cc_ci::run::plan::{RunEnv, RunPlan};
 
 mod common;
 
@@ -129,7 +129,7 @@ async fn standin() {
     let env_file = env_dir.join(format!("{}.env", plan.domain));
     std::fs::write(&env_file, format!("TYPE=standin\nDOMAIN={}\n", plan.domain)).unwrap();
     say("STEP folder");
-    let d = cc_ci::swarm::connect().await.expect("docker");
+    let d = cc_ci::host::swarm::connect().await.expect("docker");
     let s = &plan.stack;
     let net = format!("{s}_default");
     d.create_network(NetworkCreateRequest {
@@ -1039,7 +1039,7 @@ async fn leases_being_taken_are_never_reaped_under_a_hammer() {
             while !stop.load(Ordering::SeqCst) {
                 let run_id = format!("{:06x}", rand_below(1 << 24));
                 let domain = format!("h-{run_id}.{}", w.domain);
-                let stack = cc_ci::run::stack_name(&domain);
+                let stack = cc_ci::run::plan::stack_name(&domain);
                 let info = LeaseInfo::new(&run_id, &domain, &stack, Holder::Run);
                 let lease = match Lease::take_new(&w.state(), info) {
                     Ok(l) => l,

@@ -1,7 +1,7 @@
-//! `cc_ci::screenshot` against Debian's REAL headless Chromium and pages
+//! `cc_ci::run::screenshot` against Debian's REAL headless Chromium and pages
 //! served by a tiny HTTP(S) server in this process on 127.0.0.1 (HTTPS with
 //! the TEST wildcard certificate, its key decrypted from
-//! tests/keys/wildcard.sops.yaml with cc_ci::sops). The page URLs name
+//! tests/keys/wildcard.sops.yaml with cc_ci::host::sops). The page URLs name
 //! `*.ci.test` hosts that only `--host-resolver-rules` sends to the server.
 //!
 //! Chromium is `$CCCI_CHROMIUM` or /usr/bin/chromium; without it these tests
@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use cc_ci::screenshot::{chromium_from_env, spki_pins, take, Shot, ShotError, ShotSpec, Trust};
-use cc_ci::sops::{decrypt_file, AgeIdentities};
+use cc_ci::host::sops::{decrypt_file, AgeIdentities};
+use cc_ci::run::screenshot::{chromium_from_env, spki_pins, take, Shot, ShotError, ShotSpec, Trust};
 
 fn keys() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/keys")

@@ -1,6 +1,6 @@
-//! The serve check against the REAL Traefik (v3.6, built by scripts/tools),
+//! The serve check against the REAL Traefik (v3.7, the official binary scripts/tools fetches),
 //! run as a local process with a file provider: the TEST wildcard certificate
-//! (key decrypted from tests/keys/wildcard.sops.yaml with cc_ci::sops) as the
+//! (key decrypted from tests/keys/wildcard.sops.yaml with cc_ci::host::sops) as the
 //! default certificate, routers to tiny HTTP backends in this process.
 //! Traefik is found via $CCCI_TRAEFIK or where scripts/tools puts it; without
 //! it these tests skip loudly, unless CCCI_REQUIRE_TOOLS=1 (then they fail).
@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cc_ci::serve::{check, ExpectStatus, Failure, ServeError, ServeReport, ServeSpec, Verdict};
-use cc_ci::sops::{decrypt_file, AgeIdentities};
+use cc_ci::host::sops::{decrypt_file, AgeIdentities};
+use cc_ci::run::serve::{check, ExpectStatus, Failure, ServeError, ServeReport, ServeSpec, Verdict};
 use regex::Regex;
 
 fn repo() -> PathBuf {

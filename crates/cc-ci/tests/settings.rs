@@ -1,4 +1,4 @@
-//! Per-recipe settings (`cc_ci::settings`): zero config, the shipped examples
+//! Per-recipe settings (`cc_ci::run::settings`): zero config, the shipped examples
 //! under `tests/recipes/`, every kind of error with its file and line,
 //! masking, and the approved list for a recipe's own code.
 
@@ -6,9 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cc_ci::level::{Rung, Status};
-use cc_ci::serve::ExpectStatus;
-use cc_ci::settings::{exit_status, mask, Settings, SettingsError, TestEnv, UpgradeBase, MASK};
+use cc_ci::results::level::{Rung, Status};
+use cc_ci::run::serve::ExpectStatus;
+use cc_ci::run::settings::{exit_status, mask, Settings, SettingsError, TestEnv, UpgradeBase, MASK};
 
 fn repo_recipes() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/recipes")
@@ -124,7 +124,7 @@ serve = "no web interface"
     assert!(!s.backup_capable(true));
     assert!(s.declared_na(Rung::Restore).unwrap().contains("rebuilt"));
     assert_eq!(s.declared_na(Rung::Serve).as_deref(), Some("no web interface"));
-    let mut env = cc_ci::env_file::EnvFile::default();
+    let mut env = cc_ci::recipe::env_file::EnvFile::default();
     s.apply_env(&mut env, false);
     assert_eq!(env.get("SITE_TITLE"), Some("cc-ci"));
     assert_eq!(env.get("NEW_FLAG"), None);
@@ -218,7 +218,7 @@ fn missing_referenced_file_and_undeclared_overlay() {
     let s = Settings::load(d.path(), "r").unwrap();
     assert_eq!(s.overlay.as_ref().unwrap().reason, "needs /tmp");
     let checkout = tempfile::tempdir().unwrap();
-    let mut env = cc_ci::env_file::EnvFile::default();
+    let mut env = cc_ci::recipe::env_file::EnvFile::default();
     env.set("COMPOSE_FILE", "compose.yml:compose.smtp.yml", None);
     assert!(s.apply_overlay(checkout.path(), &mut env).unwrap());
     assert_eq!(

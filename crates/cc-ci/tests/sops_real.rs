@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cc_ci::sops::{decrypt_file, AgeIdentities, SopsError, Value};
+use cc_ci::host::sops::{decrypt_file, AgeIdentities, SopsError, Value};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

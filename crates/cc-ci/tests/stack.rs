@@ -1,4 +1,4 @@
-//! `cc_ci::stack`, `cc_ci::converge` and `cc_ci::witness` against the real
+//! `cc_ci::deploy::stack`, `cc_ci::deploy::converge` and `cc_ci::run::witness` against the real
 //! Docker engine in swarm mode (skipped loudly without an engine, unless
 //! CCCI_REQUIRE_DOCKER=1 as scripts/test sets, which makes a missing engine a
 //! failure).
@@ -32,9 +32,9 @@ use bollard::models::{
 };
 use bollard::query_parameters::{InspectServiceOptions, ListTasksOptions, UpdateServiceOptions};
 use bollard::Docker;
-use cc_ci::converge::{self, ConvergeError, ConvergeOptions};
-use cc_ci::stack::{self, ObjectKind, NAMESPACE_LABEL};
-use cc_ci::witness::{Witness, WitnessError, WitnessState};
+use cc_ci::deploy::converge::{self, ConvergeError, ConvergeOptions};
+use cc_ci::deploy::stack::{self, ObjectKind, NAMESPACE_LABEL};
+use cc_ci::run::witness::{Witness, WitnessError, WitnessState};
 
 mod common;
 
@@ -510,7 +510,7 @@ async fn witness_round_trips_and_truncation_and_deletion_are_detected() {
             all: true,
             filters: Some(HashMap::from([(
                 "label".to_string(),
-                vec![format!("{}={vol}", cc_ci::witness::HELPER_LABEL)],
+                vec![format!("{}={vol}", cc_ci::run::witness::HELPER_LABEL)],
             )])),
             ..Default::default()
         }))

@@ -1,5 +1,5 @@
-//! `ccci`: cc-ci's main job. A thin CLI over [`cc_ci::run`] and
-//! [`cc_ci::lifecycle`]; `ccci report` renders a results file.
+//! `ccci`: cc-ci's main job. A thin CLI over [`cc_ci::run::plan`] and
+//! [`cc_ci::run::lifecycle`]; `ccci report` renders a results file.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use cc_ci::level::Status;
-use cc_ci::lifecycle::{self, Infra, Progress};
+use cc_ci::results::level::Status;
 use cc_ci::results::{RunResults, RungResult};
-use cc_ci::run::{RunEnv, RunPlan};
-use cc_ci::settings::Settings;
+use cc_ci::run::lifecycle::{self, Infra, Progress};
+use cc_ci::run::plan::{RunEnv, RunPlan};
+use cc_ci::run::settings::Settings;
 use clap::{Parser, Subcommand};
 
 /// cc-ci's main job: take a Co-op Cloud recipe through its lifecycle on this
@@ -128,7 +128,7 @@ fn docker_problem() -> Option<String> {
         .build()
         .ok()?;
     rt.block_on(async {
-        match cc_ci::swarm::connect().await {
+        match cc_ci::host::swarm::connect().await {
             Err(e) => Some(e.to_string()),
             Ok(d) => d.ping().await.err().map(|e| e.to_string()),
         }

@@ -1,11 +1,11 @@
 //! `cert-install`: decrypt the wildcard certificate and key from a sops file
 //! and install them as versioned swarm secrets for the Co-op Cloud Traefik
-//! app. A thin CLI over [`cc_ci::cert`]; see that module for the behaviour.
+//! app. A thin CLI over [`cc_ci::host::cert`]; see that module for the behaviour.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use cc_ci::{cert, sops, swarm};
+use cc_ci::host::{cert, sops, swarm};
 use clap::Parser;
 
 /// Install the wildcard TLS certificate Traefik serves for every test app.

@@ -22,11 +22,15 @@ fn rt() -> tokio::runtime::Runtime {
 /// Connects and makes sure the node is a swarm manager; false = skip.
 fn swarm_or_skip() -> bool {
     rt().block_on(async {
-        match cc_ci::swarm::connect().await {
+        match cc_ci::host::swarm::connect().await {
             Ok(d) => {
-                cc_ci::swarm::ensure_swarm(&d, cc_ci::swarm::PROXY_NETWORK, cc_ci::swarm::DEFAULT_ADVERTISE_ADDR)
-                    .await
-                    .unwrap();
+                cc_ci::host::swarm::ensure_swarm(
+                    &d,
+                    cc_ci::host::swarm::PROXY_NETWORK,
+                    cc_ci::host::swarm::DEFAULT_ADVERTISE_ADDR,
+                )
+                .await
+                .unwrap();
                 true
             }
             Err(e) if std::env::var("CCCI_REQUIRE_DOCKER").as_deref() == Ok("1") => {
@@ -58,7 +62,7 @@ impl TestDomain {
     fn secrets(&self) -> Vec<(String, String, String)> {
         let prefix = format!("{}_", self.stack());
         rt().block_on(async {
-            let d = cc_ci::swarm::connect().await.unwrap();
+            let d = cc_ci::host::swarm::connect().await.unwrap();
             let mut f = std::collections::HashMap::new();
             f.insert("name".to_string(), vec![prefix.clone()]);
             let mut v: Vec<_> = d
@@ -72,7 +76,7 @@ impl TestDomain {
                     name.starts_with(&prefix).then(|| {
                         let sha = spec
                             .labels
-                            .and_then(|mut l| l.remove(cc_ci::cert::SHA256_LABEL))
+                            .and_then(|mut l| l.remove(cc_ci::host::cert::SHA256_LABEL))
                             .unwrap_or_default();
                         (name, s.id.unwrap_or_default(), sha)
                     })

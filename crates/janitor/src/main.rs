@@ -1,12 +1,12 @@
 //! `janitor`: remove the test apps (stacks, volumes, secrets, configs, run
 //! folders with abra env files, leases) left by dead or finished `ccci test`
-//! runs. A thin CLI over [`cc_ci::janitor`]; see that module for the rules.
+//! runs. A thin CLI over [`cc_ci::host::janitor`]; see that module for the rules.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cc_ci::janitor::{self, SweepOptions};
+use cc_ci::host::janitor::{self, SweepOptions};
 use clap::Parser;
 
 /// Remove test apps left behind by dead or finished cc-ci runs.
@@ -64,7 +64,7 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<i32> {
-    let docker = cc_ci::swarm::connect().await.context(
+    let docker = cc_ci::host::swarm::connect().await.context(
         "cannot reach the Docker engine on DOCKER_HOST or /var/run/docker.sock; nothing was removed. \
          Is dockerd running (systemctl status docker; scripts/dockerd on a development machine) \
          and may this user use its socket?",

@@ -14,8 +14,8 @@ use std::process::{Command, Output};
 use base64::Engine as _;
 use bollard::models::{ConfigSpec, SecretSpec, VolumeCreateRequest};
 use bollard::Docker;
-use cc_ci::lease::{self, Holder, Lease, LeaseInfo};
-use cc_ci::stack::{self, NAMESPACE_LABEL};
+use cc_ci::deploy::stack::{self, NAMESPACE_LABEL};
+use cc_ci::host::lease::{self, Holder, Lease, LeaseInfo};
 
 fn janitor(state: &Path, domain: &str, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_janitor"))
@@ -79,7 +79,7 @@ fn unreachable_engine_exits_1_and_says_what_to_do() {
 }
 
 fn docker_or_skip() -> Option<Docker> {
-    match rt().block_on(cc_ci::swarm::connect()) {
+    match rt().block_on(cc_ci::host::swarm::connect()) {
         Ok(d) => Some(d),
         Err(e) if std::env::var("CCCI_REQUIRE_DOCKER").as_deref() == Ok("1") => {
             panic!("no Docker engine and CCCI_REQUIRE_DOCKER=1: {e}; run scripts/dockerd")
@@ -97,7 +97,7 @@ struct Stacks(Vec<String>);
 impl Drop for Stacks {
     fn drop(&mut self) {
         let rt = rt();
-        let d = rt.block_on(cc_ci::swarm::connect()).unwrap();
+        let d = rt.block_on(cc_ci::host::swarm::connect()).unwrap();
         for s in &self.0 {
             let _ = rt.block_on(stack::teardown(&d, s, std::time::Duration::from_secs(60)));
         }

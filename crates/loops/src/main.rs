@@ -1,13 +1,13 @@
 //! `loops`: start, watch, hand off between and heal long-running agent loops
 //! in tmux on the cc-ci orchestrator host. A thin CLI over
-//! [`cc_ci::loops`]; see that module for the behaviour.
+//! [`loops`]; see that module for the behaviour.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cc_ci::loops::{boot, Config, Loops};
 use clap::{Parser, Subcommand};
+use loops::{boot, Config, Loops};
 
 /// Supervise the orchestrator's agent loops (a Builder and an Adversary
 /// working on one git repo) in tmux.
@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
-    /// The configuration file (TOML; see `cc_ci::loops::config` for every key).
+    /// The configuration file (TOML; see `loops::config` for every key).
     #[arg(long, short, env = "LOOPS_CONFIG", default_value = "loops.toml", global = true)]
     config: PathBuf,
     #[command(subcommand)]
@@ -167,7 +167,7 @@ fn run(cli: Cli) -> Result<i32> {
     Ok(0)
 }
 
-fn print_status(s: &cc_ci::loops::supervisor::Status) {
+fn print_status(s: &loops::supervisor::Status) {
     match &s.phase {
         Some(p) => println!(
             "phase     {p} ({} of {}), DONE on origin: {}",

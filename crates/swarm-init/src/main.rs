@@ -1,9 +1,9 @@
 //! `swarm-init`: make the local Docker engine a single-node swarm manager and
 //! make sure the attachable overlay network `proxy` exists. A thin CLI over
-//! [`cc_ci::swarm`]; see that module for the behaviour.
+//! [`cc_ci::host::swarm`]; see that module for the behaviour.
 
 use anyhow::{Context, Result};
-use cc_ci::swarm;
+use cc_ci::host::swarm;
 use clap::Parser;
 
 /// Make this host's Docker engine ready for Co-op Cloud apps: a swarm manager

@@ -10,7 +10,7 @@ fn docker_or_skip() -> bool {
         .enable_all()
         .build()
         .unwrap();
-    match rt.block_on(cc_ci::swarm::connect()) {
+    match rt.block_on(cc_ci::host::swarm::connect()) {
         Ok(_) => true,
         Err(e) if std::env::var("CCCI_REQUIRE_DOCKER").as_deref() == Ok("1") => {
             panic!("no Docker engine and CCCI_REQUIRE_DOCKER=1: {e}; run scripts/dockerd")
@@ -40,7 +40,7 @@ fn networks(name: &str) -> Vec<(String, bool)> {
         .build()
         .unwrap();
     rt.block_on(async {
-        let d = cc_ci::swarm::connect().await.unwrap();
+        let d = cc_ci::host::swarm::connect().await.unwrap();
         let mut f = std::collections::HashMap::new();
         f.insert("name".to_string(), vec![name.to_string()]);
         d.list_networks(Some(ListNetworksOptions { filters: Some(f) }))

@@ -14,16 +14,20 @@ pub const IMAGE: &str = "ccci/busybox:test";
 /// Connects, makes sure the node is a swarm manager and the test image
 /// exists; None = skip.
 pub async fn docker_or_skip() -> Option<Docker> {
-    let d = match cc_ci::swarm::connect().await {
+    let d = match cc_ci::host::swarm::connect().await {
         Ok(d) => d,
         Err(e) => return skip(e.to_string()),
     };
     if let Err(e) = d.ping().await {
         return skip(e.to_string());
     }
-    cc_ci::swarm::ensure_swarm(&d, cc_ci::swarm::PROXY_NETWORK, cc_ci::swarm::DEFAULT_ADVERTISE_ADDR)
-        .await
-        .expect("swarm manager");
+    cc_ci::host::swarm::ensure_swarm(
+        &d,
+        cc_ci::host::swarm::PROXY_NETWORK,
+        cc_ci::host::swarm::DEFAULT_ADVERTISE_ADDR,
+    )
+    .await
+    .expect("swarm manager");
     ensure_image(&d).await;
     Some(d)
 }

@@ -75,10 +75,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use toml::Spanned;
 
-use crate::env_file::EnvFile;
-use crate::level::{Rung, Status};
-use crate::run::RunPlan;
-use crate::serve::{ExpectStatus, ServeSpec, DEFAULT_READINESS};
+use crate::recipe::env_file::EnvFile;
+use crate::results::level::{Rung, Status};
+use crate::run::plan::RunPlan;
+use crate::run::serve::{ExpectStatus, ServeSpec, DEFAULT_READINESS};
 
 /// The settings file inside a recipe's settings folder.
 pub const SETTINGS_FILE: &str = "ccci.toml";

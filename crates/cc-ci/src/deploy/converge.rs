@@ -2,7 +2,7 @@
 //! tasks and labels are live.
 //!
 //! A stack has converged when every service of it (found by the
-//! `com.docker.stack.namespace` label, see [`crate::stack`]) has its desired
+//! `com.docker.stack.namespace` label, see [`crate::deploy::stack`]) has its desired
 //! number of tasks in state `running`, each created from the service's
 //! current task spec, no task of an older spec still meant to run, no
 //! update or rollback in progress, and, where the container has a
@@ -42,7 +42,7 @@ use bollard::Docker;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
-use crate::stack::{NAMESPACE_LABEL, SERVICE_NAME_LABEL};
+use crate::deploy::stack::{NAMESPACE_LABEL, SERVICE_NAME_LABEL};
 
 /// Why a stack did not converge.
 #[derive(Debug, thiserror::Error)]
@@ -102,9 +102,9 @@ pub enum ConvergeError {
     },
 }
 
-impl From<crate::stack::StackError> for ConvergeError {
-    fn from(e: crate::stack::StackError) -> Self {
-        let crate::stack::StackError::Docker { context, source } = e;
+impl From<crate::deploy::stack::StackError> for ConvergeError {
+    fn from(e: crate::deploy::stack::StackError) -> Self {
+        let crate::deploy::stack::StackError::Docker { context, source } = e;
         ConvergeError::Docker { context, source }
     }
 }
@@ -262,7 +262,7 @@ pub async fn wait_converged_with(
     let mut last: Vec<ServiceProgress> = Vec::new();
     let mut stream_ok = true;
     loop {
-        let services = crate::stack::services_of(docker, stack).await?;
+        let services = crate::deploy::stack::services_of(docker, stack).await?;
         // The earliest instant a ready service becomes stable.
         let mut next_stable: Option<Instant> = None;
         if services.is_empty() {
@@ -584,7 +584,7 @@ async fn service_state(
                     }
                 }
                 // The container went away between the listing and now.
-                Err(e) if crate::stack::status_of(&e) == Some(404) => healthy = false,
+                Err(e) if crate::deploy::stack::status_of(&e) == Some(404) => healthy = false,
                 Err(e) => return Err(docker_err(format!("inspecting container {cid}"))(e)),
             }
         }
@@ -677,7 +677,7 @@ pub struct ServiceLabels {
 ///
 /// Errors: [`ConvergeError::Docker`].
 pub async fn running_labels(docker: &Docker, stack: &str) -> Result<BTreeMap<String, ServiceLabels>, ConvergeError> {
-    let services = crate::stack::services_of(docker, stack).await?;
+    let services = crate::deploy::stack::services_of(docker, stack).await?;
     let mut out = BTreeMap::new();
     for s in services {
         let id = s.id.clone().unwrap_or_default();
@@ -708,7 +708,7 @@ pub async fn running_labels(docker: &Docker, stack: &str) -> Result<BTreeMap<Str
                     let l = c.config.and_then(|c| c.labels).unwrap_or_default();
                     labels.containers.insert(cid, l);
                 }
-                Err(e) if crate::stack::status_of(&e) == Some(404) => {}
+                Err(e) if crate::deploy::stack::status_of(&e) == Some(404) => {}
                 Err(e) => return Err(docker_err(format!("inspecting container {cid}"))(e)),
             }
         }
@@ -752,7 +752,7 @@ pub async fn service_updated_since(
     stack: &str,
     since: DateTime<Utc>,
 ) -> Result<BTreeMap<String, Freshness>, ConvergeError> {
-    let services = crate::stack::services_of(docker, stack).await?;
+    let services = crate::deploy::stack::services_of(docker, stack).await?;
     let mut out = BTreeMap::new();
     for s in services {
         let id = s.id.clone().unwrap_or_default();

@@ -17,10 +17,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::backend::{argv, Run};
-use super::state::{JobState, State};
-use super::supervisor::{lock_held, try_lock, Loops};
-use super::tmux::{Launch, PaneState};
+use crate::backend::{argv, Run};
+use crate::state::{JobState, State};
+use crate::supervisor::{lock_held, try_lock, Loops};
+use crate::tmux::{Launch, PaneState};
 
 /// Exit code of a job watchdog that gave up.
 pub const GAVE_UP_EXIT: i32 = 3;

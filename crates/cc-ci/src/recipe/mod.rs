@@ -13,7 +13,9 @@ use std::process::Command;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::env_file::{EnvFile, EnvFileError};
+pub mod env_file;
+
+use env_file::{EnvFile, EnvFileError};
 
 /// Why a path is not a usable recipe.
 #[derive(Debug, thiserror::Error)]

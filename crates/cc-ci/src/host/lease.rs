@@ -31,7 +31,7 @@ use std::time::Duration;
 use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
-use crate::run::RunPlan;
+use crate::run::plan::RunPlan;
 
 /// The folder under the state dir that holds lease files.
 pub const LEASES_DIR: &str = "leases";

@@ -11,9 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::level::{Rung, Status};
+use crate::results::level::{Rung, Status};
 use crate::results::{PhaseTiming, RunResults, RungResult, SCHEMA};
-use crate::run::RunPlan;
+use crate::run::plan::RunPlan;
 
 /// Receives progress as a run goes (the CLI shows it live on a terminal, as
 /// plain log lines otherwise).

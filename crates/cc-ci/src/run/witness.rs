@@ -256,7 +256,7 @@ impl Witness {
         helper.remove(docker).await;
         let tar = match res {
             Ok(t) => t,
-            Err(e) if crate::stack::status_of(&e) == Some(404) => return Ok(None),
+            Err(e) if crate::deploy::stack::status_of(&e) == Some(404) => return Ok(None),
             Err(e) => {
                 return Err(docker_err(format!("reading the witness from volume `{}`", self.volume))(e));
             }
@@ -292,7 +292,7 @@ impl Helper {
     async fn create(docker: &Docker, volume: &str, image: &str, cmd: Vec<String>) -> Result<Helper, WitnessError> {
         match docker.inspect_volume(volume).await {
             Ok(_) => {}
-            Err(e) if crate::stack::status_of(&e) == Some(404) => {
+            Err(e) if crate::deploy::stack::status_of(&e) == Some(404) => {
                 return Err(WitnessError::NoVolume { volume: volume.into() })
             }
             Err(e) => return Err(docker_err(format!("inspecting volume `{volume}`"))(e)),
@@ -327,7 +327,9 @@ impl Helper {
             .await
         {
             Ok(r) => Ok(Helper(r.id)),
-            Err(e) if crate::stack::status_of(&e) == Some(404) => Err(WitnessError::NoImage { image: image.into() }),
+            Err(e) if crate::deploy::stack::status_of(&e) == Some(404) => {
+                Err(WitnessError::NoImage { image: image.into() })
+            }
             Err(e) => Err(docker_err(format!(
                 "creating a helper container of `{image}` on `{volume}`"
             ))(e)),
@@ -343,7 +345,7 @@ impl Helper {
             link: false,
         };
         if let Err(e) = docker.remove_container(&self.0, Some(opts)).await {
-            if crate::stack::status_of(&e) != Some(404) {
+            if crate::deploy::stack::status_of(&e) != Some(404) {
                 tracing::warn!("could not remove witness helper container {}: {e}", self.0);
             }
         }

@@ -28,8 +28,8 @@ use bollard::Docker;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::sops::{self, AgeIdentities, SopsError};
-use crate::swarm::{HostLock, SwarmError};
+use crate::host::sops::{self, AgeIdentities, SopsError};
+use crate::host::swarm::{HostLock, SwarmError};
 
 /// Label holding the hex sha256 of a secret's content.
 pub const SHA256_LABEL: &str = "cc-ci.content-sha256";

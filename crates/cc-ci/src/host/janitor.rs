@@ -2,7 +2,7 @@
 //! objects, their run folder with `ABRA_DIR` and env files, their lease), and
 //! never anything of a run that is still alive.
 //!
-//! Liveness is the run's [`Lease`](crate::lease): a `flock` the run holds
+//! Liveness is the run's [`Lease`](crate::host::lease): a `flock` the run holds
 //! for its whole life and the kernel drops when it dies. For each app the
 //! janitor tries that lease without blocking. Held: the app is left alone,
 //! all of it. Free or absent: the janitor takes it (creating the file if
@@ -21,7 +21,7 @@
 //! 3. stacks in Docker (namespace labels, else `<stack>_` name prefixes) that
 //!    are shaped like a test app of this wildcard domain:
 //!    `<label>-<6 hex><suffix>`, suffix `_ci_test` for `ci.test`
-//!    ([`crate::run::RunPlan`] names them so). Nothing else on the host is
+//!    ([`crate::run::plan::RunPlan`] names them so). Nothing else on the host is
 //!    touched: not other domains' stacks, not Traefik (`traefik_ci_test`).
 //!
 //! A run folder belongs to the stack its run's lease names (leases are listed
@@ -44,8 +44,8 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use crate::lease::{Holder, Lease, LeaseError, LeaseFile, LeaseInfo, TryTake};
-use crate::stack::{self, docker_err, Leftover, StackError, StackObject, NAMESPACE_LABEL};
+use crate::deploy::stack::{self, docker_err, Leftover, StackError, StackObject, NAMESPACE_LABEL};
+use crate::host::lease::{Holder, Lease, LeaseError, LeaseFile, LeaseInfo, TryTake};
 
 /// The folder under the state dir holding run folders.
 pub const RUNS_DIR: &str = "runs";
@@ -435,11 +435,11 @@ async fn reap_app(docker: &Docker, opts: &SweepOptions, stack: String, c: Candid
     if !c.ours {
         return r;
     }
-    let lease_path = crate::lease::lease_path(&opts.state_dir, &stack);
+    let lease_path = crate::host::lease::lease_path(&opts.state_dir, &stack);
     if opts.dry_run {
         r.outcome = if Lease::is_held(&lease_path) {
             Outcome::Live {
-                holder: crate::lease::read_info(&lease_path),
+                holder: crate::host::lease::read_info(&lease_path),
             }
         } else {
             match stack::verify_clean(docker, &stack).await {
@@ -457,9 +457,9 @@ async fn reap_app(docker: &Docker, opts: &SweepOptions, stack: String, c: Candid
             // briefly so the report names the real holder.
             for _ in 0..20 {
                 match &holder {
-                    Some(h) if h.holder == Holder::Run && !crate::lease::pid_alive(h.pid) => {
+                    Some(h) if h.holder == Holder::Run && !crate::host::lease::pid_alive(h.pid) => {
                         tokio::time::sleep(Duration::from_millis(5)).await;
-                        holder = crate::lease::read_info(&lease_path);
+                        holder = crate::host::lease::read_info(&lease_path);
                     }
                     _ => break,
                 }

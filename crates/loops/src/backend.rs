@@ -1,6 +1,6 @@
 //! The command line that starts or resumes an agent, per backend.
 
-use super::config::{Backend, BackendKind};
+use crate::config::{Backend, BackendKind};
 
 /// The message given to a resumed conversation.
 pub const RESUME_MESSAGE: &str =

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::level::{level, level_name, Rung, Status};
+pub mod level;
+
+use level::{level, level_name, Rung, Status};
 
 /// The schema identifier written into every results file; bump the number on
 /// any change that is not a pure addition of optional fields.

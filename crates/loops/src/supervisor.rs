@@ -11,12 +11,12 @@ use fs2::FileExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::backend::{argv, Run};
-use super::config::{Agent, Config};
-use super::markers::{find_pattern, has_real_done, last_line, waiting_until};
-use super::origin::Mirror;
-use super::state::{now_ms, AgentState, State};
-use super::tmux::{Launch, PaneState, Tmux};
+use crate::backend::{argv, Run};
+use crate::config::{Agent, Config};
+use crate::markers::{find_pattern, has_real_done, last_line, waiting_until};
+use crate::origin::Mirror;
+use crate::state::{now_ms, AgentState, State};
+use crate::tmux::{Launch, PaneState, Tmux};
 
 /// tmux session name of the watchdog.
 pub const WATCHDOG_SESSION: &str = "loops-watchdog";
@@ -67,7 +67,7 @@ pub struct Status {
     /// Boots recorded in REBOOTS.md.
     pub reboots: usize,
     /// One-shot jobs.
-    pub jobs: Vec<super::job::JobStatus>,
+    pub jobs: Vec<crate::job::JobStatus>,
     /// Heavy checks done so far.
     pub heavy_checks: i64,
     /// Fast ticks done so far.
@@ -339,7 +339,7 @@ impl Loops {
                 }
             }
         }
-        super::job::supervise_jobs(self)?;
+        crate::job::supervise_jobs(self)?;
         self.mirror.fetch()?;
         let phase = &self.cfg.phases[idx];
         let done = self.mirror.read(&phase.status)?.is_some_and(|t| has_real_done(&t));
@@ -565,8 +565,8 @@ impl Loops {
             phase_done,
             agents,
             watchdog_alive: self.watchdog_alive(),
-            reboots: super::boot::count(&self.cfg.workspace),
-            jobs: super::job::statuses(self)?,
+            reboots: crate::boot::count(&self.cfg.workspace),
+            jobs: crate::job::statuses(self)?,
             heavy_checks: self
                 .state
                 .get("heavy_checks")?

@@ -10,7 +10,7 @@
 //! redirects, and reads at most [`MAX_BODY`] bytes of the body.
 //!
 //! Traefik's own answers are recognised and are failures whatever status was
-//! expected. What the real Traefik v3.6.12 sends, read from its source
+//! expected. What the real Traefik v3.7.15 sends, read from its source
 //! (`github.com/traefik/traefik/v3`: `pkg/tls/generate/generate.go`,
 //! `pkg/server/router/router.go`, `pkg/proxy/httputil/proxy.go`,
 //! `pkg/server/service/loadbalancer/wrr/wrr.go`) and checked against the

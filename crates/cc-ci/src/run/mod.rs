@@ -1,0 +1,11 @@
+//! One `ccci test` run: its plan ([`plan`]), the per-recipe settings
+//! ([`settings`]), the rungs and what they use (serve checks, screenshots,
+//! witnesses), and the lifecycle that takes a recipe through them
+//! ([`lifecycle`]).
+
+pub mod lifecycle;
+pub mod plan;
+pub mod screenshot;
+pub mod serve;
+pub mod settings;
+pub mod witness;
