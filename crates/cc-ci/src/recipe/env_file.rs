@@ -157,6 +157,72 @@ impl EnvFile {
     }
 }
 
+/// `value` as an env-file value: bare when it is safe, else single-quoted
+/// (so that `$` is not expanded and `#` does not start a comment); a
+/// value holding `'` is double-quoted, with any `"` and `$` in it dropped.
+pub fn quote(value: &str) -> String {
+    let bare =
+        !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || matches!(c, '#' | '$' | '\'' | '"' | '\\'));
+    if bare {
+        value.to_string()
+    } else if !value.contains('\'') {
+        format!("'{value}'")
+    } else {
+        // Double quotes expand `$` and this reader knows no escapes: a value
+        // with both a `'` and a `"` or `$` cannot be written exactly.
+        format!("\"{}\"", value.replace(['"', '$'], ""))
+    }
+}
+
+/// The key an env-file line assigns, if it is an active assignment
+/// (`KEY=...` or `export KEY=...`, not a comment).
+fn assigned_key(line: &str) -> Option<&str> {
+    let t = line.trim_start();
+    if t.starts_with('#') {
+        return None;
+    }
+    let t = t.strip_prefix("export ").unwrap_or(t);
+    let (k, _) = t.split_once('=')?;
+    let k = k.trim();
+    (!k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(k)
+}
+
+/// Sets `key` to `value` in the text of an env file, keeping everything
+/// else (comments, blank lines, order) as it was, as `abra app config`
+/// edits leave an operator's file: the last active assignment of `key` is
+/// replaced (its trailing comment, e.g. `# length=32`, kept); earlier ones
+/// (a value built in steps, `COMPOSE_FILE="$COMPOSE_FILE:..."`) are
+/// commented out, since the new value is complete; with none, the line is
+/// appended.
+pub fn set_in_text(text: &str, key: &str, value: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let hits: Vec<usize> = (0..lines.len())
+        .filter(|&i| assigned_key(lines[i]) == Some(key))
+        .collect();
+    let new_line = |old: Option<&str>| {
+        let comment = old
+            .and_then(|l| l.split_once('=').map(|(_, r)| r))
+            .and_then(split_value)
+            .and_then(|(_, c)| c)
+            .map(|c| format!(" # {c}"))
+            .unwrap_or_default();
+        format!("{key}={}{comment}", quote(value))
+    };
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    match hits.split_last() {
+        None => out.push(new_line(None)),
+        Some((&last, earlier)) => {
+            for &i in earlier {
+                out[i] = format!("# (cc-ci: superseded below) {}", lines[i]);
+            }
+            out[last] = new_line(Some(lines[last]));
+        }
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
+}
+
 /// Splits `rest` (after `=`) into ((value, single-quoted), trailing comment).
 fn split_value(rest: &str) -> Option<((String, bool), Option<String>)> {
     let rest = rest.trim_start();
@@ -217,6 +283,30 @@ mod tests {
         let e = parse("A=1\nB='two words' # note\nC=\nD=\"x#y\"\n").unwrap();
         let again = parse(&e.render()).unwrap();
         assert_eq!(e, again);
+    }
+
+    #[test]
+    fn set_in_text_keeps_the_rest_of_the_file() {
+        let t = "# app\nTYPE=x\n\nSECRET_A_VERSION=v1 # length=32\nCOMPOSE_FILE=\"compose.yml\"\n\
+                 #COMPOSE_FILE=\"$COMPOSE_FILE:compose.off.yml\"\nCOMPOSE_FILE=\"$COMPOSE_FILE:compose.b.yml\"\n";
+        let t2 = set_in_text(t, "TYPE", "x:1.0.0+1");
+        assert!(
+            t2.starts_with("# app\nTYPE=x:1.0.0+1\n\nSECRET_A_VERSION=v1 # length=32\n"),
+            "{t2}"
+        );
+        let t3 = set_in_text(&t2, "SECRET_A_VERSION", "v2");
+        assert!(t3.contains("SECRET_A_VERSION=v2 # length=32\n"), "{t3}");
+        let t4 = set_in_text(&t3, "COMPOSE_FILE", "compose.yml:compose.c.yml");
+        let e = parse(&t4).unwrap();
+        assert_eq!(e.get("COMPOSE_FILE"), Some("compose.yml:compose.c.yml"), "{t4}");
+        assert!(t4.contains("#COMPOSE_FILE=\"$COMPOSE_FILE:compose.off.yml\""), "{t4}");
+        let t5 = set_in_text(&t4, "LETS_ENCRYPT_ENV", "");
+        assert!(t5.ends_with("LETS_ENCRYPT_ENV=''\n"), "{t5}");
+        assert_eq!(parse(&t5).unwrap().get("LETS_ENCRYPT_ENV"), Some(""));
+        let t6 = set_in_text(&t5, "P", "a$b #c");
+        assert_eq!(parse(&t6).unwrap().get("P"), Some("a$b #c"));
+        let t7 = set_in_text(&t6, "Q", "it's");
+        assert_eq!(parse(&t7).unwrap().get("Q"), Some("it's"));
     }
 
     #[test]

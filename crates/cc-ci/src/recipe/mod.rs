@@ -11,10 +11,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use yaml_rust2::{Yaml, YamlLoader};
-
+pub mod abra_sh;
+pub mod compose;
 pub mod env_file;
+pub mod interpolate;
+pub mod lint;
 
+use compose::{ComposeError, ComposeSet};
 use env_file::{EnvFile, EnvFileError};
 
 /// Why a path is not a usable recipe.
@@ -40,15 +43,8 @@ pub enum RecipeError {
     #[error(transparent)]
     Env(#[from] EnvFileError),
     /// A compose file does not parse or is not a compose file.
-    #[error("{file}:{line}: {detail}; fix the compose file (it must be YAML with a `services:` mapping)")]
-    Compose {
-        /// The compose file.
-        file: PathBuf,
-        /// 1-based line (0 when unknown).
-        line: usize,
-        /// What is wrong.
-        detail: String,
-    },
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
     /// git failed on the recipe checkout.
     #[error("git in {path}: {detail}")]
     Git {
@@ -59,21 +55,7 @@ pub enum RecipeError {
     },
 }
 
-/// One service of the recipe's compose files (overlays merged by name).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Service {
-    /// Service name (the key under `services:`).
-    pub name: String,
-    /// `image:` as written (env variables not expanded).
-    pub image: Option<String>,
-    /// Labels from `deploy.labels` and `labels` (map or `k=v` list form).
-    pub labels: BTreeMap<String, String>,
-    /// Whether the service declares a `healthcheck:` (not `disable: true`).
-    pub healthcheck: bool,
-    /// Named volumes it mounts (short `name:/path` or long `source:` form),
-    /// with their mount paths.
-    pub volumes: BTreeMap<String, String>,
-}
+pub use compose::Service;
 
 /// A recipe checkout.
 #[derive(Debug, Clone)]
@@ -86,8 +68,13 @@ pub struct Recipe {
     pub env_sample: EnvFile,
     /// The compose files `COMPOSE_FILE` selects, relative to `dir`, in order.
     pub compose_files: Vec<String>,
-    /// Services, merged over the compose files in order.
+    /// Services, merged over the compose files in order (empty when they
+    /// cannot be read: see `compose_error`).
     pub services: BTreeMap<String, Service>,
+    /// Why the compose files `COMPOSE_FILE` selects cannot be read (a file
+    /// missing, or not parsing: file and line), if so. The checkout is still
+    /// a recipe: the deploy of this version fails on it.
+    pub compose_error: Option<String>,
 }
 
 /// A release: a git tag whose name parses as a recipe version.
@@ -114,8 +101,9 @@ impl Recipe {
     ///
     /// # Errors
     /// [`RecipeError`] when `dir` is not a folder, `compose.yml` or
-    /// `.env.sample` is missing, a file `COMPOSE_FILE` names is missing, or a
-    /// compose file does not parse or has no `services:` mapping.
+    /// `.env.sample` is missing, or `.env.sample` does not parse. Compose
+    /// files that are missing or do not parse are recorded in
+    /// [`Recipe::compose_error`] instead.
     pub fn open(dir: &Path) -> Result<Recipe, RecipeError> {
         if !dir.is_dir() {
             return Err(RecipeError::NoFolder {
@@ -141,26 +129,26 @@ impl Recipe {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        let mut services: BTreeMap<String, Service> = BTreeMap::new();
-        for f in &compose_files {
-            let path = dir.join(f);
-            if !path.is_file() {
-                return Err(RecipeError::Missing {
-                    path: dir.to_path_buf(),
-                    file: f.clone(),
-                    why: "named by COMPOSE_FILE in .env.sample",
-                });
-            }
-            for s in parse_compose(&path)? {
-                merge(
-                    services.entry(s.name.clone()).or_insert_with(|| Service {
-                        name: s.name.clone(),
-                        ..Default::default()
-                    }),
-                    s,
-                );
-            }
-        }
+        // A compose file that is missing or does not parse does not make the
+        // checkout "not a recipe": the deploy of this version fails on it,
+        // naming the file and line, at the rung that deploys it.
+        let (services, compose_error) = match compose_files.iter().find(|f| !dir.join(f).is_file()) {
+            Some(f) => (
+                BTreeMap::new(),
+                Some(
+                    RecipeError::Missing {
+                        path: dir.to_path_buf(),
+                        file: f.clone(),
+                        why: "named by COMPOSE_FILE in .env.sample",
+                    }
+                    .to_string(),
+                ),
+            ),
+            None => match ComposeSet::load(dir, &compose_files) {
+                Ok(set) => (set.services, None),
+                Err(e) => (BTreeMap::new(), Some(e.to_string())),
+            },
+        };
         let name = env_sample
             .get("TYPE")
             .map(|t| t.split(':').next().unwrap_or(t).to_string())
@@ -176,6 +164,7 @@ impl Recipe {
             env_sample,
             compose_files,
             services,
+            compose_error,
         })
     }
 
@@ -286,96 +275,6 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, RecipeError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn merge(into: &mut Service, from: Service) {
-    if from.image.is_some() {
-        into.image = from.image;
-    }
-    into.labels.extend(from.labels);
-    into.healthcheck |= from.healthcheck;
-    into.volumes.extend(from.volumes);
-}
-
-fn scalar(y: &Yaml) -> Option<String> {
-    match y {
-        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
-        Yaml::Integer(i) => Some(i.to_string()),
-        Yaml::Boolean(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn labels_of(y: &Yaml, out: &mut BTreeMap<String, String>) {
-    match y {
-        Yaml::Hash(h) => {
-            for (k, v) in h {
-                if let Some(k) = scalar(k) {
-                    out.insert(k, scalar(v).unwrap_or_default());
-                }
-            }
-        }
-        Yaml::Array(a) => {
-            for item in a.iter().filter_map(scalar) {
-                let (k, v) = item.split_once('=').unwrap_or((&item, ""));
-                out.insert(k.to_string(), v.to_string());
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The services of one compose file.
-fn parse_compose(path: &Path) -> Result<Vec<Service>, RecipeError> {
-    let err = |line: usize, detail: String| RecipeError::Compose {
-        file: path.to_path_buf(),
-        line,
-        detail,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| err(0, format!("cannot read: {e}")))?;
-    let docs = YamlLoader::load_from_str(&text).map_err(|e| err(e.marker().line(), e.to_string()))?;
-    let doc = docs
-        .into_iter()
-        .next()
-        .ok_or_else(|| err(1, "the file is empty".into()))?;
-    let Yaml::Hash(services) = &doc["services"] else {
-        return Err(err(1, "no `services:` mapping".into()));
-    };
-    let mut out = Vec::new();
-    for (name, body) in services {
-        let Some(name) = scalar(name) else { continue };
-        let mut s = Service {
-            name,
-            ..Default::default()
-        };
-        s.image = scalar(&body["image"]);
-        labels_of(&body["labels"], &mut s.labels);
-        labels_of(&body["deploy"]["labels"], &mut s.labels);
-        let hc = &body["healthcheck"];
-        s.healthcheck = !hc.is_badvalue() && !matches!(hc["disable"], Yaml::Boolean(true));
-        if let Yaml::Array(vols) = &body["volumes"] {
-            for v in vols {
-                match v {
-                    Yaml::String(short) => {
-                        let mut parts = short.splitn(3, ':');
-                        if let (Some(src), Some(dst)) = (parts.next(), parts.next()) {
-                            if !src.starts_with('/') && !src.starts_with('.') && !src.starts_with('$') {
-                                s.volumes.insert(src.to_string(), dst.to_string());
-                            }
-                        }
-                    }
-                    Yaml::Hash(_) if scalar(&v["type"]).as_deref().unwrap_or("volume") == "volume" => {
-                        if let (Some(src), Some(dst)) = (scalar(&v["source"]), scalar(&v["target"])) {
-                            s.volumes.insert(src, dst);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        out.push(s);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,17 +373,18 @@ volumes:
         let d = recipe_dir(&[("compose.yml", "services: {a: {image: x}}\n")]);
         let e = Recipe::open(d.path()).unwrap_err().to_string();
         assert!(e.contains(".env.sample is missing"), "{e}");
+        // Broken compose files are the version's problem, kept for its deploy.
         let d = recipe_dir(&[("compose.yml", "services:\n  a: [\n"), (".env.sample", "")]);
-        let e = Recipe::open(d.path()).unwrap_err().to_string();
+        let e = Recipe::open(d.path()).unwrap().compose_error.unwrap();
         assert!(e.contains("compose.yml:") && e.contains("fix the compose file"), "{e}");
         let d = recipe_dir(&[("compose.yml", "version: '3.8'\n"), (".env.sample", "")]);
-        let e = Recipe::open(d.path()).unwrap_err().to_string();
+        let e = Recipe::open(d.path()).unwrap().compose_error.unwrap();
         assert!(e.contains("no `services:` mapping"), "{e}");
         let d = recipe_dir(&[
             ("compose.yml", "services: {a: {image: x}}\n"),
             (".env.sample", "COMPOSE_FILE=compose.yml:compose.gone.yml\n"),
         ]);
-        let e = Recipe::open(d.path()).unwrap_err().to_string();
+        let e = Recipe::open(d.path()).unwrap().compose_error.unwrap();
         assert!(
             e.contains("compose.gone.yml is missing") && e.contains("COMPOSE_FILE"),
             "{e}"
