@@ -42,8 +42,8 @@ pub const SERVICE_ID_LABEL: &str = "com.docker.swarm.service.id";
 
 /// abra's stack name for an app domain: dots become underscores
 /// (`blog.example.com` -> `blog_example_com`). The one rule lives in
-/// [`crate::run::plan::stack_name`]; this re-export keeps stack code in one place.
-pub use crate::run::plan::stack_name;
+/// [`crate::deploy::app::stack_name`]; this re-export keeps stack code in one place.
+pub use crate::deploy::app::stack_name;
 
 /// Why a stack could not be listed or torn down.
 #[derive(Debug, thiserror::Error)]

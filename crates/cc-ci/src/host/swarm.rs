@@ -91,6 +91,21 @@ pub async fn connect() -> Result<Docker, bollard::errors::Error> {
     Docker::connect_with_local_defaults()?.negotiate_version().await
 }
 
+/// [`connect`], or, when no engine answers, why not and a client whose every
+/// request fails (so a caller can record the reason as an infrastructure
+/// error instead of stopping).
+pub async fn connect_or_why() -> (Docker, Option<String>) {
+    match connect().await {
+        Ok(d) => (d, None),
+        Err(e) => {
+            let nowhere = Docker::connect_with_http("tcp://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION)
+                .or_else(|_| Docker::connect_with_local_defaults())
+                .expect("a client for an unreachable address can always be made");
+            (nowhere, Some(e.to_string()))
+        }
+    }
+}
+
 /// The directory for host-wide lock files: `$CCCI_LOCK_DIR`, else
 /// `/run/lock/cc-ci` if `/run/lock` exists, else the temp dir.
 pub fn lock_dir() -> PathBuf {

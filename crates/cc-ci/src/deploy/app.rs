@@ -1,0 +1,273 @@
+//! An app in an `ABRA_DIR`, laid out as abra lays it out, so that an
+//! operator who has abra can inspect a live test app with it
+//! (`ABRA_DIR=<run>/abra abra app ps <domain>`):
+//!
+//! ```text
+//! $ABRA_DIR/servers/<server>/<domain>.env   the app env (abra app new copies .env.sample here)
+//! $ABRA_DIR/recipes/<recipe>/               a git checkout of the recipe
+//! ```
+//!
+//! The env file is made the way `abra app new` makes it (`../shared/ABRA.md`
+//! §1): `.env.sample`'s text, every `<recipe>.example.com` replaced by the
+//! app's domain (commented lines too), then cc-ci's own settings:
+//! `DOMAIN` = the domain, `TYPE` = the recipe, `LETS_ENCRYPT_ENV` empty (so
+//! routers get no cert resolver and Traefik serves the wildcard
+//! certificate), and the recipe's settings' `[env]` overrides. Edits keep the
+//! rest of the file as it was ([`set_in_text`]). Every write goes through a
+//! temporary file and a rename.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::recipe::abra_sh::{AbraSh, AbraShError};
+use crate::recipe::env_file::{set_in_text, EnvFile, EnvFileError};
+
+/// The server name abra gives the local Docker (`abra server add --local`).
+pub const LOCAL_SERVER: &str = "default";
+
+/// abra's stack name for an app domain: dots become underscores
+/// (`blog.example.com` -> `blog_example_com`; `../shared/ABRA.md` §1,
+/// [I-obs]); an explicit `STACK_NAME` in the env wins. abra also cuts names
+/// longer than `MAX_SANITISED_APP_NAME_LENGTH` ([I-src], 45 as recalled,
+/// unverified); cc-ci never relies on the cut: its run domains are chosen
+/// short enough ([`MAX_STACK_NAME`]) that the rule is the dots alone.
+pub fn stack_name(domain: &str) -> String {
+    domain.replace('.', "_")
+}
+
+/// The longest stack name cc-ci gives a test app: abra's cut-off as recalled
+/// (`MAX_SANITISED_APP_NAME_LENGTH`, [I-src], unverified).
+pub const MAX_STACK_NAME: usize = 45;
+
+/// An app's files could not be made, read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A file or folder operation failed.
+    #[error("{path}: {detail}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// git failed on the app's recipe checkout.
+    #[error("git {args} in {dir}: {detail}")]
+    Git {
+        /// The checkout.
+        dir: PathBuf,
+        /// The arguments.
+        args: String,
+        /// What git said.
+        detail: String,
+    },
+    /// The env file does not parse.
+    #[error(transparent)]
+    Env(#[from] EnvFileError),
+    /// abra.sh cannot be read.
+    #[error(transparent)]
+    AbraSh(#[from] AbraShError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AppError + '_ {
+    move |e| AppError::Io {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+/// One app: where its files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// The recipe name (`TYPE=`).
+    pub recipe: String,
+    /// The app's domain (abra's app name).
+    pub domain: String,
+    /// Its stack (abra's rule, [`stack_name`]).
+    pub stack: String,
+    /// The `ABRA_DIR`.
+    pub abra_dir: PathBuf,
+    /// The server folder name ([`LOCAL_SERVER`]).
+    pub server: String,
+}
+
+impl App {
+    /// The app `domain` of `recipe` in `abra_dir` (nothing is created).
+    pub fn new(abra_dir: &Path, recipe: &str, domain: &str) -> App {
+        App {
+            recipe: recipe.to_string(),
+            domain: domain.to_string(),
+            stack: stack_name(domain),
+            abra_dir: abra_dir.to_path_buf(),
+            server: LOCAL_SERVER.to_string(),
+        }
+    }
+
+    /// `$ABRA_DIR/servers/<server>/<domain>.env`.
+    pub fn env_path(&self) -> PathBuf {
+        self.abra_dir
+            .join("servers")
+            .join(&self.server)
+            .join(format!("{}.env", self.domain))
+    }
+
+    /// `$ABRA_DIR/recipes/<recipe>`.
+    pub fn checkout(&self) -> PathBuf {
+        self.abra_dir.join("recipes").join(&self.recipe)
+    }
+
+    /// Clones the recipe at `source` (a git checkout) into [`App::checkout`]
+    /// (a fresh clone; an existing one is left as it is).
+    ///
+    /// # Errors
+    /// [`AppError::Git`] when `git clone` fails.
+    pub fn clone_recipe(&self, source: &Path) -> Result<(), AppError> {
+        let dest = self.checkout();
+        if dest.join(".git").exists() {
+            return Ok(());
+        }
+        let parent = dest.parent().unwrap_or(&self.abra_dir);
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        git(
+            parent,
+            &[
+                "clone",
+                "--quiet",
+                "--no-hardlinks",
+                &source.display().to_string(),
+                &dest.display().to_string(),
+            ],
+        )
+        .map(|_| ())
+    }
+
+    /// Checks out `reference` (a tag or commit) in the app's recipe
+    /// checkout, discarding changes there (the checkout is cc-ci's own), and
+    /// returns the commit (40 hex).
+    ///
+    /// # Errors
+    /// [`AppError::Git`].
+    pub fn checkout_ref(&self, reference: &str) -> Result<String, AppError> {
+        let dir = self.checkout();
+        git(&dir, &["checkout", "--quiet", "--force", "--detach", reference])?;
+        git(&dir, &["clean", "--quiet", "-fdx"])?;
+        Ok(git(&dir, &["rev-parse", "HEAD"])?.trim().to_string())
+    }
+
+    /// Writes the app's env file as `abra app new` does: `sample` (the text
+    /// of `.env.sample`) with `<recipe>.example.com` replaced by the domain,
+    /// then `DOMAIN`, `TYPE`, an empty `LETS_ENCRYPT_ENV`, then `overrides`.
+    ///
+    /// # Errors
+    /// [`AppError::Io`] when the file cannot be written.
+    pub fn write_env(&self, sample: &str, overrides: &BTreeMap<String, String>) -> Result<(), AppError> {
+        let mut text = sample.replace(&format!("{}.example.com", self.recipe), &self.domain);
+        text = set_in_text(&text, "TYPE", &self.recipe);
+        text = set_in_text(&text, "DOMAIN", &self.domain);
+        text = set_in_text(&text, "LETS_ENCRYPT_ENV", "");
+        for (k, v) in overrides {
+            text = set_in_text(&text, k, v);
+        }
+        self.write_env_text(&text)
+    }
+
+    /// Sets `key` in the env file, keeping the rest as it is.
+    ///
+    /// # Errors
+    /// [`AppError`] when the file cannot be read or written.
+    pub fn set(&self, key: &str, value: &str) -> Result<(), AppError> {
+        let path = self.env_path();
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        self.write_env_text(&set_in_text(&text, key, value))
+    }
+
+    fn write_env_text(&self, text: &str) -> Result<(), AppError> {
+        let path = self.env_path();
+        let dir = path.parent().unwrap_or(&self.abra_dir).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io(&dir))?;
+        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io(&path))?;
+        tmp.persist(&path).map_err(|e| AppError::Io {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        Ok(())
+    }
+
+    /// The env file, parsed.
+    ///
+    /// # Errors
+    /// [`AppError::Env`].
+    pub fn env_file(&self) -> Result<EnvFile, AppError> {
+        Ok(EnvFile::read(&self.env_path())?)
+    }
+
+    /// The app env a deploy interpolates with (abra's): the env file, then
+    /// `abra.sh`'s exports from the checkout over it, then `STACK_NAME`
+    /// (unless the env sets one). Returns it with the abra.sh read.
+    ///
+    /// # Errors
+    /// [`AppError`] when the env file or abra.sh cannot be read.
+    pub fn deploy_env(&self) -> Result<(BTreeMap<String, String>, AbraSh), AppError> {
+        let mut env: BTreeMap<String, String> =
+            self.env_file()?.entries.into_iter().map(|e| (e.key, e.value)).collect();
+        let abra_sh = AbraSh::read(&self.checkout())?;
+        env.extend(abra_sh.exports.clone());
+        env.entry("STACK_NAME".into()).or_insert_with(|| self.stack.clone());
+        Ok((env, abra_sh))
+    }
+}
+
+/// Runs git in `dir`; stdout on success.
+fn git(dir: &Path, args: &[&str]) -> Result<String, AppError> {
+    let err = |detail: String| AppError::Git {
+        dir: dir.to_path_buf(),
+        args: args.join(" "),
+        detail,
+    };
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .map_err(|e| err(format!("cannot run git: {e}")))?;
+    if !out.status.success() {
+        return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_as_abra_app_new_makes_it() {
+        let d = tempfile::tempdir().unwrap();
+        let app = App::new(&d.path().join("abra"), "webapp-pg", "webapp-pg-1a2b3c.ci.test");
+        assert_eq!(app.stack, "webapp-pg-1a2b3c_ci_test");
+        assert!(app
+            .env_path()
+            .ends_with("abra/servers/default/webapp-pg-1a2b3c.ci.test.env"));
+        let sample = "TYPE=webapp-pg\n\n# the domain\nDOMAIN=webapp-pg.example.com\n\
+                      #EXTRA_DOMAINS=', `www.webapp-pg.example.com`'\nLETS_ENCRYPT_ENV=production\n\
+                      SECRET_DB_PASSWORD_VERSION=v1  # length=32\n";
+        let overrides = BTreeMap::from([("SITE_TITLE".to_string(), "cc ci".to_string())]);
+        app.write_env(sample, &overrides).unwrap();
+        let text = std::fs::read_to_string(app.env_path()).unwrap();
+        assert!(
+            text.contains("#EXTRA_DOMAINS=', `www.webapp-pg-1a2b3c.ci.test`'"),
+            "{text}"
+        );
+        assert!(text.contains("# the domain\n"), "comments kept: {text}");
+        let env = app.env_file().unwrap();
+        assert_eq!(env.get("DOMAIN"), Some("webapp-pg-1a2b3c.ci.test"));
+        assert_eq!(env.get("LETS_ENCRYPT_ENV"), Some(""));
+        assert_eq!(env.get("SITE_TITLE"), Some("cc ci"));
+        app.set("TYPE", "webapp-pg:1.0.0+1.0.0").unwrap();
+        assert_eq!(app.env_file().unwrap().get("TYPE"), Some("webapp-pg:1.0.0+1.0.0"));
+        let (m, _) = app.deploy_env().unwrap();
+        assert_eq!(m["STACK_NAME"], "webapp-pg-1a2b3c_ci_test");
+        assert_eq!(m["SECRET_DB_PASSWORD_VERSION"], "v1");
+    }
+}

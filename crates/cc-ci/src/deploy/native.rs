@@ -1,0 +1,549 @@
+//! The native deployer: abra's `app new` and `app deploy` pipeline
+//! (`../shared/ABRA.md` §1-2) done by cc-ci on Docker's own
+//! `docker stack deploy` and the Engine API.
+//!
+//! A deploy, in abra's order:
+//! 1. check out the version in the app's recipe checkout (a release tag, or
+//!    the tested commit under chaos);
+//! 2. unless chaos, abra's lint gate: every error-level lint rule must pass
+//!    (ABRA.md §2 step 4; `lint.LintForErrors`);
+//! 3. the app env: the env file, abra.sh `export`s over it (read, never
+//!    run), `STACK_NAME`;
+//! 4. `COMPOSE_FILE` split on `:` (default `compose.yml`), each file read;
+//! 5. secrets the compose files use, generated where the swarm lacks them
+//!    (abra's `app secret generate --all` on `app new`; also before an
+//!    upgrade that brings a new secret, as an operator would);
+//! 6. the convergence timeout: the `coop-cloud.${STACK_NAME}.timeout` label
+//!    on `app` (integer seconds, [D S6/S10]), else the run's default;
+//! 7. the override of labels, env and adaptations ([`super::overrides`]);
+//! 8. `docker stack deploy --resolve-image <mode> -c <each file> -c
+//!    <override> <stack>`, in the checkout, with the app env (and nothing of
+//!    cc-ci's own environment) as the interpolation environment;
+//! 9. convergence, event-driven ([`super::converge`]);
+//! 10. `POST_DEPLOY_CMDS` (install) or `POST_UPGRADE_CMDS` (upgrade):
+//!     `"<service> <fn> [args]|..."`, each `<fn>` a function of abra.sh,
+//!     copied into a running container of the service as `/tmp/abra.sh` and
+//!     run as `bash -c "source /tmp/abra.sh; <fn> <args>"`, `sh` when the
+//!     image has no bash (ABRA.md §2 step 16, [I-src]); any failure fails
+//!     the deploy;
+//! 11. `TYPE=<recipe>:<version>` written to the env file (chaos: the short
+//!     SHA abra labels the deploy with).
+//!
+//! Which docker CLI: the one configured (`CCCI_DOCKER_CLI`, default
+//! `docker` on PATH). Its compose loader decides which files load: the
+//! 20.10 CLI wants a `version:` in every file, newer ones default a missing
+//! one and refuse files of differing versions (the override therefore
+//! carries the first file's version, or none).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+
+use super::app::App;
+use super::converge::{wait_converged_with, ConvergeOptions};
+use super::exec;
+use super::overrides::{self, Version, APP_SERVICE};
+use super::secret;
+use super::{DeployError, DeployRequest, Deployed, Deployer, Kind, NewApp, PostCmd, Step};
+use crate::host::ipvs::VipSupport;
+use crate::recipe::compose::ComposeSet;
+use crate::recipe::interpolate::interpolate;
+
+/// `docker stack deploy --resolve-image`: whether image tags are resolved
+/// to digests through a registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolveImage {
+    /// Always query the registry (abra's choice, ABRA.md §2 step 14).
+    Always,
+    /// Only when the image changed.
+    Changed,
+    /// Never: for hosts without a registry (images must be present locally).
+    Never,
+}
+
+impl ResolveImage {
+    /// The flag's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolveImage::Always => "always",
+            ResolveImage::Changed => "changed",
+            ResolveImage::Never => "never",
+        }
+    }
+}
+
+impl std::str::FromStr for ResolveImage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(ResolveImage::Always),
+            "changed" => Ok(ResolveImage::Changed),
+            "never" => Ok(ResolveImage::Never),
+            o => Err(format!("--resolve-image must be always, changed or never, not {o:?}")),
+        }
+    }
+}
+
+/// The native deployer's configuration.
+#[derive(Debug, Clone)]
+pub struct Native {
+    /// The Engine API connection.
+    pub docker: Docker,
+    /// The docker CLI that runs `docker stack deploy`.
+    pub cli: PathBuf,
+    /// `--resolve-image`.
+    pub resolve_image: ResolveImage,
+    /// Whether swarm virtual IPs route here (else services without
+    /// published ports get `endpoint_mode: dnsrr`).
+    pub vip: VipSupport,
+    /// Run abra's lint gate before release deploys.
+    pub lint_gate: bool,
+    /// How long a post-deploy command may run.
+    pub post_cmd_timeout: Duration,
+}
+
+/// The default docker CLI: `$CCCI_DOCKER_CLI`, else `docker` on PATH.
+pub fn default_cli() -> PathBuf {
+    std::env::var_os("CCCI_DOCKER_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("docker"))
+}
+
+/// The timeout label of the `app` service, if any: (key as written, value
+/// interpolated, seconds).
+fn timeout_label(compose: &ComposeSet, env: &BTreeMap<String, String>) -> Option<Result<u64, String>> {
+    let app = compose.services.get(APP_SERVICE)?;
+    let (key, raw) = app
+        .deploy_labels
+        .iter()
+        .find(|(k, _)| k.starts_with("coop-cloud.") && k.ends_with(".timeout"))?;
+    Some(match interpolate(raw, env) {
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("label {key}={raw} is {v:?}, not a whole number of seconds")),
+        Err(e) => Err(format!("label {key}={raw}: {e}")),
+    })
+}
+
+/// Parses `POST_DEPLOY_CMDS`-style text: `"<service> <fn> [args]|..."`.
+pub fn parse_post_cmds(text: &str) -> Vec<(String, String, Vec<String>)> {
+    text.split('|')
+        .filter_map(|c| {
+            let mut w = c.split_whitespace();
+            let service = w.next()?.to_string();
+            let function = w.next()?.to_string();
+            Some((service, function, w.map(str::to_string).collect()))
+        })
+        .collect()
+}
+
+/// The short SHA abra labels a chaos deploy with (`formatter.SmallSHA`: the
+/// first 8 hex digits, [I-src], as recalled).
+pub fn small_sha(commit: &str) -> String {
+    commit.chars().take(8).collect()
+}
+
+impl Native {
+    fn converge_err(&self, e: super::converge::ConvergeError) -> DeployError {
+        let text = e.to_string();
+        if self.resolve_image == ResolveImage::Never && text.contains("No such image") {
+            // The engine tried to pull and could not: this host pulls
+            // nothing, so an image it lacks says nothing about the recipe.
+            return DeployError::infra(
+                Step::Converge,
+                format!(
+                    "{text}; this host pulls no images (--resolve-image never, no registry): \
+                     the image must be loaded on the host first (scripts/images builds the fixtures')"
+                ),
+            );
+        }
+        if e.is_recipe_failure() {
+            DeployError::recipe(Step::Converge, e.to_string())
+        } else {
+            DeployError::infra(Step::Converge, e.to_string())
+        }
+    }
+
+    /// Runs the stack deploy command; returns its output.
+    async fn stack_deploy(
+        &self,
+        app: &App,
+        files: &[String],
+        override_file: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Result<String, DeployError> {
+        let mut cmd = tokio::process::Command::new(&self.cli);
+        cmd.current_dir(app.checkout())
+            .args(["stack", "deploy", "--resolve-image", self.resolve_image.as_str()]);
+        for f in files {
+            cmd.arg("-c").arg(f);
+        }
+        cmd.arg("-c").arg(override_file).arg(&app.stack);
+        // abra interpolates with the app env only: nothing of ours leaks in.
+        cmd.env_clear().envs(env);
+        for k in [
+            "PATH",
+            "DOCKER_HOST",
+            "DOCKER_CERT_PATH",
+            "DOCKER_TLS_VERIFY",
+            "DOCKER_API_VERSION",
+        ] {
+            if let Some(v) = std::env::var_os(k) {
+                if !env.contains_key(k) {
+                    cmd.env(k, v);
+                }
+            }
+        }
+        cmd.env("DOCKER_CONFIG", app.abra_dir.join("cc-ci").join("docker-config"));
+        cmd.kill_on_drop(true);
+        let out = cmd.output().await.map_err(|e| {
+            DeployError::infra(
+                Step::StackDeploy,
+                format!(
+                    "cannot run {} ({e}); set CCCI_DOCKER_CLI to a docker CLI with the `stack` command",
+                    self.cli.display()
+                ),
+            )
+        })?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            return Ok(text);
+        }
+        let t = text.trim();
+        // The compose files are the recipe's: a loader refusal is its fault,
+        // except the 20.10 CLI's refusal of a file without `version:`, which
+        // abra's newer loader accepts.
+        let infra = t.contains("Cannot connect to the Docker daemon")
+            || t.contains("connection refused")
+            || t.contains("unsupported Compose file version: 1.0")
+            || t.contains("not a swarm manager")
+            || t.contains("is not a docker command");
+        let hint = if t.contains("unsupported Compose file version: 1.0") {
+            "; this docker CLI (20.10) needs `version:` in every compose file, abra's loader does not: set CCCI_DOCKER_CLI to a newer docker CLI"
+        } else {
+            ""
+        };
+        let detail = format!("docker stack deploy failed: {t}{hint}");
+        Err(if infra {
+            DeployError::infra(Step::StackDeploy, detail)
+        } else {
+            DeployError::recipe(Step::StackDeploy, detail)
+        })
+    }
+
+    /// Runs each post-deploy command of `text` (abra's format).
+    async fn post_cmds(
+        &self,
+        app: &App,
+        var: &str,
+        text: &str,
+        abra_sh: &crate::recipe::abra_sh::AbraSh,
+    ) -> Result<Vec<PostCmd>, DeployError> {
+        let mut done = Vec::new();
+        for (service, function, args) in parse_post_cmds(text) {
+            if !abra_sh.functions.iter().any(|f| f == &function) {
+                return Err(DeployError::recipe(
+                    Step::PostDeploy,
+                    format!(
+                        "{var}: `{function}` is not a function of the recipe's abra.sh (it has: {}); \
+                         define it there or fix {var}",
+                        if abra_sh.functions.is_empty() {
+                            "none".to_string()
+                        } else {
+                            abra_sh.functions.join(", ")
+                        }
+                    ),
+                ));
+            }
+            let e2d = |e: exec::ExecError| {
+                if e.is_recipe_failure() {
+                    DeployError::recipe(Step::PostDeploy, format!("{var} `{service} {function}`: {e}"))
+                } else {
+                    DeployError::infra(Step::PostDeploy, format!("{var} `{service} {function}`: {e}"))
+                }
+            };
+            let container = exec::running_container(&self.docker, &app.stack, &service)
+                .await
+                .map_err(e2d)?;
+            exec::copy_file_into(
+                &self.docker,
+                &container,
+                "/tmp",
+                "abra.sh",
+                abra_sh.text.as_bytes(),
+                0o644,
+            )
+            .await
+            .map_err(e2d)?;
+            let call = std::iter::once(function.as_str())
+                .chain(args.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut out = exec::exec(
+                &self.docker,
+                &container,
+                &["bash".into(), "-c".into(), format!("source /tmp/abra.sh; {call}")],
+                self.post_cmd_timeout,
+            )
+            .await
+            .map_err(e2d)?;
+            if out.exit_code == 126 || out.exit_code == 127 {
+                // No bash in the image: abra falls back to sh.
+                out = exec::exec(
+                    &self.docker,
+                    &container,
+                    &["sh".into(), "-c".into(), format!(". /tmp/abra.sh; {call}")],
+                    self.post_cmd_timeout,
+                )
+                .await
+                .map_err(e2d)?;
+            }
+            let cmd = PostCmd {
+                service: service.clone(),
+                command: call.clone(),
+                exit_code: out.exit_code,
+                output: format!("{}{}", out.stdout, out.stderr),
+            };
+            if out.exit_code != 0 {
+                return Err(DeployError::recipe(
+                    Step::PostDeploy,
+                    format!(
+                        "{var} `{service} {call}` exited {}: {}",
+                        out.exit_code,
+                        out.stderr_tail(10)
+                    ),
+                ));
+            }
+            done.push(cmd);
+        }
+        Ok(done)
+    }
+}
+
+#[async_trait::async_trait]
+impl Deployer for Native {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    async fn new_app(
+        &self,
+        app: &App,
+        source: &Path,
+        at: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<NewApp, DeployError> {
+        app.clone_recipe(source)
+            .map_err(|e| DeployError::infra(Step::NewApp, e.to_string()))?;
+        app.checkout_ref(at)
+            .map_err(|e| DeployError::infra(Step::NewApp, format!("cannot check out {at}: {e}")))?;
+        let sample_path = app.checkout().join(".env.sample");
+        let sample = std::fs::read_to_string(&sample_path).map_err(|e| {
+            DeployError::recipe(
+                Step::NewApp,
+                format!(
+                    "{}: cannot read ({e}); a recipe needs an .env.sample",
+                    sample_path.display()
+                ),
+            )
+        })?;
+        app.write_env(&sample, env)
+            .map_err(|e| DeployError::infra(Step::NewApp, e.to_string()))?;
+        Ok(NewApp {
+            env_file: app.env_path(),
+            checkout: app.checkout(),
+        })
+    }
+
+    async fn deploy(
+        &self,
+        app: &App,
+        req: &DeployRequest,
+        given: &BTreeMap<String, String>,
+    ) -> Result<Deployed, DeployError> {
+        let mut log = Vec::new();
+        // 1. the version.
+        let commit = app
+            .checkout_ref(&req.reference)
+            .map_err(|e| DeployError::infra(Step::Checkout, format!("cannot check out {}: {e}", req.reference)))?;
+        log.push(format!("checked out {} ({commit})", req.reference));
+        // 2. abra's lint gate (release deploys only).
+        if self.lint_gate && matches!(req.version, Version::Release(_)) {
+            let report = crate::recipe::lint::lint(&app.checkout()).map_err(|e| {
+                DeployError::recipe(Step::Lint, format!("abra's lint gate cannot lint the recipe: {e}"))
+            })?;
+            if !report.passed() {
+                let failed: Vec<String> = report
+                    .errors()
+                    .iter()
+                    .map(|f| format!("{} {}", f.rule.reference, f.rule.description))
+                    .collect();
+                return Err(DeployError::recipe(
+                    Step::Lint,
+                    format!(
+                        "abra refuses to deploy release {}: lint errors: {} (abra app deploy runs lint.LintForErrors; only --chaos skips it)",
+                        req.reference,
+                        failed.join("; ")
+                    ),
+                ));
+            }
+        }
+        // 3. the app env.
+        let (env, abra_sh) = app
+            .deploy_env()
+            .map_err(|e| DeployError::recipe(Step::Compose, e.to_string()))?;
+        // abra's CheckEnv: keys of this version's .env.sample missing from
+        // the app env are warned about, not refused (ABRA.md §2 step 11).
+        if let Ok(sample) = crate::recipe::env_file::EnvFile::read(&app.checkout().join(".env.sample")) {
+            for e in &sample.entries {
+                if !env.contains_key(&e.key) {
+                    log.push(format!("WARN {} missing from {}.env", e.key, app.domain));
+                }
+            }
+        }
+        // 4. the compose files.
+        let files: Vec<String> = env
+            .get("COMPOSE_FILE")
+            .filter(|v| !v.is_empty())
+            .map_or("compose.yml", String::as_str)
+            .split(':')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        for f in &files {
+            if !app.checkout().join(f).is_file() {
+                return Err(DeployError::recipe(
+                    Step::Compose,
+                    format!(
+                        "COMPOSE_FILE names {f}, which the recipe at {} does not have; fix COMPOSE_FILE in .env.sample or add the file",
+                        req.reference
+                    ),
+                ));
+            }
+        }
+        let compose =
+            ComposeSet::load(&app.checkout(), &files).map_err(|e| DeployError::recipe(Step::Compose, e.to_string()))?;
+        // 5. secrets.
+        let env_file = app
+            .env_file()
+            .map_err(|e| DeployError::recipe(Step::Secrets, e.to_string()))?;
+        let plans =
+            secret::plan(&compose, &env, &env_file).map_err(|e| DeployError::recipe(Step::Secrets, e.to_string()))?;
+        let ensured = secret::ensure(&self.docker, &plans, given).await.map_err(|e| {
+            if e.is_recipe_failure() {
+                DeployError::recipe(Step::Secrets, e.to_string())
+            } else {
+                DeployError::infra(Step::Secrets, e.to_string())
+            }
+        })?;
+        if !ensured.created.is_empty() {
+            log.push(format!("secrets generated: {}", ensured.created.join(", ")));
+        }
+        // 6. the timeout.
+        let timeout = match (req.forced_timeout, timeout_label(&compose, &env)) {
+            (Some(t), _) => (t, "the run's settings (timeouts.deploy)"),
+            (None, Some(Ok(s))) => (
+                Duration::from_secs(s),
+                "the recipe's coop-cloud.${STACK_NAME}.timeout label",
+            ),
+            (None, Some(Err(e))) => return Err(DeployError::recipe(Step::Compose, e)),
+            (None, None) => (req.default_timeout, "cc-ci's default (no timeout label on app)"),
+        };
+        // 7. the override.
+        let dnsrr = !self.vip.routes();
+        let ov = overrides::compute(&compose, &app.stack, &app.recipe, &req.version, &env, dnsrr);
+        let mut text = ov.render(&app.domain);
+        if let Some(v) = compose.files.first().and_then(|f| f.version.clone()) {
+            text = text.replacen("version: \"3.8\"\n", &format!("version: {}\n", serde_json::json!(v)), 1);
+        } else {
+            text = text.replacen("version: \"3.8\"\n", "", 1);
+        }
+        let dir = app.abra_dir.join("cc-ci");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| DeployError::infra(Step::StackDeploy, format!("{}: {e}", dir.display())))?;
+        let override_file = dir.join(format!("{}.override.yml", app.domain));
+        std::fs::write(&override_file, text)
+            .map_err(|e| DeployError::infra(Step::StackDeploy, format!("{}: {e}", override_file.display())))?;
+        // 8. the stack deploy.
+        let t = Instant::now();
+        let out = self.stack_deploy(app, &files, &override_file, &env).await?;
+        let command_time = t.elapsed();
+        log.extend(out.lines().map(|l| format!("docker stack deploy: {l}")));
+        // 9. convergence.
+        let convergence = wait_converged_with(&self.docker, &app.stack, &ConvergeOptions::new(timeout.0))
+            .await
+            .map_err(|e| self.converge_err(e))?;
+        // 10. post-deploy commands.
+        let var = match req.kind {
+            Kind::Install => "POST_DEPLOY_CMDS",
+            Kind::Upgrade => "POST_UPGRADE_CMDS",
+        };
+        let post_cmds = match env.get(var).filter(|v| !v.trim().is_empty()) {
+            Some(text) => self.post_cmds(app, var, text, &abra_sh).await?,
+            None => Vec::new(),
+        };
+        // 11. TYPE.
+        let version = match &req.version {
+            Version::Release(tag) => tag.clone(),
+            Version::Chaos(sha) => sha.clone(),
+        };
+        app.set("TYPE", &format!("{}:{version}", app.recipe))
+            .map_err(|e| DeployError::infra(Step::PostDeploy, e.to_string()))?;
+        Ok(Deployed {
+            commit,
+            timeout,
+            command_time,
+            convergence,
+            post_cmds,
+            secrets_created: ensured.created,
+            dnsrr: ov.dnsrr,
+            override_file: Some(override_file),
+            log,
+        })
+    }
+
+    async fn remove(&self, app: &App) -> Result<super::stack::TeardownReport, DeployError> {
+        super::stack::teardown(&self.docker, &app.stack, super::stack::DEFAULT_TEARDOWN_TIMEOUT)
+            .await
+            .map_err(|e| DeployError::infra(Step::Remove, e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn post_cmds_and_labels_parse_as_abra_writes_them() {
+        assert_eq!(
+            parse_post_cmds("app set_admin alice|db migrate --all| |app"),
+            [
+                ("app".to_string(), "set_admin".to_string(), vec!["alice".to_string()]),
+                ("db".to_string(), "migrate".to_string(), vec!["--all".to_string()]),
+            ]
+        );
+        assert_eq!(small_sha("0123456789abcdef"), "01234567");
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("compose.yml"),
+            "services:\n  app:\n    image: a\n    deploy:\n      labels:\n        - \"coop-cloud.${STACK_NAME}.timeout=${TIMEOUT:-120}\"\n",
+        )
+        .unwrap();
+        let c = ComposeSet::load(d.path(), &["compose.yml".into()]).unwrap();
+        let mut env = BTreeMap::new();
+        assert_eq!(timeout_label(&c, &env), Some(Ok(120)));
+        env.insert("TIMEOUT".into(), "soon".into());
+        assert!(timeout_label(&c, &env)
+            .unwrap()
+            .unwrap_err()
+            .contains("not a whole number"));
+        assert_eq!("never".parse::<ResolveImage>(), Ok(ResolveImage::Never));
+    }
+}
