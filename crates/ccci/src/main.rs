@@ -1,27 +1,39 @@
-//! `ccci`: cc-ci's main job. A thin CLI over [`cc_ci::run::plan`] and
-//! [`cc_ci::run::lifecycle`]; `ccci report` renders a results file.
+//! `ccci`: cc-ci's main job. A thin CLI over [`cc_ci::run`]: `ccci test`
+//! takes a recipe through the lifecycle ([`cc_ci::run::lifecycle`]),
+//! `ccci report` renders a results file.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use cc_ci::deploy::abra::Abra;
+use cc_ci::deploy::native::{default_cli, Native, ResolveImage};
+use cc_ci::deploy::Deployer;
+use cc_ci::host::ipvs::{self, VipSupport};
 use cc_ci::results::level::Status;
 use cc_ci::results::{RunResults, RungResult};
-use cc_ci::run::lifecycle::{self, Infra, Progress};
+use cc_ci::run::lifecycle::{deployer_info, Infra, Progress, Run};
 use cc_ci::run::plan::{RunEnv, RunPlan};
 use cc_ci::run::settings::Settings;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
-/// cc-ci's main job: take a Co-op Cloud recipe through its lifecycle on this
-/// host's swarm (install, serve, upgrade, backup/restore), give it a level,
-/// and write results.json.
+/// cc-ci's main job: take a Co-op Cloud recipe through its life on this
+/// host's swarm, the way abra deploys it, behind the real Traefik: install
+/// (the previous release), serve (HTTPS through Traefik, screenshot),
+/// upgrade (chaos deploy of the tested commit, data witnesses), backup and
+/// restore (backupbot labels), lint (abra's rules), the recipe's own
+/// checks; then teardown, always (Ctrl-C and SIGTERM included), and a level
+/// 0-8 in results.json.
 ///
-/// Exit status of `ccci test`: 0 when no rung failed or errored, 1 when a
-/// rung failed (a recipe problem), 3 when a rung errored (an infrastructure
-/// problem: Docker down, abra missing, disk full), 2 when RECIPE was refused
-/// before anything deployed (not a recipe: the message names the file).
+/// Exit status of `ccci test`: 0 when no rung failed or errored, 3 when a
+/// rung errored (an infrastructure problem: Docker down, a tool missing,
+/// disk full; it wins over a fail), 1 when a rung failed (a recipe
+/// problem), 2 when RECIPE was
+/// refused before anything deployed (the message names the file), 130/143
+/// when interrupted by Ctrl-C/SIGTERM (after the teardown).
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -29,39 +41,92 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum DeployerKind {
+    /// cc-ci deploys as abra does, on `docker stack deploy` (../shared/ABRA.md).
+    Native,
+    /// The real abra CLI (`--abra` or `abra` on PATH).
+    Abra,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Vip {
+    /// Probe the kernel for IPVS.
+    Auto,
+    /// Virtual IPs route: deploy as written.
+    Routes,
+    /// No IPVS: services without published ports get endpoint_mode dnsrr.
+    Dnsrr,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run the lifecycle suite on a recipe checkout and write results.json.
-    Test {
-        /// A recipe checkout (a git repository with compose.yml and
-        /// .env.sample), or the name of one under $CCCI_RECIPES_DIR.
-        recipe: String,
-        /// The wildcard domain Traefik serves; apps get `<recipe>-<6 hex>.<domain>`.
-        #[arg(long, env = "CCCI_DOMAIN", default_value = "ci.test")]
-        domain: String,
-        /// Per-run state (each run's ABRA_DIR goes under `<dir>/runs/<run id>/`).
-        #[arg(long, env = "CCCI_STATE_DIR", default_value = "/var/lib/cc-ci")]
-        state_dir: PathBuf,
-        /// Results root: `<dir>/<recipe>/<run id>/results.json`.
-        #[arg(long, env = "CCCI_RESULTS_DIR", default_value = "/var/lib/cc-ci/results")]
-        results_dir: PathBuf,
-        /// Where named recipes are looked up.
-        #[arg(long, env = "CCCI_RECIPES_DIR", default_value = "/var/lib/cc-ci/recipes")]
-        recipes_dir: PathBuf,
-        /// The abra binary (default: `abra` on PATH).
-        #[arg(long, env = "CCCI_ABRA")]
-        abra: Option<PathBuf>,
-        /// Per-recipe settings: `<dir>/<recipe>/ccci.toml` and executables
-        /// (format: tests/recipes/README.md). A recipe without a folder runs
-        /// with zero config.
-        #[arg(long, env = "CCCI_SETTINGS_DIR", default_value = "tests/recipes")]
-        settings_dir: PathBuf,
-    },
+    /// Run the lifecycle on a recipe checkout and write results.json.
+    ///
+    /// The recipe's upgrade base (the newest release older than the tested
+    /// version) is installed first, then the checked-out commit is deployed
+    /// over it. Per-recipe settings come from SETTINGS_DIR/<recipe>/.
+    Test(Box<TestArgs>),
     /// Print the summary table of a results.json.
     Report {
         /// A results.json written by `ccci test`.
         results: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct TestArgs {
+    /// A recipe checkout (a git repository with compose.yml and
+    /// .env.sample), or the name of one under --recipes-dir.
+    recipe: String,
+    /// The wildcard domain Traefik serves; apps get `<recipe>-<6 hex>.<domain>`.
+    #[arg(long, env = "CCCI_DOMAIN", default_value = "ci.test")]
+    domain: String,
+    /// Per-run state: each run's ABRA_DIR under `<dir>/runs/<run id>/`, leases under `<dir>/leases/`.
+    #[arg(long, env = "CCCI_STATE_DIR", default_value = "/var/lib/cc-ci")]
+    state_dir: PathBuf,
+    /// Results root: `<dir>/<recipe>/<run id>/results.json` and artifacts.
+    #[arg(long, env = "CCCI_RESULTS_DIR", default_value = "/var/lib/cc-ci/results")]
+    results_dir: PathBuf,
+    /// Where named recipes are looked up.
+    #[arg(long, env = "CCCI_RECIPES_DIR", default_value = "/var/lib/cc-ci/recipes")]
+    recipes_dir: PathBuf,
+    /// Per-recipe settings: `<dir>/<recipe>/ccci.toml` and executables
+    /// (format: tests/recipes/README.md). No folder means zero config.
+    #[arg(long, env = "CCCI_SETTINGS_DIR", default_value = "tests/recipes")]
+    settings_dir: PathBuf,
+    /// Which deployer makes the deploys.
+    #[arg(long, env = "CCCI_DEPLOYER", value_enum, default_value = "native")]
+    deployer: DeployerKind,
+    /// The abra binary for `--deployer abra` (default: `abra` on PATH).
+    #[arg(long, env = "CCCI_ABRA")]
+    abra: Option<PathBuf>,
+    /// The docker CLI that runs `docker stack deploy` (native deployer).
+    #[arg(long, env = "CCCI_DOCKER_CLI")]
+    docker_cli: Option<PathBuf>,
+    /// `docker stack deploy --resolve-image`: always (abra's), changed,
+    /// or never (hosts without a registry: images must be present).
+    #[arg(long, env = "CCCI_RESOLVE_IMAGE", default_value = "always")]
+    resolve_image: ResolveImage,
+    /// Whether swarm virtual IPs route here.
+    #[arg(long, env = "CCCI_VIP", value_enum, default_value = "auto")]
+    vip: Vip,
+    /// Traefik's web-secure address (HTTP checks and screenshots connect here).
+    #[arg(long, env = "CCCI_TRAEFIK", default_value = "127.0.0.1:443")]
+    traefik: SocketAddr,
+    /// PEM file of the CA that issued the wildcard certificate (the only
+    /// one trusted by the checks).
+    #[arg(long, env = "CCCI_CA_CERT", default_value = "/etc/ssl/certs/ca-certificates.crt")]
+    ca_cert: PathBuf,
+    /// An image present on the host for helper containers (needs `rm`).
+    #[arg(long, env = "CCCI_HELPER_IMAGE", default_value = "ccci/debian:bookworm")]
+    helper_image: String,
+    /// The restic image backups run in (present on the host).
+    #[arg(long, env = "CCCI_RESTIC_IMAGE", default_value = cc_ci::run::backup::DEFAULT_RESTIC_IMAGE)]
+    restic_image: String,
+    /// Take no screenshots (otherwise Chromium from $CCCI_CHROMIUM or /usr/bin/chromium).
+    #[arg(long)]
+    no_screenshots: bool,
 }
 
 fn main() -> ExitCode {
@@ -109,7 +174,12 @@ impl Progress for Lines {
             status.to_string()
         };
         let reason = r.reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
-        self.say(&format!("   rung {} {:?}: {status}{reason}", r.rung.level(), r.rung));
+        self.say(&format!(
+            "   rung {} {}: {status}{reason} ({:.1} s)",
+            r.rung.level(),
+            r.rung.level_name(),
+            r.duration_s
+        ));
     }
 }
 
@@ -122,72 +192,173 @@ fn resolve(recipe: &str, recipes_dir: &Path) -> PathBuf {
     }
 }
 
-fn docker_problem() -> Option<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    rt.block_on(async {
-        match cc_ci::host::swarm::connect().await {
-            Err(e) => Some(e.to_string()),
-            Ok(d) => d.ping().await.err().map(|e| e.to_string()),
-        }
+/// `name` on PATH, if there.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
     })
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
+    let args = match cli.command {
         Command::Report { results } => {
             let r = RunResults::read(&results)?;
             print!("{}", r.summary());
-            Ok(ExitCode::SUCCESS)
+            return Ok(ExitCode::SUCCESS);
         }
-        Command::Test {
-            recipe,
-            domain,
-            state_dir,
-            results_dir,
-            recipes_dir,
-            abra,
-            settings_dir,
-        } => {
-            let dir = resolve(&recipe, &recipes_dir);
-            let env = RunEnv {
-                domain,
-                state_dir,
-                results_dir,
-            };
-            let plan = RunPlan::new(&dir, &env).context("refused before anything was deployed")?;
-            let mut settings = Settings::load(&settings_dir, &plan.recipe.name)
-                .context("refused before anything was deployed: fix the recipe's cc-ci settings")?;
-            settings
-                .repo_local(&plan.recipe.dir)
-                .context("refused before anything was deployed")?;
-            eprint!("{}", settings.describe());
-            let infra = Infra {
-                abra: lifecycle::find_abra(abra.as_deref()),
-                docker_problem: docker_problem(),
-            };
-            let mut progress = Lines {
-                t0: Instant::now(),
-                tty: std::io::stderr().is_terminal(),
-            };
-            let mut results = lifecycle::run(&plan, &infra, &mut progress);
-            results.settings = settings.manifest();
-            std::fs::create_dir_all(&plan.results_dir)
-                .with_context(|| format!("cannot create {}", plan.results_dir.display()))?;
-            let file = plan.results_dir.join("results.json");
-            results.write(&file)?;
-            print!("{}", results.summary());
-            println!("results: {}", file.display());
-            let any = |s| results.rungs.iter().any(|r| r.status == s);
-            Ok(if any(Status::Fail) {
-                ExitCode::from(1)
-            } else if any(Status::Error) {
-                ExitCode::from(3)
-            } else {
-                ExitCode::SUCCESS
-            })
+        Command::Test(args) => *args,
+    };
+    let TestArgs {
+        recipe,
+        domain,
+        state_dir,
+        results_dir,
+        recipes_dir,
+        settings_dir,
+        deployer,
+        abra,
+        docker_cli,
+        resolve_image,
+        vip,
+        traefik,
+        ca_cert,
+        helper_image,
+        restic_image,
+        no_screenshots,
+    } = args;
+
+    let dir = resolve(&recipe, &recipes_dir);
+    let env = RunEnv {
+        domain,
+        state_dir,
+        results_dir: results_dir.clone(),
+    };
+    let plan = RunPlan::new(&dir, &env).context("refused before anything was deployed")?;
+    // Executables run in their own folder: their paths must not be relative.
+    let settings_dir = std::path::absolute(&settings_dir).unwrap_or(settings_dir);
+    let mut settings = Settings::load(&settings_dir, &plan.recipe.name)
+        .context("refused before anything was deployed: fix the recipe's cc-ci settings")?;
+    settings
+        .repo_local(&plan.recipe.dir)
+        .context("refused before anything was deployed")?;
+    eprint!("{}", settings.describe());
+    std::fs::create_dir_all(&plan.results_dir)
+        .with_context(|| format!("cannot create the results folder {}", plan.results_dir.display()))?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (results, interrupted) = rt.block_on(async {
+        // An engine that does not answer is the install rung's `error`.
+        let (docker, docker_problem) = cc_ci::host::swarm::connect_or_why().await;
+        let vip = match vip {
+            Vip::Auto => ipvs::probe(),
+            Vip::Routes => VipSupport::Routes {
+                evidence: "--vip routes".into(),
+            },
+            Vip::Dnsrr => VipSupport::NoIpvs {
+                looked_at: "--vip dnsrr".into(),
+            },
+        };
+        let (deployer, info): (Box<dyn Deployer>, serde_json::Value) = match deployer {
+            DeployerKind::Native => {
+                let cli = docker_cli.unwrap_or_else(default_cli);
+                let info = deployer_info(
+                    "native",
+                    &[
+                        ("docker_cli", cli.display().to_string()),
+                        ("resolve_image", resolve_image.as_str().to_string()),
+                        ("vip", format!("{vip:?}")),
+                    ],
+                );
+                (
+                    Box::new(Native {
+                        docker: docker.clone(),
+                        cli,
+                        resolve_image,
+                        vip: vip.clone(),
+                        lint_gate: true,
+                        post_cmd_timeout: settings.timeouts.scripts,
+                    }),
+                    info,
+                )
+            }
+            DeployerKind::Abra => {
+                // A missing abra is the host's problem: the install rung says so.
+                let bin = abra
+                    .or_else(|| on_path("abra"))
+                    .unwrap_or_else(|| PathBuf::from("abra"));
+                let info = deployer_info("abra", &[("abra", bin.display().to_string())]);
+                (
+                    Box::new(Abra {
+                        abra: bin,
+                        docker: docker.clone(),
+                    }),
+                    info,
+                )
+            }
+        };
+        let chromium = cc_ci::run::screenshot::chromium_from_env();
+        let infra = Infra {
+            docker,
+            deployer,
+            deployer_info: info,
+            traefik,
+            ca_cert,
+            helper_image,
+            restic_image,
+            vip,
+            screenshots: !no_screenshots && chromium.is_file(),
+            results_root: results_dir,
+            docker_problem,
+        };
+        let mut progress = Lines {
+            t0: Instant::now(),
+            tty: std::io::stderr().is_terminal(),
+        };
+        let mut run = Run::new(&plan, &settings, &infra, &mut progress);
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
+        let interrupted = {
+            let body = run.body();
+            tokio::pin!(body);
+            tokio::select! {
+                () = &mut body => None,
+                _ = tokio::signal::ctrl_c() => Some("SIGINT (Ctrl-C)"),
+                _ = sigterm.recv() => Some("SIGTERM"),
+            }
+        };
+        if let Some(sig) = interrupted {
+            eprintln!("ccci: {sig}: tearing the app down before exiting (further signals are ignored until then)");
         }
+        run.teardown().await;
+        anyhow::Ok((run.finish(interrupted.map(str::to_string)), interrupted))
+    })?;
+
+    let file = plan.results_dir.join("results.json");
+    results.write(&file)?;
+    print!("{}", results.summary());
+    println!("results: {}", file.display());
+    let any = |s| results.rungs.iter().any(|r| r.status == s && r.rung.level() <= 6);
+    Ok(match interrupted {
+        Some(s) if s.starts_with("SIGINT") => ExitCode::from(130),
+        Some(_) => ExitCode::from(143),
+        // An infrastructure error makes the whole run unreliable: it wins.
+        None if any(Status::Error) => ExitCode::from(3),
+        None if any(Status::Fail) => ExitCode::from(1),
+        None => ExitCode::SUCCESS,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

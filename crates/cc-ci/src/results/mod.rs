@@ -2,10 +2,12 @@
 //! report (terminal summary, JUnit, badge, PR comment, dashboard) is rendered
 //! from these files, never from live state (`../shared/DESIGN.md`, "Results").
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub mod history;
 pub mod level;
 
 use level::{level, level_name, Rung, Status};
@@ -75,6 +77,80 @@ pub struct RunResults {
     /// Screenshot path relative to the results folder, if one was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub screenshot: Option<String>,
+    /// The run's identity: id, app domain and stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppIdentity>,
+    /// Which deployer ran the deploys (`native` or `abra`) and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployer: Option<serde_json::Value>,
+    /// Deploys made (a full run makes exactly two: the upgrade base, then
+    /// the tested ref).
+    #[serde(default)]
+    pub deploys: u32,
+    /// Ways the run departed from plain abra behaviour because of this host
+    /// (e.g. `endpoint_mode: dnsrr` where the kernel has no IPVS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adaptations: Vec<Adaptation>,
+    /// Files of the run, relative to the results folder, by name
+    /// (`screenshot-serve`, `screenshot-upgrade`, `lint`, `deploy-log`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub artifacts: BTreeMap<String, String>,
+    /// The lint rung's findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lint: Option<LintSummary>,
+    /// Whether teardown left nothing of the app (None: it did not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_teardown: Option<bool>,
+    /// Seconds of the run spent waiting for Docker and the app (deploy
+    /// commands, convergence, HTTP readiness, containers of hooks and
+    /// backups), and the rest: cc-ci's own code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_split: Option<TimeSplit>,
+    /// Why the run stopped early, if it did (a signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
+}
+
+/// A run's app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppIdentity {
+    /// Six hex digits naming the run.
+    pub run_id: String,
+    /// The app's domain.
+    pub domain: String,
+    /// The app's stack.
+    pub stack: String,
+}
+
+/// An environment adaptation: what was changed and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Adaptation {
+    /// What cc-ci did differently.
+    pub what: String,
+    /// Why this host needed it.
+    pub why: String,
+}
+
+/// The lint rung's findings, by rule reference.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LintSummary {
+    /// Error-level rules that failed (`R009 one service named 'app'`).
+    pub errors: Vec<String>,
+    /// Warn-level rules that failed.
+    pub warnings: Vec<String>,
+    /// Rules not checked, with why.
+    pub skipped: Vec<String>,
+}
+
+/// Where a run's wall time went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimeSplit {
+    /// Wall time, seconds.
+    pub wall_s: f64,
+    /// Waiting for Docker and the app, seconds.
+    pub waiting_s: f64,
+    /// The rest (cc-ci's own code), seconds.
+    pub own_s: f64,
 }
 
 /// A results file that cannot be written or read back.
@@ -88,6 +164,35 @@ pub struct ResultsError {
 }
 
 impl RunResults {
+    /// A results value with nothing in it yet (schema set, everything else
+    /// empty), to fill in field by field.
+    pub fn empty() -> RunResults {
+        RunResults {
+            schema: SCHEMA.into(),
+            recipe: String::new(),
+            tested_ref: String::new(),
+            tested_version: None,
+            base_version: None,
+            started_at: String::new(),
+            finished_at: String::new(),
+            rungs: Vec::new(),
+            level: 0,
+            level_name: level_name(0).into(),
+            phases: Vec::new(),
+            settings: serde_json::json!({}),
+            screenshot: None,
+            app: None,
+            deployer: None,
+            deploys: 0,
+            adaptations: Vec::new(),
+            artifacts: BTreeMap::new(),
+            lint: None,
+            clean_teardown: None,
+            time_split: None,
+            interrupted: None,
+        }
+    }
+
     /// Sets `level` and `level_name` from `rungs` (rungs sorted into ladder order).
     pub fn finish(&mut self) {
         self.rungs.sort_by_key(|r| r.rung);
@@ -160,6 +265,39 @@ impl RunResults {
                 r.reason.as_deref().unwrap_or("")
             ));
         }
+        if let Some(l) = &self.lint {
+            for w in &l.warnings {
+                s.push_str(&format!("lint warning: {w}\n"));
+            }
+        }
+        for a in &self.adaptations {
+            s.push_str(&format!("adapted: {} ({})\n", a.what, a.why));
+        }
+        if self.deploys > 0 {
+            let by = self
+                .deployer
+                .as_ref()
+                .and_then(|d| d["name"].as_str())
+                .map(|n| format!(" by the {n} deployer"))
+                .unwrap_or_default();
+            s.push_str(&format!("deploys: {}{by}\n", self.deploys));
+        }
+        if let Some(t) = &self.time_split {
+            s.push_str(&format!(
+                "time: {:.1} s, of which {:.1} s waiting for Docker and the app, {:.1} s in cc-ci ({:.1}%)\n",
+                t.wall_s,
+                t.waiting_s,
+                t.own_s,
+                if t.wall_s > 0.0 {
+                    100.0 * t.own_s / t.wall_s
+                } else {
+                    0.0
+                }
+            ));
+        }
+        if let Some(why) = &self.interrupted {
+            s.push_str(&format!("INTERRUPTED: {why}\n"));
+        }
         s.push_str(&format!("LEVEL {} ({})\n", self.level, self.level_name));
         s
     }
@@ -217,6 +355,7 @@ mod tests {
             }],
             settings: serde_json::json!({}),
             screenshot: None,
+            ..RunResults::empty()
         };
         r.finish();
         r

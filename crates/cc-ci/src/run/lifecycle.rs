@@ -1,22 +1,56 @@
-//! The lifecycle suite behind `ccci test`: preflight, the rungs in order
-//! against one deployment, teardown always, and the results.
+//! The lifecycle behind `ccci test`: one deployment taken through the
+//! ladder (`../shared/DESIGN.md`, "The main job"), teardown always.
 //!
-//! What runs today: planning (the recipe is validated before anything
-//! deploys), the infrastructure preflight (Docker engine, abra), the results
-//! file and the closing summary. The rungs themselves drive the real `abra`,
-//! which cannot be had on our build machines (the Go module proxy refuses
-//! `coopcloud.tech/abra`); until it can, a run ends with the install rung in
-//! `error` naming that reason, never a `fail` and never a pass.
+//! 1. **install**: the run's lease first (the janitor never reaps a live
+//!    run), the app made in the run's `ABRA_DIR`, the settings' install
+//!    steps, then the deploy of the *upgrade base* (the previous release);
+//! 2. **serve**: the HTTP checks through Traefik against the wildcard CA,
+//!    and a screenshot of the front page;
+//! 3. **upgrade**: a witness into every named volume, the chaos deploy of the
+//!    tested commit, the `app` service's labels proving it is live, the
+//!    HTTP checks and a screenshot again, every witness intact;
+//! 4. **restore**: the backupbot label contract, run natively
+//!    ([`crate::run::backup`]); n/a with the reason when no service carries
+//!    `backupbot.backup`;
+//! 5. **lint**: abra's rules R001-R015 ([`crate::recipe::lint`]);
+//! 6. **tested**: the recipe's own checks (settings `custom/`);
+//!
+//! then teardown (also after a failure and on SIGTERM/Ctrl-C: the caller
+//! drops [`Run::body`] and calls [`Run::teardown`]), and the computed rungs
+//! 7 (**exemplary**) and 8 (**maintained**, from the results history).
+//!
+//! Exactly two deploys make a full run (base, tested ref); with no upgrade
+//! base there is one, and the upgrade rung says why it is unverified.
+//! Every wait is on Docker or the app; [`TimeSplit`] tells it apart from
+//! cc-ci's own time.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use bollard::Docker;
+
+use crate::deploy::native::small_sha;
+use crate::deploy::overrides::{label, APP_SERVICE};
+use crate::deploy::{App, DeployError, DeployRequest, Deployer, Fault, Kind, Version};
+use crate::host::ipvs::VipSupport;
+use crate::host::lease::Lease;
+use crate::recipe::lint::{Outcome, Severity};
+use crate::results::history;
 use crate::results::level::{Rung, Status};
-use crate::results::{PhaseTiming, RunResults, RungResult, SCHEMA};
-use crate::run::plan::RunPlan;
+use crate::results::{Adaptation, AppIdentity, LintSummary, PhaseTiming, RunResults, RungResult, TimeSplit};
+use crate::run::plan::{BaseProblem, RunPlan};
+use crate::run::script::{self, ScriptOutcome};
+use crate::run::settings::{rung_name, Settings, TestEnv, UpgradeBase};
+use crate::run::witness::{Witness, WitnessState};
+use crate::run::{backup, screenshot, serve};
 
-/// Receives progress as a run goes (the CLI shows it live on a terminal, as
-/// plain log lines otherwise).
+/// How long teardown waits for a Docker engine that stopped answering (a
+/// restart) before it gives up and leaves the app to the janitor.
+pub const TEARDOWN_DOCKER_WAIT: Duration = Duration::from_secs(120);
+
+/// Receives progress as a run goes (the CLI shows it live).
 pub trait Progress {
     /// A phase starts.
     fn phase(&mut self, name: &str);
@@ -26,116 +60,1004 @@ pub trait Progress {
     fn rung(&mut self, result: &RungResult);
 }
 
-/// Where the infrastructure is.
-#[derive(Debug, Clone)]
+/// The host a run uses.
 pub struct Infra {
-    /// The abra binary, if one was found.
-    pub abra: Option<PathBuf>,
-    /// Why the Docker engine cannot be used, if it cannot.
+    /// The Engine API.
+    pub docker: Docker,
+    /// The deployer (`native` or `abra`).
+    pub deployer: Box<dyn Deployer>,
+    /// How the deployer is configured, for results.json.
+    pub deployer_info: serde_json::Value,
+    /// Traefik's web-secure address (HTTP checks connect here).
+    pub traefik: SocketAddr,
+    /// The CA that issued the wildcard certificate (PEM).
+    pub ca_cert: PathBuf,
+    /// An image for helper containers (witnesses): present locally, with `rm`.
+    pub helper_image: String,
+    /// The restic image for backups: present locally.
+    pub restic_image: String,
+    /// Whether swarm virtual IPs route here.
+    pub vip: VipSupport,
+    /// Take screenshots (Chromium present).
+    pub screenshots: bool,
+    /// The results root (for the history of rung 8).
+    pub results_root: PathBuf,
+    /// Why no Docker engine answered when the client was made, if none did.
     pub docker_problem: Option<String>,
 }
 
-/// The reason every abra-driven rung reports while abra cannot be had.
-pub const ABRA_UNAVAILABLE: &str = "abra is not available: the real abra drives every deploy, and this machine \
-     could not build it (the Go module proxy refuses coopcloud.tech/abra: \"Go module host not permitted\")";
-
-/// Finds `abra`: the given path, else `abra` on PATH.
-pub fn find_abra(given: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = given {
-        return p.is_file().then(|| p.to_path_buf());
-    }
-    std::env::var_os("PATH")
-        .map(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("abra"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_default()
+/// One run in progress: the plan, what has been decided, and the app.
+pub struct Run<'a> {
+    plan: &'a RunPlan,
+    settings: &'a Settings,
+    infra: &'a Infra,
+    progress: &'a mut dyn Progress,
+    app: App,
+    env: TestEnv,
+    results: RunResults,
+    t0: Instant,
+    waiting: Duration,
+    deployed: bool,
+    /// Why the app cannot be used for later rungs (an upgrade that did not
+    /// converge, an infrastructure error), if so: they are skipped, saying why.
+    app_unusable: Option<String>,
+    witnesses: Vec<Witness>,
+    deploy_log: Vec<String>,
+    lease: Option<Lease>,
+    lint_report: Option<crate::recipe::lint::LintReport>,
 }
 
-fn result(rung: Rung, status: Status, reason: Option<String>, duration_s: f64) -> RungResult {
-    RungResult {
-        rung,
-        status,
-        reason,
-        duration_s,
-        log: None,
-    }
+/// A rung's outcome before it is recorded.
+type Decision = (Status, Option<String>);
+
+fn pass() -> Decision {
+    (Status::Pass, None)
 }
 
-/// Runs the suite for `plan` on `infra`, reporting to `progress`; returns the
-/// finished results (not yet written).
-pub fn run(plan: &RunPlan, infra: &Infra, progress: &mut dyn Progress) -> RunResults {
-    let started = chrono::Utc::now();
-    let mut phases = Vec::new();
-    let mut rungs = Vec::new();
-    let mut decide = |r: RungResult, progress: &mut dyn Progress| {
-        progress.rung(&r);
-        rungs.push(r);
+fn from_deploy(e: &DeployError) -> Decision {
+    let status = match e.fault {
+        Fault::Recipe => Status::Fail,
+        Fault::Infrastructure => Status::Error,
     };
+    (status, Some(format!("{:?}: {}", e.step, e.detail)))
+}
 
-    progress.phase("preflight");
-    let t = Instant::now();
-    progress.note(&format!(
-        "{} at {} ({}), app {} in stack {}",
-        plan.recipe.name,
-        &plan.tested_ref[..12.min(plan.tested_ref.len())],
-        plan.tested_version.as_deref().unwrap_or("no version"),
-        plan.domain,
-        plan.stack
-    ));
-    match &plan.base {
-        Ok(b) => progress.note(&format!("upgrade base: {}", b.tag)),
-        Err(p) => progress.note(&format!("no upgrade base: {p}")),
-    }
-    let infra_problem = infra
-        .docker_problem
-        .clone()
-        .map(|d| format!("the Docker engine cannot be used: {d}"))
-        .or_else(|| infra.abra.is_none().then(|| ABRA_UNAVAILABLE.to_string()));
-    phases.push(PhaseTiming {
-        phase: "preflight".into(),
-        wall_s: t.elapsed().as_secs_f64(),
-        waiting_s: 0.0,
-    });
-
-    let install = match infra_problem {
-        Some(p) => result(Rung::Install, Status::Error, Some(p), 0.0),
-        None => result(
-            Rung::Install,
-            Status::Error,
-            Some(format!(
-                "abra found at {}, but cc-ci's abra driver is not written yet",
-                infra.abra.as_ref().map_or(String::new(), |a| a.display().to_string())
-            )),
-            0.0,
-        ),
-    };
-    let install_passed = install.status == Status::Pass;
-    decide(install, progress);
-    if !install_passed {
-        for rung in [Rung::Serve, Rung::Upgrade, Rung::Restore] {
-            decide(
-                result(rung, Status::Skipped, Some("not run: install did not pass".into()), 0.0),
-                progress,
-            );
+impl<'a> Run<'a> {
+    /// A run of `plan` with `settings` on `infra` (nothing happens yet).
+    pub fn new(plan: &'a RunPlan, settings: &'a Settings, infra: &'a Infra, progress: &'a mut dyn Progress) -> Run<'a> {
+        let app = App::new(&plan.abra_dir, &plan.recipe.name, &plan.domain);
+        let env = TestEnv::from_plan(plan, &infra.ca_cert, infra.traefik, settings);
+        let mut results = RunResults::empty();
+        results.recipe = plan.recipe.name.clone();
+        results.tested_ref = plan.tested_ref.clone();
+        results.tested_version = plan.tested_version.clone();
+        results.base_version = plan.base.as_ref().ok().map(|b| b.tag.clone());
+        results.settings = settings.manifest();
+        results.deployer = Some(infra.deployer_info.clone());
+        results.app = Some(AppIdentity {
+            run_id: plan.run_id.clone(),
+            domain: plan.domain.clone(),
+            stack: plan.stack.clone(),
+        });
+        let started = chrono::Utc::now();
+        results.started_at = started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        Run {
+            plan,
+            settings,
+            infra,
+            progress,
+            app,
+            env,
+            results,
+            t0: Instant::now(),
+            waiting: Duration::ZERO,
+            deployed: false,
+            app_unusable: None,
+            witnesses: Vec::new(),
+            deploy_log: Vec::new(),
+            lease: None,
+            lint_report: None,
         }
     }
-    let mut results = RunResults {
-        schema: SCHEMA.into(),
-        recipe: plan.recipe.name.clone(),
-        tested_ref: plan.tested_ref.clone(),
-        tested_version: plan.tested_version.clone(),
-        base_version: plan.base.as_ref().ok().map(|b| b.tag.clone()),
-        started_at: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        rungs,
-        level: 0,
-        level_name: String::new(),
-        phases,
-        settings: serde_json::json!({}),
-        screenshot: None,
-    };
-    results.finish();
-    results
+
+    fn decided(&self, rung: Rung) -> bool {
+        self.results.rungs.iter().any(|r| r.rung == rung)
+    }
+
+    fn decide(&mut self, rung: Rung, (status, reason): Decision, started: Instant) {
+        if status == Status::Error && rung <= Rung::Restore && self.app_unusable.is_none() {
+            // The infrastructure failed under the app: what later rungs would
+            // find says nothing about the recipe.
+            self.app_unusable = Some(format!("rung {} hit an infrastructure error", rung_name(rung)));
+        }
+        let r = RungResult {
+            rung,
+            status,
+            reason,
+            duration_s: started.elapsed().as_secs_f64(),
+            log: None,
+        };
+        self.progress.rung(&r);
+        self.results.rungs.push(r);
+    }
+
+    /// Records a phase's wall and waiting time.
+    fn phase_done(&mut self, phase: &str, started: Instant, waiting_before: Duration) {
+        self.results.phases.push(PhaseTiming {
+            phase: phase.into(),
+            wall_s: started.elapsed().as_secs_f64(),
+            waiting_s: (self.waiting - waiting_before).as_secs_f64(),
+        });
+    }
+
+    /// Waits on `f` (Docker or the app), counting the time as waiting.
+    async fn wait<T>(&mut self, f: impl std::future::Future<Output = T>) -> T {
+        let t = Instant::now();
+        let v = f.await;
+        self.waiting += t.elapsed();
+        v
+    }
+
+    fn artifact(&mut self, name: &str, rel: &str) {
+        self.results.artifacts.insert(name.into(), rel.into());
+    }
+
+    fn write_artifact(&mut self, name: &str, rel: &str, text: &str) {
+        let path = self.plan.results_dir.join(rel);
+        if let Some(d) = path.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        match std::fs::write(&path, text) {
+            Ok(()) => self.artifact(name, rel),
+            Err(e) => self.progress.note(&format!("cannot write {}: {e}", path.display())),
+        }
+    }
+
+    /// Runs the hook before `rung`, if the settings have one; a decision
+    /// when it did not pass.
+    async fn hook(&mut self, rung: Rung) -> Option<Decision> {
+        let path = self.settings.hooks.get(&rung).cloned().or_else(|| {
+            self.settings
+                .repo_local_decision
+                .as_ref()
+                .filter(|d| d.used)
+                .and_then(|d| d.hooks.get(&rung).cloned())
+        })?;
+        self.progress
+            .note(&format!("hook pre-{}: {}", rung_name(rung), path.display()));
+        let r = script::run(&path, rung, &self.env, self.settings.timeouts.scripts).await;
+        match r.outcome {
+            ScriptOutcome::Passed => None,
+            ScriptOutcome::Skipped => Some((
+                Status::Skipped,
+                Some(format!(
+                    "hook pre-{} exited 77 (skipped; log {})",
+                    rung_name(rung),
+                    r.log
+                )),
+            )),
+            ScriptOutcome::Failed(why) | ScriptOutcome::NotStarted(why) => Some((
+                Status::Fail,
+                Some(format!(
+                    "hook pre-{} {why}: {} (log {})",
+                    rung_name(rung),
+                    r.stderr_tail,
+                    r.log
+                )),
+            )),
+        }
+    }
+
+    /// The HTTP checks of `rung`: the serve checks, then the rung's own.
+    async fn http_checks(&mut self, rung: Rung) -> Decision {
+        let mut checks = self.settings.serve_checks.clone();
+        checks.extend(self.settings.checks.get(&rung).cloned().unwrap_or_default());
+        for c in checks {
+            let mut spec = c.spec(&self.plan.domain, &self.infra.ca_cert, self.settings.timeouts.http);
+            spec.traefik = self.infra.traefik;
+            let report = self.wait(serve::check(&spec)).await;
+            let what = format!("GET https://{}{}", self.plan.domain, c.path);
+            match report.verdict {
+                serve::Verdict::Pass(_) => self.progress.note(&format!("{what}: {report}")),
+                serve::Verdict::Fail(f) => return (Status::Fail, Some(format!("{what}: {f}"))),
+                serve::Verdict::Error(e) => return (Status::Error, Some(format!("{what}: {e}"))),
+            }
+        }
+        pass()
+    }
+
+    /// A screenshot of the front page into `<results>/<file>` (never gates a
+    /// rung: a failure is noted and the artifact is missing).
+    async fn screenshot(&mut self, name: &str, file: &str) {
+        if !self.infra.screenshots {
+            self.progress.note("screenshot: skipped (no Chromium configured)");
+            return;
+        }
+        let spec = screenshot::ShotSpec::new(
+            self.env.app_url(),
+            self.infra.traefik,
+            screenshot::Trust::CaFile(self.infra.ca_cert.clone()),
+            self.plan.results_dir.join(file),
+        );
+        match self.wait(screenshot::take(&spec)).await {
+            Ok(shot) => {
+                self.progress.note(&format!("screenshot: {file} ({shot})"));
+                self.artifact(name, file);
+                if name == "screenshot-serve" {
+                    self.results.screenshot = Some(file.to_string());
+                }
+            }
+            Err(e) => self.progress.note(&format!("screenshot {file} not taken: {e}")),
+        }
+    }
+
+    /// The body of the run: preflight, lease, rungs 1-6. The caller may drop
+    /// this future at any await (a signal); [`Run::teardown`] then cleans up
+    /// and [`Run::finish`] records what was decided.
+    pub async fn body(&mut self) {
+        // Preflight.
+        self.progress.phase("preflight");
+        let t = Instant::now();
+        let plan = self.plan;
+        self.progress.note(&format!(
+            "{} at {} ({}), app {} in stack {}, deployer {}",
+            plan.recipe.name,
+            &plan.tested_ref[..12.min(plan.tested_ref.len())],
+            plan.tested_version.as_deref().unwrap_or("no version"),
+            plan.domain,
+            plan.stack,
+            self.infra.deployer.name()
+        ));
+        let unreachable = match (&self.infra.docker_problem, self.infra.docker.ping().await) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Err(e)) => Some(e.to_string()),
+            (None, Ok(_)) => None,
+        };
+        if let Some(e) = unreachable {
+            let d = (
+                Status::Error,
+                Some(format!(
+                    "the Docker engine cannot be used: {e}; is dockerd running? (scripts/dockerd starts it)"
+                )),
+            );
+            self.decide(Rung::Install, d, t);
+            return;
+        }
+        if let VipSupport::NoIpvs { looked_at } = &self.infra.vip {
+            self.progress.note(&format!(
+                "no IPVS here ({looked_at}): services without published ports get endpoint_mode dnsrr"
+            ));
+        }
+        match Lease::take(&self.infra_state_dir(), plan) {
+            Ok(l) => self.lease = Some(l),
+            Err(e) => {
+                let d = (Status::Error, Some(format!("cannot take the run's lease: {e}")));
+                self.decide(Rung::Install, d, t);
+                return;
+            }
+        }
+        self.phase_done("preflight", t, Duration::ZERO);
+
+        if self.install().await {
+            self.serve().await;
+            self.upgrade().await;
+            self.restore().await;
+        }
+        // Lint reads the checkout alone: it runs whatever the app did.
+        self.lint().await;
+        if self.decided(Rung::Upgrade) {
+            self.tested().await;
+        }
+    }
+
+    fn infra_state_dir(&self) -> PathBuf {
+        // <state>/runs/<id>/abra -> <state>
+        self.plan
+            .abra_dir
+            .ancestors()
+            .nth(3)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.plan.abra_dir.clone())
+    }
+
+    /// What the install deploys: the upgrade base, or (with none) the
+    /// tested ref itself.
+    fn install_target(&self) -> (String, Version) {
+        let tested = || {
+            let tagged = self
+                .plan
+                .recipe
+                .releases()
+                .ok()
+                .and_then(|rs| rs.into_iter().rev().find(|r| r.commit == self.plan.tested_ref));
+            match tagged {
+                Some(r) => (r.tag.clone(), Version::Release(r.tag)),
+                None => (
+                    self.plan.tested_ref.clone(),
+                    Version::Chaos(small_sha(&self.plan.tested_ref)),
+                ),
+            }
+        };
+        match (&self.settings.upgrade_base, &self.plan.base) {
+            (UpgradeBase::Skip(_), _) => tested(),
+            (UpgradeBase::Pinned(tag), _) => (tag.clone(), Version::Release(tag.clone())),
+            (UpgradeBase::Previous, Ok(b)) => (b.tag.clone(), Version::Release(b.tag.clone())),
+            (UpgradeBase::Previous, Err(_)) => tested(),
+        }
+    }
+
+    fn deploy_request(&self, reference: String, version: Version, kind: Kind) -> DeployRequest {
+        let forced = (!self.settings.defaulted.contains(&"timeouts.deploy")).then_some(self.settings.timeouts.deploy);
+        DeployRequest {
+            reference,
+            version,
+            kind,
+            default_timeout: self.settings.timeouts.deploy,
+            forced_timeout: forced,
+        }
+    }
+
+    fn record_deploy(&mut self, what: &str, d: &crate::deploy::Deployed) {
+        self.results.deploys += 1;
+        self.deploy_log.push(format!("== {what}"));
+        self.deploy_log.extend(d.log.iter().cloned());
+        self.deploy_log.push(format!(
+            "converged in {:.1} s (timeout {} s from {}): {}",
+            d.convergence.total.as_secs_f64(),
+            d.timeout.0.as_secs(),
+            d.timeout.1,
+            d.convergence
+                .services
+                .iter()
+                .map(|s| format!(
+                    "{} {}x{}",
+                    s.service,
+                    s.replicas,
+                    if s.healthchecked { " healthy" } else { "" }
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        for c in &d.post_cmds {
+            self.deploy_log.push(format!(
+                "post-deploy `{} {}` exit {}: {}",
+                c.service,
+                c.command,
+                c.exit_code,
+                c.output.trim()
+            ));
+        }
+        if !d.dnsrr.is_empty() && !self.results.adaptations.iter().any(|a| a.what.contains("dnsrr")) {
+            let why = match &self.infra.vip {
+                VipSupport::NoIpvs { looked_at } => {
+                    format!("this kernel has no IPVS ({looked_at}): swarm virtual IPs do not route")
+                }
+                VipSupport::Routes { .. } => "virtual IPs route here".into(),
+            };
+            self.results.adaptations.push(Adaptation {
+                what: format!(
+                    "deploy.endpoint_mode: dnsrr for services without published ports: {}",
+                    d.dnsrr.join(", ")
+                ),
+                why,
+            });
+        }
+        self.progress.note(&format!(
+            "{what}: deployed {} in {:.1} s, converged in {:.1} s{}",
+            &d.commit[..12.min(d.commit.len())],
+            d.command_time.as_secs_f64(),
+            d.convergence.total.as_secs_f64(),
+            if d.post_cmds.is_empty() {
+                String::new()
+            } else {
+                format!(", {} post-deploy command(s) ran", d.post_cmds.len())
+            }
+        ));
+    }
+
+    async fn install(&mut self) -> bool {
+        self.progress.phase("install");
+        let t = Instant::now();
+        let w0 = self.waiting;
+        let (reference, version) = self.install_target();
+        let created = self
+            .infra
+            .deployer
+            .new_app(&self.app, &self.plan.recipe.dir, &reference, &self.settings.env)
+            .await;
+        if let Err(e) = created {
+            self.decide(Rung::Install, from_deploy(&e), t);
+            self.phase_done("install", t, w0);
+            return false;
+        }
+        self.deployed = true;
+        if let Some(o) = self.settings.overlay.clone() {
+            // The settings' compose overlay, appended last to COMPOSE_FILE.
+            let checkout = self.app.checkout();
+            let done = self.app.env_file().map_err(|e| e.to_string()).and_then(|mut envf| {
+                self.settings
+                    .apply_overlay(&checkout, &mut envf)
+                    .map_err(|e| e.to_string())?;
+                let cf = envf.get("COMPOSE_FILE").unwrap_or("compose.yml").to_string();
+                self.app.set("COMPOSE_FILE", &cf).map_err(|e| e.to_string())
+            });
+            match done {
+                Ok(()) => self.results.adaptations.push(Adaptation {
+                    what: "the settings' compose.ccci.yml overlay is appended to COMPOSE_FILE".into(),
+                    why: o.reason,
+                }),
+                Err(e) => {
+                    self.decide(Rung::Install, (Status::Error, Some(format!("overlay: {e}"))), t);
+                    return false;
+                }
+            }
+        }
+        if let Some(steps) = self.settings.install_steps.clone() {
+            self.progress.note(&format!("install steps: {}", steps.display()));
+            let r = script::run(&steps, Rung::Install, &self.env, self.settings.timeouts.scripts).await;
+            if r.outcome != ScriptOutcome::Passed {
+                let d = (
+                    Status::Fail,
+                    Some(format!(
+                        "install-steps {:?}: {} (log {})",
+                        r.outcome, r.stderr_tail, r.log
+                    )),
+                );
+                self.decide(Rung::Install, d, t);
+                self.phase_done("install", t, w0);
+                return false;
+            }
+        }
+        self.progress.note(&format!("deploying {reference} (the upgrade base)"));
+        let req = self.deploy_request(reference.clone(), version, Kind::Install);
+        let given = self.settings.secrets.clone();
+        let deployer = &self.infra.deployer;
+        let app = self.app.clone();
+        let r = self.wait(deployer.deploy(&app, &req, &given)).await;
+        let ok = match r {
+            Ok(d) => {
+                self.record_deploy(&format!("install {reference}"), &d);
+                self.decide(Rung::Install, pass(), t);
+                true
+            }
+            Err(e) => {
+                self.deploy_log.push(format!("== install {reference} failed: {e}"));
+                self.decide(Rung::Install, from_deploy(&e), t);
+                false
+            }
+        };
+        self.phase_done("install", t, w0);
+        ok
+    }
+
+    async fn serve(&mut self) {
+        self.progress.phase("serve");
+        let t = Instant::now();
+        let w0 = self.waiting;
+        let d = if let Some(why) = self.settings.declared_na(Rung::Serve) {
+            (Status::NotApplicable, Some(why))
+        } else if let Some(h) = self.hook(Rung::Serve).await {
+            h
+        } else {
+            let d = self.http_checks(Rung::Serve).await;
+            if d.0 == Status::Pass {
+                self.screenshot("screenshot-serve", "screenshot.png").await;
+            }
+            d
+        };
+        self.decide(Rung::Serve, d, t);
+        self.phase_done("serve", t, w0);
+    }
+
+    async fn upgrade(&mut self) {
+        self.progress.phase("upgrade");
+        let t = Instant::now();
+        let w0 = self.waiting;
+        let d = self.upgrade_decision().await;
+        self.decide(Rung::Upgrade, d, t);
+        self.phase_done("upgrade", t, w0);
+    }
+
+    async fn upgrade_decision(&mut self) -> Decision {
+        if let UpgradeBase::Skip(why) = &self.settings.upgrade_base {
+            return (Status::NotApplicable, Some(why.clone()));
+        }
+        if let Some(why) = self.settings.declared_na(Rung::Upgrade) {
+            return (Status::NotApplicable, Some(why));
+        }
+        if let (UpgradeBase::Previous, Err(p)) = (&self.settings.upgrade_base, &self.plan.base) {
+            let why = match p {
+                BaseProblem::BaseIsHead(_) => format!("{p}"),
+                _ => format!("{p}; the tested ref was installed directly, nothing was upgraded"),
+            };
+            return (Status::Unverified, Some(why));
+        }
+        if let Some(why) = &self.app_unusable {
+            return (Status::Skipped, Some(format!("not run: {why}")));
+        }
+        if let Some(h) = self.hook(Rung::Upgrade).await {
+            return h;
+        }
+        // Witnesses in every named volume of the app.
+        let volumes = match crate::deploy::stack::list_objects(&self.infra.docker, &self.plan.stack).await {
+            Ok(o) => o.volumes.into_iter().map(|v| v.name).collect::<Vec<_>>(),
+            Err(e) => return (Status::Error, Some(e.to_string())),
+        };
+        for v in &volumes {
+            let w = self
+                .wait(Witness::write_named(
+                    &self.infra.docker,
+                    v,
+                    &self.infra.helper_image,
+                    &self.plan.run_id,
+                ))
+                .await;
+            match w {
+                Ok(w) => self.witnesses.push(w),
+                Err(e) => return (Status::Error, Some(format!("witness in volume {v}: {e}"))),
+            }
+        }
+        if !volumes.is_empty() {
+            self.progress.note(&format!(
+                "witnesses written in {} volume(s): {}",
+                volumes.len(),
+                volumes.join(", ")
+            ));
+        }
+        // The chaos deploy of the tested commit.
+        if let Some(env) = (!self.settings.upgrade_env.is_empty()).then(|| self.settings.upgrade_env.clone()) {
+            for (k, v) in env {
+                if let Err(e) = self.app.set(&k, &v) {
+                    return (Status::Error, Some(e.to_string()));
+                }
+            }
+        }
+        let sha = small_sha(&self.plan.tested_ref);
+        let req = self.deploy_request(self.plan.tested_ref.clone(), Version::Chaos(sha.clone()), Kind::Upgrade);
+        let given = self.settings.secrets.clone();
+        let deployer = &self.infra.deployer;
+        let app = self.app.clone();
+        self.progress
+            .note(&format!("deploying the tested commit {sha} with --chaos"));
+        match self.wait(deployer.deploy(&app, &req, &given)).await {
+            Ok(d) => self.record_deploy(&format!("upgrade to {sha} (chaos)"), &d),
+            Err(e) => {
+                self.deploy_log.push(format!("== upgrade to {sha} failed: {e}"));
+                if e.step == crate::deploy::Step::Converge {
+                    self.app_unusable = Some("the upgrade left the app unconverged".into());
+                }
+                return from_deploy(&e);
+            }
+        }
+        // The labels prove the tested commit is live.
+        let labels = match self
+            .wait(crate::deploy::converge::running_labels(
+                &self.infra.docker,
+                &self.plan.stack,
+            ))
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => return (Status::Error, Some(e.to_string())),
+        };
+        let app_service = format!("{}_{APP_SERVICE}", self.plan.stack);
+        let Some(app) = labels.get(&app_service) else {
+            return (
+                Status::Unverified,
+                Some(format!(
+                    "no service `{APP_SERVICE}`: abra puts its version labels on the service named app only, so nothing proves which commit runs"
+                )),
+            );
+        };
+        let chaos = app.service.get(&label(&self.plan.stack, "chaos")).map(String::as_str);
+        let live = app.service.get(&label(&self.plan.stack, "chaos-version")).cloned();
+        if chaos != Some("true") || live.as_deref() != Some(sha.as_str()) || !app.running_current_spec {
+            return (
+                Status::Fail,
+                Some(format!(
+                    "the upgrade is not live: service {app_service} has chaos={} chaos-version={} (expected true / {sha}), running tasks from the current spec: {}",
+                    chaos.unwrap_or("unset"),
+                    live.as_deref().unwrap_or("unset"),
+                    app.running_current_spec
+                )),
+            );
+        }
+        self.progress.note(&format!(
+            "live: {app_service} carries chaos-version={sha}, its running tasks are from the current spec"
+        ));
+        let d = self.http_checks(Rung::Upgrade).await;
+        if d.0 != Status::Pass {
+            return d;
+        }
+        self.screenshot("screenshot-upgrade", "screenshot-upgrade.png").await;
+        for w in self.witnesses.clone() {
+            match self.wait(w.state(&self.infra.docker, &self.infra.helper_image)).await {
+                Ok(WitnessState::Intact) => {}
+                Ok(s) => {
+                    return (
+                        Status::Fail,
+                        Some(format!(
+                            "the witness in volume {} did not survive the upgrade: {s:?}",
+                            w.volume
+                        )),
+                    )
+                }
+                Err(e) => return (Status::Error, Some(format!("witness in volume {}: {e}", w.volume))),
+            }
+        }
+        if !self.witnesses.is_empty() {
+            self.progress.note(&format!(
+                "{} witness(es) intact after the upgrade",
+                self.witnesses.len()
+            ));
+        }
+        pass()
+    }
+
+    async fn restore(&mut self) {
+        self.progress.phase("backup/restore");
+        let t = Instant::now();
+        let w0 = self.waiting;
+        let d = self.restore_decision().await;
+        self.decide(Rung::Restore, d, t);
+        self.phase_done("restore", t, w0);
+    }
+
+    async fn restore_decision(&mut self) -> Decision {
+        if let Some(why) = self.settings.declared_na(Rung::Restore) {
+            return (Status::NotApplicable, Some(why));
+        }
+        if let Some(b) = &self.settings.backup {
+            if !b.capable {
+                return (Status::NotApplicable, Some(b.reason.clone()));
+            }
+        }
+        if let Some(why) = &self.app_unusable {
+            return (Status::Skipped, Some(format!("not run: {why}")));
+        }
+        if let Some(h) = self.hook(Rung::Restore).await {
+            return h;
+        }
+        let opts = backup::RoundTripOptions {
+            restic_image: self.infra.restic_image.clone(),
+            witness_name: self.plan.run_id.clone(),
+            ..Default::default()
+        };
+        let repo = self
+            .infra_state_dir()
+            .join("runs")
+            .join(&self.plan.run_id)
+            .join("backup");
+        let rt = self
+            .wait(backup::round_trip(&self.infra.docker, &self.plan.stack, &repo, &opts))
+            .await;
+        self.write_artifact("backup-log", "backup.log", &rt.log);
+        for c in &rt.checks {
+            self.progress.note(&format!(
+                "{} {}: {}",
+                c.service,
+                c.target.container_path(),
+                c.describe()
+            ));
+        }
+        let d = match rt.status {
+            backup::RoundTripStatus::Pass => pass(),
+            backup::RoundTripStatus::Fail(r) => (Status::Fail, Some(r)),
+            backup::RoundTripStatus::Error(r) => (Status::Error, Some(r)),
+            backup::RoundTripStatus::NotApplicable(r) => return (Status::NotApplicable, Some(r)),
+        };
+        if d.0 != Status::Pass {
+            return d;
+        }
+        self.http_checks(Rung::Restore).await
+    }
+
+    async fn lint(&mut self) {
+        self.progress.phase("lint");
+        let t = Instant::now();
+        let d = match self.hook(Rung::Lint).await {
+            Some(h) => h,
+            None => match crate::recipe::lint::lint(&self.plan.recipe.dir) {
+                Err(e) => (Status::Fail, Some(format!("the recipe cannot be linted: {e}"))),
+                Ok(report) => {
+                    self.write_artifact("lint", "lint.txt", &report.table());
+                    let line = |f: &crate::recipe::lint::Finding| {
+                        format!(
+                            "{} {}{}",
+                            f.rule.reference,
+                            f.rule.description,
+                            f.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+                        )
+                    };
+                    let mut s = LintSummary::default();
+                    for f in &report.findings {
+                        match (&f.outcome, f.rule.severity) {
+                            (Outcome::Failed, Severity::Error) => s.errors.push(line(f)),
+                            (Outcome::Failed, Severity::Warn) => s.warnings.push(line(f)),
+                            (Outcome::Skipped(why), _) => s.skipped.push(format!("{}: {why}", f.rule.reference)),
+                            (Outcome::Satisfied, _) => {}
+                        }
+                    }
+                    for w in &s.warnings {
+                        self.progress.note(&format!("lint warning {w}"));
+                    }
+                    let d = if s.errors.is_empty() {
+                        pass()
+                    } else {
+                        (
+                            Status::Fail,
+                            Some(format!("lint errors: {} (lint.txt)", s.errors.join("; "))),
+                        )
+                    };
+                    self.results.lint = Some(s);
+                    self.lint_report = Some(report);
+                    d
+                }
+            },
+        };
+        self.decide(Rung::Lint, d, t);
+        let w0 = self.waiting;
+        self.phase_done("lint", t, w0);
+    }
+
+    async fn tested(&mut self) {
+        self.progress.phase("tested");
+        let t = Instant::now();
+        let w0 = self.waiting;
+        let d = self.tested_decision().await;
+        self.decide(Rung::Tested, d, t);
+        self.phase_done("tested", t, w0);
+    }
+
+    async fn tested_decision(&mut self) -> Decision {
+        if let Some(why) = &self.app_unusable {
+            return (Status::Skipped, Some(format!("not run: {why}")));
+        }
+        if let Some(h) = self.hook(Rung::Tested).await {
+            return h;
+        }
+        let mut tests = self.settings.custom.clone();
+        if let Some(d) = self.settings.repo_local_decision.as_ref().filter(|d| d.used) {
+            tests.extend(d.custom.iter().cloned());
+        }
+        if tests.is_empty() {
+            return (
+                Status::Skipped,
+                Some(format!(
+                    "the recipe has no checks of its own: add executables to tests/recipes/{}/custom/ (tests/recipes/README.md)",
+                    self.plan.recipe.name
+                )),
+            );
+        }
+        let (mut failed, mut skipped) = (Vec::new(), Vec::new());
+        for test in tests {
+            let name = test
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let env = self.env.clone();
+            let r = self
+                .wait(script::run(&test, Rung::Tested, &env, self.settings.timeouts.scripts))
+                .await;
+            self.progress.note(&format!(
+                "custom test {name}: {:?} in {:.1} s",
+                r.outcome,
+                r.took.as_secs_f64()
+            ));
+            match r.outcome {
+                ScriptOutcome::Passed => {}
+                ScriptOutcome::Skipped => skipped.push(name),
+                ScriptOutcome::Failed(w) | ScriptOutcome::NotStarted(w) => {
+                    failed.push(format!("{name} {w}: {} (log {})", r.stderr_tail, r.log))
+                }
+            }
+        }
+        if !failed.is_empty() {
+            (Status::Fail, Some(failed.join("; ")))
+        } else if !skipped.is_empty() {
+            (
+                Status::Skipped,
+                Some(format!("skipped by the test itself (exit 77): {}", skipped.join(", "))),
+            )
+        } else {
+            pass()
+        }
+    }
+
+    /// Undeploys and removes the app and everything it made, then the run's
+    /// folder, then the lease. Runs after the body, whatever happened.
+    pub async fn teardown(&mut self) {
+        self.progress.phase("teardown");
+        let t = Instant::now();
+        let w0 = self.waiting;
+        if self.deployed || self.lease.is_some() {
+            // Docker may be away (stopped, restarting): the app must still go.
+            if self.infra.docker.ping().await.is_err() {
+                self.progress.note(&format!(
+                    "the Docker engine does not answer; waiting up to {} s to tear the app down",
+                    TEARDOWN_DOCKER_WAIT.as_secs()
+                ));
+                let start = Instant::now();
+                while self.infra.docker.ping().await.is_err() && start.elapsed() < TEARDOWN_DOCKER_WAIT {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                self.waiting += start.elapsed();
+            }
+            let app = self.app.clone();
+            let deployer = &self.infra.deployer;
+            let removed = self.wait(deployer.remove(&app)).await;
+            let left = self
+                .wait(crate::deploy::stack::verify_clean(&self.infra.docker, &self.plan.stack))
+                .await;
+            let clean = match (&removed, &left) {
+                (Ok(r), Ok(l)) if r.is_clean() && l.is_empty() => {
+                    self.progress
+                        .note(&format!("removed {} object(s); nothing left", r.removed.len()));
+                    true
+                }
+                (Ok(_), Ok(l)) => {
+                    self.progress.note(&format!(
+                        "teardown left: {}",
+                        l.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(", ")
+                    ));
+                    false
+                }
+                (Err(e), _) => {
+                    self.progress.note(&format!("teardown failed: {e}"));
+                    false
+                }
+                (_, Err(e)) => {
+                    self.progress.note(&format!("cannot verify the teardown: {e}"));
+                    false
+                }
+            };
+            self.results.clean_teardown = Some(clean);
+        }
+        if !self.deploy_log.is_empty() {
+            let text = self.deploy_log.join("\n") + "\n";
+            self.write_artifact("deploy-log", "deploy.log", &text);
+        }
+        let run_dir = self.infra_state_dir().join("runs").join(&self.plan.run_id);
+        if run_dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&run_dir) {
+                self.progress
+                    .note(&format!("cannot remove {}: {e} (the janitor will)", run_dir.display()));
+            }
+        }
+        self.lease = None;
+        self.phase_done("teardown", t, w0);
+    }
+
+    /// The results: undecided rungs 1-6 recorded as not run (with why),
+    /// rungs 7 and 8 computed, the level.
+    pub fn finish(mut self, interrupted: Option<String>) -> RunResults {
+        let not_run = match &interrupted {
+            Some(why) => format!("not run: the run was interrupted ({why})"),
+            None => "not run: an earlier rung did not pass".to_string(),
+        };
+        for rung in [
+            Rung::Install,
+            Rung::Serve,
+            Rung::Upgrade,
+            Rung::Restore,
+            Rung::Lint,
+            Rung::Tested,
+        ] {
+            if !self.decided(rung) {
+                self.results.rungs.push(RungResult {
+                    rung,
+                    status: Status::Skipped,
+                    reason: Some(not_run.clone()),
+                    duration_s: 0.0,
+                    log: None,
+                });
+            }
+        }
+        let t = Instant::now();
+        self.results.finish();
+        let seven = if self.results.level >= Rung::Tested.level() {
+            self.exemplary()
+        } else {
+            (
+                Status::Skipped,
+                Some(format!(
+                    "not judged: the run reached level {}, and exemplary needs rungs 1-6 green",
+                    self.results.level
+                )),
+            )
+        };
+        self.decide(Rung::Exemplary, seven, t);
+        let finished = chrono::Utc::now();
+        self.results.finished_at = finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        self.results.interrupted = interrupted;
+        self.results.finish();
+        let past = history::past_runs(&self.infra.results_root.join(&self.plan.recipe.name));
+        let eight = if self.results.level < Rung::Exemplary.level() {
+            (
+                Status::Skipped,
+                Some(format!(
+                    "not judged: the run reached level {}, and maintained needs level 7 first",
+                    self.results.level
+                )),
+            )
+        } else {
+            match history::judge(finished, self.results.level, &past) {
+                history::Maintained::Yes(_) => pass(),
+                history::Maintained::No(w) => (Status::Fail, Some(w)),
+                history::Maintained::NotYet(w) => (Status::Unverified, Some(w)),
+            }
+        };
+        self.decide(Rung::Maintained, eight, t);
+        self.results.finish();
+        let wall = self.t0.elapsed().as_secs_f64();
+        let waiting = self.waiting.as_secs_f64().min(wall);
+        self.results.time_split = Some(TimeSplit {
+            wall_s: wall,
+            waiting_s: waiting,
+            own_s: wall - waiting,
+        });
+        self.results
+    }
+
+    /// Rung 7: healthchecks on every service, no unpinned images, release
+    /// notes for the tested version, a clean teardown, and rungs 1-6 green
+    /// on the first try (cc-ci retries no rung: a rung that passed did so
+    /// on its first try).
+    fn exemplary(&self) -> Decision {
+        let mut missing = Vec::new();
+        let r = &self.plan.recipe;
+        // Healthchecks everywhere (R002) and pinned images (R003, R004), as lint found them.
+        match &self.lint_report {
+            None => missing.push("lint did not run, so healthchecks and image tags are unknown".into()),
+            Some(report) => {
+                for reference in ["R002", "R003", "R004"] {
+                    match report.finding(reference) {
+                        Some(f) if f.outcome == Outcome::Satisfied => {}
+                        Some(f) => missing.push(format!(
+                            "{reference} {}{}",
+                            f.rule.description,
+                            f.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+                        )),
+                        None => missing.push(format!("{reference} was not checked")),
+                    }
+                }
+            }
+        }
+        match &self.plan.tested_version {
+            Some(v) if r.dir.join("release").join(v).is_file() => {}
+            Some(v) => missing.push(format!("no release notes for {v} (release/{v})")),
+            None => missing.push("no version, so no release notes".into()),
+        }
+        match self.results.clean_teardown {
+            Some(true) => {}
+            Some(false) => missing.push("the teardown left objects behind".into()),
+            None => missing.push("no teardown ran".into()),
+        }
+        let red: Vec<String> = self
+            .results
+            .rungs
+            .iter()
+            .filter(|x| x.rung < Rung::Exemplary && !x.status.climbs())
+            .map(|x| rung_name(x.rung).to_string())
+            .collect();
+        if !red.is_empty() {
+            missing.push(format!("not green: {}", red.join(", ")));
+        }
+        if missing.is_empty() {
+            pass()
+        } else {
+            (Status::Fail, Some(missing.join("; ")))
+        }
+    }
+}
+
+/// Collects the deploy-relevant settings in a map for results (the
+/// deployer's configuration as shown in results.json).
+pub fn deployer_info(name: &str, extra: &[(&str, String)]) -> serde_json::Value {
+    let mut m: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    m.insert("name".into(), serde_json::json!(name));
+    for (k, v) in extra {
+        m.insert((*k).to_string(), serde_json::json!(v));
+    }
+    serde_json::json!(m)
 }

@@ -3,9 +3,11 @@
 //! witnesses), and the lifecycle that takes a recipe through them
 //! ([`lifecycle`]).
 
+pub mod backup;
 pub mod lifecycle;
 pub mod plan;
 pub mod screenshot;
+pub mod script;
 pub mod serve;
 pub mod settings;
 pub mod witness;

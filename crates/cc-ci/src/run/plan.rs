@@ -7,6 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+pub use crate::deploy::app::stack_name;
+use crate::deploy::app::MAX_STACK_NAME;
+use crate::deploy::secret::MAX_SECRET_NAME;
 use crate::recipe::{upgrade_base, Recipe, RecipeError, Release};
 
 /// Where runs keep their state and results, and which wildcard domain apps get.
@@ -69,7 +72,8 @@ pub struct RunPlan {
     pub run_id: String,
     /// The app's domain.
     pub domain: String,
-    /// The app's stack name (abra's: the domain with dots as underscores).
+    /// The app's stack name (abra's: the domain with dots as underscores;
+    /// at most [`MAX_STACK_NAME`] characters).
     pub stack: String,
     /// This run's `ABRA_DIR`.
     pub abra_dir: PathBuf,
@@ -80,9 +84,27 @@ pub struct RunPlan {
 /// A plan that cannot be made: the path is not a recipe, or not a git checkout.
 pub type PlanError = RecipeError;
 
-/// abra's stack name for an app domain: dots become underscores.
-pub fn stack_name(domain: &str) -> String {
-    domain.replace('.', "_")
+/// The shortest recipe label a run domain keeps, however long the
+/// recipe's secret names are (a secret name that does not fit then is
+/// refused at install, naming the fix).
+const MIN_LABEL: usize = 3;
+
+/// How many characters of the recipe's name a run domain may use: the stack
+/// (`<label>-<6 hex>_<wildcard with _>`) stays within abra's
+/// [`MAX_STACK_NAME`] (so abra's rule is dots alone, and the janitor can
+/// read the run id back), and every `<stack>_<secret>_<version>` within
+/// Docker's 64 characters where that is possible.
+fn label_budget(recipe: &Recipe, wildcard: &str) -> usize {
+    let fixed = "-123456_".len() + wildcard.len();
+    let stack_room = MAX_STACK_NAME.saturating_sub(fixed);
+    let longest_secret = recipe
+        .secrets()
+        .iter()
+        .map(|(id, version, _)| id.len() + version.len() + 2)
+        .max()
+        .unwrap_or(0);
+    let secret_room = MAX_SECRET_NAME.saturating_sub(fixed + longest_secret);
+    stack_room.min(secret_room).max(MIN_LABEL)
 }
 
 fn run_id() -> String {
@@ -128,7 +150,9 @@ impl RunPlan {
                 }
             })
             .collect();
-        let domain = format!("{}-{run_id}.{}", label.trim_matches('-'), env.domain);
+        let budget = label_budget(&recipe, &env.domain);
+        let label: String = label.trim_matches('-').chars().take(budget).collect();
+        let domain = format!("{}-{run_id}.{}", label.trim_end_matches('-'), env.domain);
         Ok(RunPlan {
             stack: stack_name(&domain),
             abra_dir: env.state_dir.join("runs").join(&run_id).join("abra"),
@@ -207,6 +231,31 @@ mod tests {
         assert_ne!(p.run_id, q.run_id, "each run has its own identity");
         assert_ne!(p.abra_dir, q.abra_dir);
         assert!(!d.path().join("state").exists(), "planning creates nothing");
+    }
+
+    #[test]
+    fn long_recipe_names_are_cut_to_fit_abras_names() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("a-recipe-with-a-very-long-name-indeed");
+        std::fs::create_dir(&r).unwrap();
+        std::fs::write(
+            r.join(".env.sample"),
+            "TYPE=a-recipe-with-a-very-long-name-indeed\nSECRET_OAUTH_CLIENT_SECRET_VERSION=v1\n",
+        )
+        .unwrap();
+        git(&r, &["init", "-q"]);
+        release(&r, "1.0.0+1.0", true);
+        let mut e = env(d.path());
+        e.domain = "ci.coopcloud.tech".into();
+        let p = RunPlan::new(&r, &e).unwrap();
+        assert!(p.stack.len() <= MAX_STACK_NAME, "{}", p.stack);
+        let secret = format!("{}_oauth_client_secret_v1", p.stack);
+        assert!(secret.len() <= MAX_SECRET_NAME, "{secret} ({})", secret.len());
+        assert!(
+            p.domain.starts_with("a-recipe") && p.domain.ends_with(".ci.coopcloud.tech"),
+            "{}",
+            p.domain
+        );
     }
 
     #[test]

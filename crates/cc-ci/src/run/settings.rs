@@ -25,6 +25,9 @@
 //! [env]                      # extra app env (over .env.sample), strings only
 //! SITE_TITLE = "cc-ci"
 //!
+//! [secrets]                  # values of secrets marked `# generate=false`, by id
+//! smtp_password = "test-only" # (masked in every report)
+//!
 //! [upgrade]
 //! base = "previous"          # default; or a release tag, e.g. "1.0.0+1.22.1"
 //! # skip = "why"             # instead of base: the upgrade rung is n/a with this reason
@@ -286,6 +289,10 @@ pub struct Settings {
     pub timeouts: Timeouts,
     /// Extra app env.
     pub env: BTreeMap<String, String>,
+    /// Values of secrets the recipe marks `# generate=false` (abra would
+    /// need `abra app secret insert`), by secret id (`[secrets]`; test
+    /// values only: they are masked in every report).
+    pub secrets: BTreeMap<String, String>,
     /// Where the upgrade starts, or why it is skipped.
     pub upgrade_base: UpgradeBase,
     /// Extra env for the upgraded deploy (over [`Settings::env`]).
@@ -326,6 +333,8 @@ struct RawSettings {
     timeouts: RawTimeouts,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    secrets: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     upgrade: RawUpgrade,
     #[serde(default)]
@@ -584,6 +593,7 @@ impl Settings {
             file: None,
             timeouts: Timeouts::default(),
             env: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             upgrade_base: UpgradeBase::Previous,
             upgrade_env: BTreeMap::new(),
             serve_checks: vec![HttpCheck::front_page()],
@@ -792,6 +802,28 @@ impl Settings {
             Ok(out)
         };
         self.env = env_map(&raw.env, "env")?;
+        for (k, v) in &raw.secrets {
+            let id = k.get_ref();
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(err(
+                    Some(k.span()),
+                    format!(
+                        "[secrets] key {id:?} is not a secret id (the recipe's compose `secrets:` key: a-z, 0-9, _)"
+                    ),
+                ));
+            }
+            if v.get_ref().is_empty() {
+                return Err(err(
+                    Some(v.span()),
+                    format!("[secrets] {id} is empty; give the test value to insert"),
+                ));
+            }
+            self.secrets.insert(id.clone(), v.get_ref().clone());
+        }
 
         // Upgrade.
         self.upgrade_base = match (&raw.upgrade.base, &raw.upgrade.skip) {
@@ -1145,6 +1177,7 @@ impl Settings {
                 "scripts_s": self.timeouts.scripts.as_secs_f64(),
             },
             "env": self.env,
+            "secrets": self.secrets.keys().map(|k| (k.clone(), json!("***"))).collect::<serde_json::Map<_, _>>(),
             "upgrade": { "base": base, "skip": skip, "env": self.upgrade_env },
             "serve_checks": self.serve_checks.iter().map(HttpCheck::manifest).collect::<Vec<_>>(),
             "checks": checks,
