@@ -1,13 +1,10 @@
 //! Wildcard certificate validation with the committed test material (no Docker).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cc_ci::host::cert::{CertError, WildcardCert};
 use cc_ci::host::sops::{decrypt_file, AgeIdentities};
-
-fn keys() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/keys")
-}
+use test_support::test_keys as keys;
 
 fn ids() -> AgeIdentities {
     AgeIdentities::from_file(keys().join("age.key")).unwrap()

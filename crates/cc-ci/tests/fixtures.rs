@@ -4,21 +4,20 @@
 //! the recipe repositories carry their releases as annotated tags naming only
 //! images that exist locally.
 //!
-//! Without an engine the Docker tests skip loudly, and without the traefik
-//! binary `scripts/tools` builds the image tests skip loudly, unless
-//! `CCCI_REQUIRE_DOCKER=1` / `CCCI_REQUIRE_TOOLS=1` (scripts/test sets both):
-//! then they fail. `scripts/images` runs once per test process (cached after
-//! the first build, see the script). Each test names its containers and
-//! networks uniquely and removes them when its guard drops, on failure too.
+//! The image tests need the engine and the fixture images
+//! (`test_support::Component::FixtureImages`: `scripts/images` runs once per
+//! test process, cached after the first build, see the script); a missing
+//! one fails them unless `CCCI_ALLOW_SKIP` allows skipping it. Each test
+//! names its containers and networks uniquely and removes them when its
+//! guard drops, on failure too.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bollard::models::{ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, NetworkCreateRequest};
@@ -28,6 +27,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt;
+use test_support::{git, output_text as out, rt, workspace as repo, Component};
 use yaml_rust2::{Yaml, YamlLoader};
 
 const NGINX: &str = "ccci/nginx:1.22.1";
@@ -46,89 +46,13 @@ const RECIPES: &[(&str, &[&str])] = &[
 
 const SECOND: i64 = 1_000_000_000;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn required(var: &str) -> bool {
-    std::env::var(var).as_deref() == Ok("1")
-}
-
-fn out(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// An engine answers; false = skip (loudly), unless CCCI_REQUIRE_DOCKER=1.
-fn docker_or_skip() -> bool {
-    match rt().block_on(cc_ci::host::swarm::connect()) {
-        Ok(_) => true,
-        Err(e) if required("CCCI_REQUIRE_DOCKER") => {
-            panic!("no Docker engine and CCCI_REQUIRE_DOCKER=1: {e}; run scripts/dockerd")
-        }
-        Err(e) => {
-            eprintln!("\n!!! SKIPPING a Docker test: no engine ({e}); run scripts/dockerd !!!\n");
-            false
-        }
-    }
-}
-
-/// Docker is up, the traefik binary is built and `scripts/images` has run
-/// (once per process; its output is shown). false = skip.
-fn images_or_skip() -> bool {
-    if !docker_or_skip() {
-        return false;
-    }
-    let tools = Command::new(repo().join("scripts/tools"))
-        .args(["--print-path", "traefik"])
-        .output()
-        .unwrap();
-    if !tools.status.success() {
-        if required("CCCI_REQUIRE_TOOLS") {
-            panic!(
-                "the traefik binary is not built and CCCI_REQUIRE_TOOLS=1: run scripts/tools\n{}",
-                out(&tools)
-            );
-        }
-        eprintln!("\n!!! SKIPPING an image test: traefik is not built; run scripts/tools !!!\n");
-        return false;
-    }
-    static IMAGES: OnceLock<Result<String, String>> = OnceLock::new();
-    let r = IMAGES.get_or_init(|| {
-        let o = Command::new(repo().join("scripts/images")).output().unwrap();
-        if o.status.success() {
-            Ok(out(&o))
-        } else {
-            Err(format!("scripts/images failed ({}):\n{}", o.status, out(&o)))
-        }
-    });
-    match r {
-        Ok(log) => {
-            eprintln!("{log}");
-            true
-        }
-        Err(e) => panic!("{e}"),
-    }
+/// The engine and the fixture images; None = skip (only when allowed).
+fn images() -> Option<Docker> {
+    test_support::docker_with(&[Component::FixtureImages])
 }
 
 fn unique(what: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("ccci-fx-{what}-{}-{n}-{nanos:x}", std::process::id())
+    test_support::unique(&format!("ccci-fx-{what}"))
 }
 
 /// Containers and networks a test made, removed (containers with their
@@ -330,12 +254,9 @@ fn span(page: &str, id: &str) -> String {
 
 #[test]
 fn nginx_image_serves_its_page_and_logs_to_stdout() {
-    if !images_or_skip() {
-        return;
-    }
+    let Some(d) = images() else { return };
     let guard = Cleanup::default();
     rt().block_on(async {
-        let d = cc_ci::host::swarm::connect().await.unwrap();
         let name = guard.container(&unique("nginx"));
         let body = ContainerCreateBody {
             image: Some(NGINX.into()),
@@ -372,9 +293,7 @@ fn nginx_image_serves_its_page_and_logs_to_stdout() {
 
 #[test]
 fn postgres_becomes_healthy_and_webapp_serves_its_version_and_db_values() {
-    if !images_or_skip() {
-        return;
-    }
+    let Some(d) = images() else { return };
     let guard = Cleanup::default();
     let tmp = tempfile::tempdir().unwrap();
     let secret = |file: &str, content: &str| {
@@ -387,7 +306,6 @@ fn postgres_becomes_healthy_and_webapp_serves_its_version_and_db_values() {
     let good = secret("db_password", &format!("pw-{}", unique("secret")));
     let wrong = secret("wrong_password", "not-the-password");
     rt().block_on(async {
-        let d = cc_ci::host::swarm::connect().await.unwrap();
         let net = guard.network(&unique("net"));
         d.create_network(NetworkCreateRequest {
             name: net.clone(),
@@ -528,12 +446,9 @@ fn postgres_becomes_healthy_and_webapp_serves_its_version_and_db_values() {
 
 #[test]
 fn traefik_image_prints_its_version() {
-    if !images_or_skip() {
-        return;
-    }
+    let Some(d) = images() else { return };
     let guard = Cleanup::default();
     rt().block_on(async {
-        let d = cc_ci::host::swarm::connect().await.unwrap();
         let entrypoint = d
             .inspect_image(TRAEFIK)
             .await
@@ -559,12 +474,9 @@ fn traefik_image_prints_its_version() {
 
 #[test]
 fn restic_image_runs_debians_restic() {
-    if !images_or_skip() {
-        return;
-    }
+    let Some(d) = images() else { return };
     let guard = Cleanup::default();
     rt().block_on(async {
-        let d = cc_ci::host::swarm::connect().await.unwrap();
         let name = guard.container(&unique("restic"));
         let body = ContainerCreateBody {
             image: Some(RESTIC.into()),
@@ -574,12 +486,6 @@ fn restic_image_runs_debians_restic() {
         assert_eq!(code, 0, "{text}");
         assert!(text.starts_with("restic 0.14.0 "), "{text}");
     });
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
-    assert!(o.status.success(), "git {args:?} in {}: {}", dir.display(), out(&o));
-    String::from_utf8(o.stdout).unwrap()
 }
 
 fn fixture_recipes(dest: &Path, src: Option<&Path>) -> Output {
@@ -761,9 +667,7 @@ fn fixture_recipes_rebuilds_a_changed_fixture_and_refuses_a_foreign_repo() {
 
 #[test]
 fn fixture_releases_name_only_pinned_images_that_exist_locally() {
-    if !images_or_skip() {
-        return;
-    }
+    let Some(d) = images() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("recipes");
     let o = fixture_recipes(&dest, None);
@@ -779,7 +683,6 @@ fn fixture_releases_name_only_pinned_images_that_exist_locally() {
         [WEBAPP_1_1, POSTGRES]
     );
     rt().block_on(async {
-        let d = cc_ci::host::swarm::connect().await.unwrap();
         for ((name, v), images) in &by_release {
             for image in images {
                 let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");

@@ -1,7 +1,8 @@
 //! `cc_ci::host::janitor` and `cc_ci::host::lease` against the real Docker engine in
-//! swarm mode and real processes (skipped loudly without an engine, unless
-//! CCCI_REQUIRE_DOCKER=1 as scripts/test sets, which makes a missing engine a
-//! failure).
+//! swarm mode and real processes. The node must already be a swarm manager
+//! (scripts/test runs swarm-init first; tests never create a swarm); a
+//! missing engine or swarm fails these tests unless `CCCI_ALLOW_SKIP` allows
+//! skipping it (see the test-support crate).
 //!
 //! The runs here are STAND-INS for `ccci test` runs: this test binary
 //! re-executes itself (`standin_ccci_test_run`, ignored in normal runs) as a
@@ -46,17 +47,14 @@ use cc_ci::deploy::stack::{self, ObjectKind, NAMESPACE_LABEL};
 use cc_ci::host::janitor::{self, Outcome, SweepReport};
 use cc_ci::host::lease::{self, Holder, Lease, LeaseInfo};
 use cc_ci::run::plan::{RunEnv, RunPlan};
-
-mod common;
-
-use common::{docker_or_skip, IMAGE};
+use test_support::{Component, BUSYBOX_IMAGE as IMAGE};
 
 const SEC: i64 = 1_000_000_000;
 const STANDIN_ENV: &str = "CCCI_JANITOR_STANDIN";
 const TEARDOWN: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------
-// Randomness and runtimes (the engine and image: tests/common)
+// The engine, randomness and runtimes
 
 fn rand_u64() -> u64 {
     (uuid::Uuid::new_v4().as_u128() >> 64) as u64
@@ -66,16 +64,13 @@ fn rand_below(n: u64) -> u64 {
     rand_u64() % n.max(1)
 }
 
+/// The engine, in swarm mode, with the busybox test image.
+fn docker() -> Option<Docker> {
+    test_support::docker_with(&[Component::Swarm, Component::BusyboxImage])
+}
+
 fn on_fresh_runtime<T: Send + 'static>(f: impl FnOnce(&tokio::runtime::Runtime) -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        f(&rt)
-    })
-    .join()
-    .unwrap()
+    std::thread::spawn(move || f(&test_support::rt())).join().unwrap()
 }
 
 // ---------------------------------------------------------------------------
@@ -104,11 +99,7 @@ fn standin_ccci_test_run() {
     if std::env::var(STANDIN_ENV).as_deref() != Ok("1") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(standin());
+    test_support::rt().block_on(standin());
 }
 
 async fn standin() {
@@ -354,7 +345,7 @@ struct World {
 
 impl World {
     fn new(d: &Docker) -> World {
-        let token = format!("j{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let token = format!("j{}", test_support::token());
         let domain = format!("{token}.test");
         let w = World {
             d: d.clone(),
@@ -695,7 +686,7 @@ fn removed_by<'a>(r: &'a SweepReport, stack: &str) -> Vec<&'a stack::StackObject
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn live_runs_are_never_reaped_killed_ones_are_reaped_completely() {
-    let Some(d) = docker_or_skip().await else { return };
+    let Some(d) = docker() else { return };
     let w = World::new(&d);
     let t0 = Instant::now();
     let mut runs: Vec<Standin> = (0..4).map(|_| w.spawn_standin()).collect();
@@ -867,7 +858,7 @@ async fn live_runs_are_never_reaped_killed_ones_are_reaped_completely() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn runs_killed_at_random_points_of_their_setup_leave_nothing_after_a_sweep() {
-    let Some(d) = docker_or_skip().await else { return };
+    let Some(d) = docker() else { return };
     let w = World::new(&d);
     // Kill eight stand-ins at random moments of their start-up (a start-up
     // takes about 40 ms here once the binary is warm): before the lease,
@@ -913,7 +904,7 @@ async fn runs_killed_at_random_points_of_their_setup_leave_nothing_after_a_sweep
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn other_apps_stacks_are_never_touched() {
-    let Some(d) = docker_or_skip().await else { return };
+    let Some(d) = docker() else { return };
     let w = World::new(&d);
     let tok = &w.token;
     // Our suffix but not a test app's shape (the Traefik of this domain); a
@@ -930,7 +921,7 @@ async fn other_apps_stacks_are_never_touched() {
         extends.clone(),
     ];
     for s in &foreign {
-        make_stack(&d, s).await;
+        test_support::make_stack_objects(&d, s).await;
     }
     // A lease and run folder of the other domain's app in our state dir (a
     // state dir shared with another configuration).
@@ -945,7 +936,7 @@ async fn other_apps_stacks_are_never_touched() {
     std::fs::create_dir_all(w.run_dir("abc123").join("abra")).unwrap();
     // And one dead app of ours, so the sweep has work to do.
     let ours = format!("app-def456{}", w.suffix);
-    make_stack(&d, &ours).await;
+    test_support::make_stack_objects(&d, &ours).await;
 
     let mut before = BTreeMap::new();
     for s in &foreign {
@@ -964,7 +955,7 @@ async fn other_apps_stacks_are_never_touched() {
     assert!(rep.app(&ours).is_some_and(|a| a.reaped()), "{rep:#?}");
     assert!(stack::verify_clean(&d, &ours).await.unwrap().is_empty());
     // Dry run: says, removes nothing.
-    make_stack(&d, &ours).await;
+    test_support::make_stack_objects(&d, &ours).await;
     let dry = janitor::sweep_with(
         &d,
         &janitor::SweepOptions {
@@ -991,36 +982,9 @@ async fn other_apps_stacks_are_never_touched() {
     }
 }
 
-/// A volume, a secret and a config of `stack` (no service: quick).
-async fn make_stack(d: &Docker, stack: &str) {
-    d.create_volume(VolumeCreateRequest {
-        name: Some(format!("{stack}_data")),
-        labels: Some(labels(stack)),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    d.create_secret(SecretSpec {
-        name: Some(format!("{stack}_pw_v1")),
-        labels: Some(labels(stack)),
-        data: Some(b64(b"pw")),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    d.create_config(ConfigSpec {
-        name: Some(format!("{stack}_conf_v1")),
-        labels: Some(labels(stack)),
-        data: Some(b64(b"conf")),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 6)]
 async fn leases_being_taken_are_never_reaped_under_a_hammer() {
-    let Some(d) = docker_or_skip().await else { return };
+    let Some(d) = docker() else { return };
     let w = Arc::new(World::new(&d));
     let run_for = Duration::from_secs(6);
     let stop = Arc::new(AtomicBool::new(false));

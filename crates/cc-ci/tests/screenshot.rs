@@ -5,8 +5,8 @@
 //! `*.ci.test` hosts that only `--host-resolver-rules` sends to the server.
 //!
 //! Chromium is `$CCCI_CHROMIUM` or /usr/bin/chromium; without it these tests
-//! skip loudly, unless CCCI_REQUIRE_TOOLS=1 (then they fail). The tests run
-//! one at a time (a lock) so the timings they print are those of one browser.
+//! fail, unless `CCCI_ALLOW_SKIP` allows skipping it. The tests run one at a
+//! time (a lock) so the timings they print are those of one browser.
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
@@ -16,40 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cc_ci::host::sops::{decrypt_file, AgeIdentities};
-use cc_ci::run::screenshot::{chromium_from_env, spki_pins, take, Shot, ShotError, ShotSpec, Trust};
-
-fn keys() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/keys")
-}
-
-/// The Chromium binary, or None (with a loud message) if absent, unless
-/// CCCI_REQUIRE_TOOLS=1.
-fn chromium() -> Option<PathBuf> {
-    let p = chromium_from_env();
-    if p.is_file() {
-        return Some(p);
-    }
-    if std::env::var("CCCI_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!(
-            "chromium not found at {} and CCCI_REQUIRE_TOOLS=1: run scripts/ensure-packages",
-            p.display()
-        );
-    }
-    eprintln!(
-        "\n!!! SKIPPING a real-Chromium test: no chromium at {} (run scripts/ensure-packages or set CCCI_CHROMIUM) !!!\n",
-        p.display()
-    );
-    None
-}
-
-macro_rules! chromium_or_skip {
-    () => {
-        match chromium() {
-            Some(p) => p,
-            None => return,
-        }
-    };
-}
+use cc_ci::run::screenshot::{spki_pins, take, Shot, ShotError, ShotSpec, Trust};
+use test_support::{chromium, test_keys as keys};
 
 /// One browser at a time, and a runtime to drive it.
 fn serial() -> MutexGuard<'static, ()> {
@@ -311,7 +279,7 @@ const RED: [u8; 3] = [0xd9, 0x2e, 0x1e];
 
 #[test]
 fn static_page_over_https_trusting_the_test_ca() {
-    let chromium = chromium_or_skip!();
+    let Some(chromium) = chromium() else { return };
     let _g = serial();
     let server = Server::start(Some(wildcard_tls()));
     let d = dirs();
@@ -356,7 +324,7 @@ fn static_page_over_https_trusting_the_test_ca() {
 
 #[test]
 fn single_page_app_is_shot_after_its_javascript_rendered() {
-    let chromium = chromium_or_skip!();
+    let Some(chromium) = chromium() else { return };
     let _g = serial();
     let server = Server::start(None);
     let d = dirs();
@@ -389,7 +357,7 @@ fn single_page_app_is_shot_after_its_javascript_rendered() {
 
 #[test]
 fn loading_placeholder_is_not_shot_while_the_data_request_is_in_flight() {
-    let chromium = chromium_or_skip!();
+    let Some(chromium) = chromium() else { return };
     let _g = serial();
     let server = Server::start(None);
     let d = dirs();
@@ -418,7 +386,7 @@ fn loading_placeholder_is_not_shot_while_the_data_request_is_in_flight() {
 
 #[test]
 fn a_page_that_stays_blank_is_a_typed_error_within_the_budget() {
-    let chromium = chromium_or_skip!();
+    let Some(chromium) = chromium() else { return };
     let _g = serial();
     let server = Server::start(None);
     let d = dirs();
@@ -457,7 +425,7 @@ fn a_page_that_stays_blank_is_a_typed_error_within_the_budget() {
 
 #[test]
 fn nothing_listening_is_a_navigation_error_fast() {
-    let chromium = chromium_or_skip!();
+    let Some(chromium) = chromium() else { return };
     let _g = serial();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -479,7 +447,7 @@ fn nothing_listening_is_a_navigation_error_fast() {
 
 #[test]
 fn chromium_itself_refuses_certificates_it_was_not_told_to_trust() {
-    let chromium = chromium_or_skip!();
+    let Some(chromium) = chromium() else { return };
     let _g = serial();
     let server = Server::start(Some(wildcard_tls()));
     let d = dirs();
@@ -534,7 +502,7 @@ fn chromium_itself_refuses_certificates_it_was_not_told_to_trust() {
 
 #[test]
 fn a_certificate_from_another_ca_is_refused_before_chromium_sees_it() {
-    let chromium = chromium_or_skip!();
+    let Some(chromium) = chromium() else { return };
     let _g = serial();
     let server = Server::start(Some(wildcard_tls()));
     let d = dirs();

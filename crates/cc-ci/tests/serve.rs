@@ -3,7 +3,7 @@
 //! (key decrypted from tests/keys/wildcard.sops.yaml with cc_ci::host::sops) as the
 //! default certificate, routers to tiny HTTP backends in this process.
 //! Traefik is found via $CCCI_TRAEFIK or where scripts/tools puts it; without
-//! it these tests skip loudly, unless CCCI_REQUIRE_TOOLS=1 (then they fail).
+//! it these tests fail, unless `CCCI_ALLOW_SKIP` allows skipping it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,49 +15,10 @@ use std::time::{Duration, Instant};
 use cc_ci::host::sops::{decrypt_file, AgeIdentities};
 use cc_ci::run::serve::{check, ExpectStatus, Failure, ServeError, ServeReport, ServeSpec, Verdict};
 use regex::Regex;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn keys() -> PathBuf {
-    repo().join("tests/keys")
-}
+use test_support::{test_keys as keys, traefik};
 
 fn test_ca() -> PathBuf {
     keys().join("ca.crt")
-}
-
-/// The real Traefik binary: $CCCI_TRAEFIK, else where scripts/tools puts it.
-/// None (with a loud message) if absent, unless CCCI_REQUIRE_TOOLS=1.
-fn traefik_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CCCI_TRAEFIK") {
-        return Some(PathBuf::from(p));
-    }
-    let versions = std::fs::read_to_string(repo().join("scripts/versions.env")).unwrap();
-    let version = versions
-        .lines()
-        .find_map(|l| l.strip_prefix("TRAEFIK_VERSION="))
-        .expect("TRAEFIK_VERSION in scripts/versions.env")
-        .trim();
-    let cache = std::env::var_os("CCCI_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/cc-ci"));
-    let p = cache.join(format!("tools/traefik-{version}/bin/traefik"));
-    if p.is_file() {
-        return Some(p);
-    }
-    if std::env::var("CCCI_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!(
-            "traefik not found at {} and CCCI_REQUIRE_TOOLS=1: run scripts/tools",
-            p.display()
-        );
-    }
-    eprintln!(
-        "\n!!! SKIPPING a real-Traefik test: no traefik binary at {} (run scripts/tools or set CCCI_TRAEFIK) !!!\n",
-        p.display()
-    );
-    None
 }
 
 fn free_port() -> u16 {
@@ -267,15 +228,6 @@ fn api_get(addr: SocketAddr, path: &str) -> Option<String> {
     Some(r)
 }
 
-macro_rules! traefik_or_skip {
-    () => {
-        match traefik_bin() {
-            Some(b) => b,
-            None => return,
-        }
-    };
-}
-
 /// Starts Traefik with the wildcard default certificate and router
 /// `app@file` for `app.ci.test` to a live backend.
 fn traefik_with_app(bin: &Path) -> Traefik {
@@ -298,7 +250,7 @@ fn fail_of(r: &ServeReport) -> &Failure {
 
 #[tokio::test]
 async fn pass_on_the_app_with_title_and_wildcard_certificate() {
-    let bin = traefik_or_skip!();
+    let Some(bin) = traefik() else { return };
     let t = traefik_with_app(&bin);
     let mut spec = t.spec("app.ci.test");
     spec.title = Some(Regex::new("^cc-ci test app & friends$").unwrap());
@@ -322,7 +274,7 @@ async fn pass_on_the_app_with_title_and_wildcard_certificate() {
 
 #[tokio::test]
 async fn a_redirect_passes_unfollowed_and_the_apps_own_404_is_not_traefiks() {
-    let bin = traefik_or_skip!();
+    let Some(bin) = traefik() else { return };
     let t = traefik_with_app(&bin);
     let mut spec = t.spec("app.ci.test");
     spec.path = "/redirect".into();
@@ -355,7 +307,7 @@ async fn a_redirect_passes_unfollowed_and_the_apps_own_404_is_not_traefiks() {
 
 #[tokio::test]
 async fn no_router_is_traefiks_404() {
-    let bin = traefik_or_skip!();
+    let Some(bin) = traefik() else { return };
     let t = traefik_with_app(&bin);
     let spec = t.spec("nope.ci.test");
     let r = check(&spec).await;
@@ -418,7 +370,7 @@ fn presented_cert(t: &Traefik, host: &str) -> String {
 
 #[tokio::test]
 async fn traefiks_default_certificate_fails_even_when_trusted() {
-    let bin = traefik_or_skip!();
+    let Some(bin) = traefik() else { return };
     let mut t = Traefik::start(&bin, false);
     let port = start_backend();
     t.write_dynamic(
@@ -458,7 +410,7 @@ async fn traefiks_default_certificate_fails_even_when_trusted() {
 
 #[tokio::test]
 async fn a_certificate_not_from_the_ca_fails() {
-    let bin = traefik_or_skip!();
+    let Some(bin) = traefik() else { return };
     let t = traefik_with_app(&bin);
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -494,7 +446,7 @@ async fn a_certificate_not_from_the_ca_fails() {
 
 #[tokio::test]
 async fn router_without_a_healthy_backend() {
-    let bin = traefik_or_skip!();
+    let Some(bin) = traefik() else { return };
     let mut t = Traefik::start(&bin, true);
     let dead = format!("http://127.0.0.1:{}", free_port());
     t.write_dynamic("down.yml", &router("down", "down.ci.test", &[dead]));
@@ -537,7 +489,7 @@ async fn router_without_a_healthy_backend() {
 
 #[tokio::test]
 async fn title_mismatch_fails() {
-    let bin = traefik_or_skip!();
+    let Some(bin) = traefik() else { return };
     let t = traefik_with_app(&bin);
     let mut spec = t.spec("app.ci.test");
     spec.title = Some(Regex::new("Nextcloud").unwrap());
@@ -573,7 +525,7 @@ async fn nothing_listening_is_an_error_not_a_fail() {
 
 #[tokio::test]
 async fn readiness_waits_for_a_router_that_appears_later() {
-    let bin = traefik_or_skip!();
+    let Some(bin) = traefik() else { return };
     let t = Traefik::start(&bin, true);
     let dynamic = t.dir.path().join("dynamic");
     let tmp = t.dir.path().join(".app.yml.tmp");

@@ -1,19 +1,13 @@
 //! The sops decryptor against files the REAL sops binary wrote: the committed
 //! test files under tests/keys/, and files encrypted at test time by the
-//! sops that scripts/tools builds (found via $CCCI_SOPS or the tools cache).
+//! sops that scripts/tools builds (found via $CCCI_SOPS or the tools cache;
+//! without it those tests fail unless `CCCI_ALLOW_SKIP` allows skipping it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cc_ci::host::sops::{decrypt_file, AgeIdentities, SopsError, Value};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn keys() -> PathBuf {
-    repo().join("tests/keys")
-}
+use test_support::{sops as sops_bin, test_keys as keys};
 
 fn ids() -> AgeIdentities {
     AgeIdentities::from_file(keys().join("age.key")).unwrap()
@@ -24,38 +18,6 @@ fn recipient() -> String {
         .unwrap()
         .trim()
         .to_string()
-}
-
-/// The real sops binary: $CCCI_SOPS, else where scripts/tools puts it. None
-/// (with a loud message) if absent, unless CCCI_REQUIRE_TOOLS=1 (scripts/test).
-fn sops_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CCCI_SOPS") {
-        return Some(PathBuf::from(p));
-    }
-    let versions = std::fs::read_to_string(repo().join("scripts/versions.env")).unwrap();
-    let version = versions
-        .lines()
-        .find_map(|l| l.strip_prefix("SOPS_VERSION="))
-        .expect("SOPS_VERSION in scripts/versions.env")
-        .trim();
-    let cache = std::env::var_os("CCCI_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/cc-ci"));
-    let p = cache.join(format!("tools/sops-{version}/bin/sops"));
-    if p.is_file() {
-        return Some(p);
-    }
-    if std::env::var("CCCI_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!(
-            "sops not found at {} and CCCI_REQUIRE_TOOLS=1: run scripts/tools",
-            p.display()
-        );
-    }
-    eprintln!(
-        "\n!!! SKIPPING a real-sops test: no sops binary at {} (run scripts/tools or set CCCI_SOPS) !!!\n",
-        p.display()
-    );
-    None
 }
 
 /// Runs the real sops with the test identity; returns stdout, panics on failure.

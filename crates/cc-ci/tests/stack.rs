@@ -1,7 +1,8 @@
 //! `cc_ci::deploy::stack`, `cc_ci::deploy::converge` and `cc_ci::run::witness` against the real
-//! Docker engine in swarm mode (skipped loudly without an engine, unless
-//! CCCI_REQUIRE_DOCKER=1 as scripts/test sets, which makes a missing engine a
-//! failure).
+//! Docker engine in swarm mode. The node must already be a swarm manager
+//! (scripts/test runs swarm-init first; tests never create a swarm); a
+//! missing engine or swarm fails these tests unless `CCCI_ALLOW_SKIP` allows
+//! skipping it (see the test-support crate).
 //!
 //! In production abra deploys the stacks. abra cannot be built here, so
 //! these tests create the swarm services, networks, volumes, secrets and
@@ -12,9 +13,9 @@
 //! rollbacks, real events), not a fake of abra: nothing here imitates abra's
 //! behaviour beyond those names and labels.
 //!
-//! No registry is reachable, so the one image is built locally once per run:
+//! No registry is reachable, so the one image is built locally once:
 //! Debian's static busybox with a few applet links, `docker import`ed
-//! through the API as `ccci/busybox:test` (skipped when present).
+//! through the API as `ccci/busybox:test` (by test-support, when absent).
 //!
 //! Each test uses its own stack `t<random>_ci_test`, so tests run in
 //! parallel, and a guard tears the stack down even when the test fails.
@@ -35,10 +36,7 @@ use bollard::Docker;
 use cc_ci::deploy::converge::{self, ConvergeError, ConvergeOptions};
 use cc_ci::deploy::stack::{self, ObjectKind, NAMESPACE_LABEL};
 use cc_ci::run::witness::{Witness, WitnessError, WitnessState};
-
-mod common;
-
-use common::{docker_or_skip, IMAGE};
+use test_support::{Component, BUSYBOX_IMAGE as IMAGE};
 
 const SEC: i64 = 1_000_000_000;
 
@@ -50,10 +48,9 @@ struct TestStack {
 
 impl TestStack {
     fn new(d: &Docker) -> TestStack {
-        let r = &uuid::Uuid::new_v4().simple().to_string()[..10];
         TestStack {
             d: d.clone(),
-            name: format!("t{r}_ci_test"),
+            name: format!("t{}_ci_test", test_support::token()),
         }
     }
 
@@ -195,11 +192,7 @@ impl Drop for TestStack {
         let name = self.name.clone();
         // Drop may run inside the test's runtime: tear down on a fresh one.
         let res = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(stack::teardown(&d, &name, Duration::from_secs(60)))
+            test_support::rt().block_on(stack::teardown(&d, &name, Duration::from_secs(60)))
         })
         .join();
         match res {
@@ -207,6 +200,11 @@ impl Drop for TestStack {
             other => eprintln!("!!! cleanup of stack {} incomplete: {other:?}", self.name),
         }
     }
+}
+
+/// The engine, in swarm mode, with the busybox test image.
+fn docker() -> Option<Docker> {
+    test_support::docker_with(&[Component::Swarm, Component::BusyboxImage])
 }
 
 fn health(cmd: &str, interval_s: i64, retries: i64) -> HealthConfig {
@@ -233,7 +231,7 @@ fn with_health(mut s: ServiceSpec, h: HealthConfig) -> ServiceSpec {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn healthy_two_service_stack_converges_and_reports_times() {
-    let Some(d) = docker_or_skip().await else { return };
+    let Some(d) = docker() else { return };
     let s = TestStack::new(&d);
     // `app` becomes healthy only after about 3 s; `worker` has no healthcheck.
     let app = with_health(
@@ -271,7 +269,7 @@ async fn healthy_two_service_stack_converges_and_reports_times() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn never_healthy_service_does_not_converge_and_names_the_health_output() {
-    let Some(d) = docker_or_skip().await else { return };
+    let Some(d) = docker() else { return };
     let s = TestStack::new(&d);
     s.create(with_health(
         s.spec("web", "exec sleep 100000"),
@@ -300,7 +298,7 @@ async fn never_healthy_service_does_not_converge_and_names_the_health_output() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crashing_tasks_fail_fast_with_the_task_error() {
-    let Some(d) = docker_or_skip().await else { return };
+    let Some(d) = docker() else { return };
     let s = TestStack::new(&d);
     s.create(s.spec("crash", "echo boom >&2; exit 3")).await;
     let timeout = Duration::from_secs(120);
@@ -336,7 +334,7 @@ async fn crashing_tasks_fail_fast_with_the_task_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rolled_back_update_is_a_failure_while_the_old_task_keeps_running() {
-    let Some(d) = docker_or_skip().await else { return };
+    let Some(d) = docker() else { return };
     let s = TestStack::new(&d);
     let mut spec = s.spec("app", "exec sleep 100000");
     spec.labels
@@ -399,7 +397,7 @@ async fn rolled_back_update_is_a_failure_while_the_old_task_keeps_running() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn successful_update_shows_new_labels_and_fresh_tasks() {
-    let Some(d) = docker_or_skip().await else { return };
+    let Some(d) = docker() else { return };
     let s = TestStack::new(&d);
     let mut spec = s.spec("app", "exec sleep 100000");
     spec.labels
@@ -450,7 +448,7 @@ async fn successful_update_shows_new_labels_and_fresh_tasks() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn waiting_for_a_stack_that_was_never_deployed_is_an_error_not_a_fail() {
-    let Some(d) = docker_or_skip().await else { return };
+    let Some(d) = docker() else { return };
     let s = TestStack::new(&d);
     let e = converge::wait_converged(&d, &s.name, Duration::from_secs(10))
         .await
@@ -461,7 +459,7 @@ async fn waiting_for_a_stack_that_was_never_deployed_is_an_error_not_a_fail() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn witness_round_trips_and_truncation_and_deletion_are_detected() {
-    let Some(d) = docker_or_skip().await else { return };
+    let Some(d) = docker() else { return };
     let s = TestStack::new(&d);
     let vol = s.scoped("data");
     d.create_volume(VolumeCreateRequest {
@@ -521,7 +519,7 @@ async fn witness_round_trips_and_truncation_and_deletion_are_detected() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn teardown_leaves_nothing_and_a_second_teardown_is_a_no_op() {
-    let Some(d) = docker_or_skip().await else { return };
+    let Some(d) = docker() else { return };
     let s = TestStack::new(&d);
     let net = s.network().await;
     let (sec_id, sec_name) = s.secret("db_password_v1", b"hunter2").await;

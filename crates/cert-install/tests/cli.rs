@@ -1,59 +1,21 @@
 //! cert-install against the real Docker engine with the committed test sops
-//! files (skipped loudly without an engine, unless CCCI_REQUIRE_DOCKER=1 as
-//! scripts/test sets). Each test uses its own Traefik domain, so they run in
-//! parallel, and removes the secrets it created.
+//! files. The node must already be a swarm manager (scripts/test runs
+//! swarm-init first); a missing engine or swarm fails these tests unless
+//! `CCCI_ALLOW_SKIP` allows skipping it. Each test uses its own Traefik
+//! domain, so they run in parallel, and removes the secrets it created.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use bollard::query_parameters::ListSecretsOptions;
-
-fn keys() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/keys")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Connects and makes sure the node is a swarm manager; false = skip.
-fn swarm_or_skip() -> bool {
-    rt().block_on(async {
-        match cc_ci::host::swarm::connect().await {
-            Ok(d) => {
-                cc_ci::host::swarm::ensure_swarm(
-                    &d,
-                    cc_ci::host::swarm::PROXY_NETWORK,
-                    cc_ci::host::swarm::DEFAULT_ADVERTISE_ADDR,
-                )
-                .await
-                .unwrap();
-                true
-            }
-            Err(e) if std::env::var("CCCI_REQUIRE_DOCKER").as_deref() == Ok("1") => {
-                panic!("no Docker engine and CCCI_REQUIRE_DOCKER=1: {e}; run scripts/dockerd")
-            }
-            Err(e) => {
-                eprintln!("\n!!! SKIPPING a Docker test: no engine ({e}); run scripts/dockerd !!!\n");
-                false
-            }
-        }
-    })
-}
+use test_support::{output_text as out, rt, test_keys as keys, Component};
 
 /// A unique Traefik domain for one test; removes its secrets when dropped.
 struct TestDomain(String);
 
 impl TestDomain {
     fn new(test: &str) -> TestDomain {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        TestDomain(format!("{test}-{}-{nanos:x}.ci.test", std::process::id()))
+        TestDomain(format!("{}.ci.test", test_support::unique(test)))
     }
     fn stack(&self) -> String {
         self.0.replace('.', "_")
@@ -111,17 +73,9 @@ fn cert_install(sops_file: &Path, domain: &str) -> Output {
         .unwrap()
 }
 
-fn out(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn second_run_creates_nothing_and_a_renewed_cert_creates_v2() {
-    if !swarm_or_skip() {
+    if !test_support::need(Component::Swarm) {
         return;
     }
     let d = TestDomain::new("twice");
@@ -159,7 +113,7 @@ fn second_run_creates_nothing_and_a_renewed_cert_creates_v2() {
 
 #[test]
 fn secrets_hold_the_sha256_of_the_committed_certificate() {
-    if !swarm_or_skip() {
+    if !test_support::need(Component::Swarm) {
         return;
     }
     let d = TestDomain::new("sha");
@@ -185,7 +139,7 @@ fn secrets_hold_the_sha256_of_the_committed_certificate() {
 
 #[test]
 fn tampered_files_fail_and_leave_existing_secrets_untouched() {
-    if !swarm_or_skip() {
+    if !test_support::need(Component::Swarm) {
         return;
     }
     let d = TestDomain::new("tamper");

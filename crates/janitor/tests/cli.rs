@@ -1,21 +1,19 @@
 //! The `janitor` binary: its help, its answer when the engine is
-//! unreachable, and real sweeps against the Docker engine in swarm mode
-//! (skipped loudly without one, unless CCCI_REQUIRE_DOCKER=1 as scripts/test
-//! sets). Stack objects are created through the Docker Engine API, labelled
-//! as `docker stack deploy`/abra do (abra cannot be built here). The live run
-//! is this test process holding a real lease; the janitors are separate
-//! processes. Each test uses its own wildcard domain and state dir, and
+//! unreachable, and real sweeps against the Docker engine in swarm mode (a
+//! missing engine or swarm fails them unless `CCCI_ALLOW_SKIP` allows
+//! skipping it). Stack objects are created through the Docker Engine API,
+//! labelled as `docker stack deploy`/abra do (abra cannot be built here).
+//! The live run is this test process holding a real lease; the janitors are
+//! separate processes. Each test uses its own wildcard domain and state dir, and
 //! tears its stacks down when it ends, on failure too.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use base64::Engine as _;
-use bollard::models::{ConfigSpec, SecretSpec, VolumeCreateRequest};
 use bollard::Docker;
-use cc_ci::deploy::stack::{self, NAMESPACE_LABEL};
+use cc_ci::deploy::stack;
 use cc_ci::host::lease::{self, Holder, Lease, LeaseInfo};
+use test_support::{rt, Component};
 
 fn janitor(state: &Path, domain: &str, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_janitor"))
@@ -31,13 +29,6 @@ fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]
@@ -78,19 +69,6 @@ fn unreachable_engine_exits_1_and_says_what_to_do() {
     assert!(err.contains("dockerd") && err.contains("nothing was removed"), "{err}");
 }
 
-fn docker_or_skip() -> Option<Docker> {
-    match rt().block_on(cc_ci::host::swarm::connect()) {
-        Ok(d) => Some(d),
-        Err(e) if std::env::var("CCCI_REQUIRE_DOCKER").as_deref() == Ok("1") => {
-            panic!("no Docker engine and CCCI_REQUIRE_DOCKER=1: {e}; run scripts/dockerd")
-        }
-        Err(e) => {
-            eprintln!("\n!!! SKIPPING a Docker test: no engine ({e}); run scripts/dockerd !!!\n");
-            None
-        }
-    }
-}
-
 /// Stacks made by one test; torn down on drop.
 struct Stacks(Vec<String>);
 
@@ -107,33 +85,7 @@ impl Drop for Stacks {
 /// A volume, a secret and a config of `stack`, and a run folder with its
 /// abra env file.
 fn make_app(d: &Docker, state: &Path, run_id: &str, domain: &str, stack: &str) -> PathBuf {
-    let labels = HashMap::from([(NAMESPACE_LABEL.to_string(), stack.to_string())]);
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    rt().block_on(async {
-        d.create_volume(VolumeCreateRequest {
-            name: Some(format!("{stack}_data")),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        d.create_secret(SecretSpec {
-            name: Some(format!("{stack}_pw_v1")),
-            labels: Some(labels.clone()),
-            data: Some(b64(b"pw")),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        d.create_config(ConfigSpec {
-            name: Some(format!("{stack}_conf_v1")),
-            labels: Some(labels.clone()),
-            data: Some(b64(b"conf")),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    });
+    rt().block_on(test_support::make_stack_objects(d, stack));
     let env_dir = state.join("runs").join(run_id).join("abra/servers/default");
     std::fs::create_dir_all(&env_dir).unwrap();
     std::fs::write(env_dir.join(format!("{domain}.env")), "TYPE=x\n").unwrap();
@@ -146,11 +98,12 @@ fn objects(d: &Docker, stack: &str) -> usize {
 
 #[test]
 fn sweeps_dead_apps_spares_the_live_one_and_concurrent_janitors_agree() {
-    let Some(d) = docker_or_skip() else { return };
+    let Some(d) = test_support::docker_with(&[Component::Swarm]) else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let tok = &uuid::Uuid::new_v4().simple().to_string()[..10];
-    let wildcard = format!("k{tok}.test");
+    let wildcard = format!("k{}.test", test_support::token());
     let (dead_id, live_id) = ("dead00", "11ee00"); // six hex digits, as run ids are
     let dead_domain = format!("web-{dead_id}.{wildcard}");
     let live_domain = format!("web-{live_id}.{wildcard}");

@@ -1,26 +1,12 @@
-//! swarm-init against the real Docker engine (skipped loudly without one,
-//! unless CCCI_REQUIRE_DOCKER=1 as scripts/test sets).
+//! swarm-init against the real Docker engine. These are the only tests
+//! allowed to make the node a swarm manager, and only when it already is one
+//! or `CCCI_ALLOW_SWARM_INIT=1` (scripts/test sets it): see
+//! `test_support::swarm_init_allowed`. A missing engine fails them unless
+//! `CCCI_ALLOW_SKIP` allows skipping it.
 
 use std::process::{Command, Output};
 
 use bollard::query_parameters::ListNetworksOptions;
-
-fn docker_or_skip() -> bool {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    match rt.block_on(cc_ci::host::swarm::connect()) {
-        Ok(_) => true,
-        Err(e) if std::env::var("CCCI_REQUIRE_DOCKER").as_deref() == Ok("1") => {
-            panic!("no Docker engine and CCCI_REQUIRE_DOCKER=1: {e}; run scripts/dockerd")
-        }
-        Err(e) => {
-            eprintln!("\n!!! SKIPPING a Docker test: no engine ({e}); run scripts/dockerd !!!\n");
-            false
-        }
-    }
-}
 
 fn swarm_init(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_swarm-init"))
@@ -35,11 +21,7 @@ fn stdout(o: &Output) -> String {
 
 /// (count, driver, attachable) of networks named exactly `name`.
 fn networks(name: &str) -> Vec<(String, bool)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    test_support::rt().block_on(async {
         let d = cc_ci::host::swarm::connect().await.unwrap();
         let mut f = std::collections::HashMap::new();
         f.insert("name".to_string(), vec![name.to_string()]);
@@ -55,7 +37,7 @@ fn networks(name: &str) -> Vec<(String, bool)> {
 
 #[test]
 fn second_run_changes_nothing() {
-    if !docker_or_skip() {
+    if !test_support::swarm_init_allowed() {
         return;
     }
     let first = swarm_init(&[]);
@@ -70,10 +52,10 @@ fn second_run_changes_nothing() {
 
 #[test]
 fn concurrent_runs_create_one_network() {
-    if !docker_or_skip() {
+    if !test_support::swarm_init_allowed() {
         return;
     }
-    let name = format!("ccci-test-net-{}", std::process::id());
+    let name = test_support::unique("ccci-test-net");
     let children: Vec<_> = (0..4)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_swarm-init"))
@@ -97,10 +79,10 @@ fn concurrent_runs_create_one_network() {
 
 #[test]
 fn a_non_overlay_network_with_the_name_is_refused_with_advice() {
-    if !docker_or_skip() {
+    if !test_support::swarm_init_allowed() {
         return;
     }
-    let name = format!("ccci-test-bridge-{}", std::process::id());
+    let name = test_support::unique("ccci-test-bridge");
     let made = Command::new("docker")
         .args(["network", "create", "--driver", "bridge", &name])
         .output()

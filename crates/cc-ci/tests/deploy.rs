@@ -1,0 +1,284 @@
+//! The native deployer against the real swarm, on the tmpl-site fixture
+//! recipe, which exercises abra's conventions one by one: each convention of
+//! `../shared/ABRA.md` the deployer follows is pinned by an assertion here
+//! (the env file's place and content, abra.sh exports, the golang-templated
+//! config, generated secrets, the labels on `app`, `ExposeAllEnv`, the
+//! timeout label, POST_DEPLOY_CMDS / POST_UPGRADE_CMDS, TYPE, the removal of
+//! everything). No Traefik is needed: nothing is served here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use cc_ci::deploy::app::App;
+use cc_ci::deploy::exec::{exec, running_container};
+use cc_ci::deploy::native::{small_sha, Native, ResolveImage};
+use cc_ci::deploy::{DeployRequest, Deployer, Fault, Kind, Step, Version};
+use cc_ci::host::ipvs::{self, VipSupport};
+use test_support::Component;
+
+fn native(d: &Docker) -> Native {
+    Native {
+        docker: d.clone(),
+        cli: "/usr/bin/docker".into(),
+        resolve_image: ResolveImage::Never,
+        vip: ipvs::probe(),
+        lint_gate: true,
+        post_cmd_timeout: Duration::from_secs(60),
+    }
+}
+
+/// Removes the app when dropped, also after a failed assertion.
+struct Cleanup(Native, App);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = test_support::rt().block_on(self.0.remove(&self.1));
+    }
+}
+
+fn request(reference: &str, version: Version, kind: Kind) -> DeployRequest {
+    DeployRequest {
+        reference: reference.into(),
+        version,
+        kind,
+        default_timeout: Duration::from_secs(120),
+        forced_timeout: None,
+    }
+}
+
+async fn sh(d: &Docker, stack: &str, cmd: &str) -> String {
+    let c = running_container(d, stack, "app").await.unwrap();
+    let out = exec(d, &c, &["sh".into(), "-c".into(), cmd.into()], Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 0, "{cmd}: {}", out.stderr);
+    out.stdout
+}
+
+async fn service_labels(d: &Docker, stack: &str) -> std::collections::HashMap<String, String> {
+    d.inspect_service(&format!("{stack}_app"), None)
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.labels)
+        .unwrap_or_default()
+}
+
+#[test]
+fn native_deploys_and_upgrades_as_abra_would() {
+    let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
+        return;
+    };
+    let recipes = test_support::fixture_recipes();
+    let source = recipes.join("tmpl-site");
+    let head = test_support::git(&source, &["rev-parse", "HEAD"]).trim().to_string();
+    let abra_dir = tempfile::tempdir().unwrap();
+    let domain = format!("tmpl-site-{}.ci.test", &test_support::token()[..6]);
+    let app = App::new(abra_dir.path(), "tmpl-site", &domain);
+    let n = native(&d);
+    let guard = Cleanup(n.clone(), app.clone());
+    test_support::rt().block_on(async {
+        // abra app new: the layout and the env file.
+        let env = BTreeMap::from([("SITE_TITLE".to_string(), "deploy test".to_string())]);
+        let made = n.new_app(&app, &source, "1.0.0+1.22.1", &env).await.unwrap();
+        assert_eq!(
+            made.env_file,
+            abra_dir.path().join(format!("servers/default/{domain}.env"))
+        );
+        assert!(abra_dir.path().join("recipes/tmpl-site/.git").is_dir());
+        let text = std::fs::read_to_string(&made.env_file).unwrap();
+        assert!(text.contains(&format!("DOMAIN={domain}\n")), "{text}");
+        assert!(text.contains("LETS_ENCRYPT_ENV=''\n"), "{text}");
+        assert!(
+            text.contains(&format!("#EXTRA_DOMAINS=', `www.{domain}`'")),
+            "every example domain replaced: {text}"
+        );
+        assert!(
+            text.contains("SECRET_API_TOKEN_VERSION=v1 # length=24"),
+            "modifiers kept: {text}"
+        );
+        assert!(
+            text.contains("SITE_TITLE='deploy test'"),
+            "settings over the sample: {text}"
+        );
+
+        // The deploy of a release.
+        let done = n
+            .deploy(
+                &app,
+                &request("1.0.0+1.22.1", Version::Release("1.0.0+1.22.1".into()), Kind::Install),
+                &BTreeMap::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.timeout.0, Duration::from_secs(120), "${{TIMEOUT:-120}} on app");
+        assert!(done.timeout.1.contains("timeout label"), "{}", done.timeout.1);
+        let mut created = done.secrets_created.clone();
+        created.sort();
+        assert_eq!(
+            created,
+            [
+                format!("{}_admin_phrase_v1", app.stack),
+                format!("{}_api_token_v1", app.stack)
+            ]
+        );
+        // Secrets as abra makes them: no labels; length=24 alphanumeric; a passphrase.
+        for s in &created {
+            let spec = d.inspect_secret(s).await.unwrap().spec.unwrap();
+            assert!(spec.labels.unwrap_or_default().is_empty(), "plain SecretCreate: {s}");
+        }
+        let token = sh(&d, &app.stack, "cat /run/secrets/api_token").await;
+        assert!(
+            token.len() == 24 && token.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{token:?}"
+        );
+        let phrase = sh(&d, &app.stack, "cat /run/secrets/admin_phrase").await;
+        let words: Vec<&str> = phrase.split('-').collect();
+        assert!(words.len() == 4 && words.iter().all(|w| !w.is_empty()), "{phrase:?}");
+        // The config: named with the version abra.sh exports, rendered by
+        // swarm's golang template with the env abra exposes.
+        assert!(d.inspect_config(&format!("{}_nginx_conf_v1", app.stack)).await.is_ok());
+        let conf = sh(&d, &app.stack, "cat /etc/nginx/conf.d/default.conf").await;
+        assert!(
+            conf.contains(&format!(
+                "title=deploy test domain={domain} service={}_app conf=v1",
+                app.stack
+            )),
+            "{conf}"
+        );
+        // ExposeAllEnv: the env file reaches the app container.
+        let env_out = sh(&d, &app.stack, "env").await;
+        assert!(
+            env_out.contains(&format!("DOMAIN={domain}")) && env_out.contains("TYPE=tmpl-site"),
+            "{env_out}"
+        );
+        // The labels abra adds on `app`.
+        let l = service_labels(&d, &app.stack).await;
+        let key = |k: &str| format!("coop-cloud.{}.{k}", app.stack);
+        assert_eq!(l.get(&key("recipe")).map(String::as_str), Some("tmpl-site"));
+        assert_eq!(l.get(&key("chaos")).map(String::as_str), Some("false"));
+        assert_eq!(l.get(&key("version")).map(String::as_str), Some("1.0.0+1.22.1"));
+        assert!(!l.contains_key(&key("chaos-version")));
+        // POST_DEPLOY_CMDS ran the abra.sh function in the container.
+        assert_eq!(done.post_cmds.len(), 1, "{:?}", done.post_cmds);
+        assert_eq!(done.post_cmds[0].command, "write_marker deployed");
+        assert_eq!(
+            sh(&d, &app.stack, "cat /usr/share/nginx/html/post-deploy.txt").await,
+            "deployed token_len=24 phrase_words=4\n"
+        );
+        // TYPE rewritten.
+        assert_eq!(app.env_file().unwrap().get("TYPE"), Some("tmpl-site:1.0.0+1.22.1"));
+        // The kernel adaptation, recorded.
+        let mode = d
+            .inspect_service(&format!("{}_app", app.stack), None)
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.endpoint_spec)
+            .and_then(|e| e.mode)
+            .map(|m| m.to_string());
+        match ipvs::probe() {
+            VipSupport::NoIpvs { .. } => {
+                assert_eq!(done.dnsrr, ["app"]);
+                assert_eq!(mode.as_deref(), Some("dnsrr"));
+            }
+            VipSupport::Routes { .. } => assert!(done.dnsrr.is_empty()),
+        }
+
+        // The chaos upgrade to the tested commit.
+        let sha = small_sha(&head);
+        let up = n
+            .deploy(
+                &app,
+                &request(&head, Version::Chaos(sha.clone()), Kind::Upgrade),
+                &BTreeMap::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(up.commit, head);
+        assert!(up.secrets_created.is_empty(), "existing secrets are kept");
+        let l = service_labels(&d, &app.stack).await;
+        assert_eq!(l.get(&key("chaos")).map(String::as_str), Some("true"));
+        assert_eq!(l.get(&key("chaos-version")), Some(&sha));
+        assert_eq!(
+            l.get(&key("version")).map(String::as_str),
+            Some("1.1.0+1.22.1"),
+            "under chaos the recipe's own version label stays"
+        );
+        assert!(
+            d.inspect_config(&format!("{}_nginx_conf_v2", app.stack)).await.is_ok(),
+            "abra.sh's v2"
+        );
+        assert_eq!(up.post_cmds[0].command, "write_marker upgraded", "POST_UPGRADE_CMDS");
+        assert_eq!(
+            app.env_file().unwrap().get("TYPE"),
+            Some(format!("tmpl-site:{sha}").as_str())
+        );
+
+        // Removal of everything the app made.
+        let removed = n.remove(&app).await.unwrap();
+        assert!(removed.is_clean(), "{removed:?}");
+        let left = cc_ci::deploy::stack::verify_clean(&d, &app.stack).await.unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    });
+    drop(guard);
+}
+
+/// A tmpl-site variant whose releases `edit` changes.
+fn variant(edit: impl Fn(&std::path::Path)) -> test_support::Fixture {
+    test_support::fixture_variant("tmpl-site", |releases| {
+        for e in std::fs::read_dir(releases).unwrap() {
+            edit(&e.unwrap().path());
+        }
+    })
+}
+
+#[test]
+fn refusals_name_the_key_and_the_fix() {
+    let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
+        return;
+    };
+    let n = native(&d);
+    // generate=false without a value in the settings: refused naming the key.
+    let v = variant(|rel| {
+        let p = rel.join(".env.sample");
+        let t = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(
+            &p,
+            t.replace(
+                "SECRET_ADMIN_PHRASE_VERSION=v1",
+                "SECRET_ADMIN_PHRASE_VERSION=v1 # generate=false",
+            ),
+        )
+        .unwrap();
+    });
+    let abra_dir = tempfile::tempdir().unwrap();
+    let app = App::new(
+        abra_dir.path(),
+        "tmpl-site",
+        &format!("t{}.ci.test", &test_support::token()[..6]),
+    );
+    let _guard = Cleanup(n.clone(), app.clone());
+    test_support::rt().block_on(async {
+        n.new_app(&app, &v.recipes.join("tmpl-site"), "1.0.0+1.22.1", &BTreeMap::new())
+            .await
+            .unwrap();
+        let req = request("1.0.0+1.22.1", Version::Release("1.0.0+1.22.1".into()), Kind::Install);
+        let e = n.deploy(&app, &req, &BTreeMap::new()).await.unwrap_err();
+        assert_eq!((e.step, e.fault), (Step::Secrets, Fault::Recipe), "{e}");
+        assert!(
+            e.detail.contains("SECRET_ADMIN_PHRASE_VERSION") && e.detail.contains("[secrets]\nadmin_phrase = "),
+            "{e}"
+        );
+        let made = cc_ci::deploy::stack::verify_clean(&d, &app.stack).await.unwrap();
+        assert!(made.is_empty(), "nothing was deployed or generated: {made:?}");
+        // With the value given, the same deploy goes through.
+        let given = BTreeMap::from([("admin_phrase".to_string(), "given-in-settings".to_string())]);
+        n.deploy(&app, &req, &given).await.unwrap();
+        assert_eq!(
+            sh(&d, &app.stack, "cat /run/secrets/admin_phrase").await,
+            "given-in-settings"
+        );
+    });
+}

@@ -1,0 +1,94 @@
+//! Running the `ccci` binary in the tests of this crate: a run's own state,
+//! results and settings folders, the test host's configuration (the 20.10
+//! docker CLI, no registry, the TEST-ONLY CA), and the proof that nothing of
+//! an app is left. (Each `tests/*.rs` that runs `ccci test` includes this
+//! with `mod ccci_run;`; what other crates share is in `test_support`.)
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// One `ccci test` set-up: its folders live as long as the value.
+pub struct Ccci {
+    /// `--state-dir` (runs, leases).
+    pub state: tempfile::TempDir,
+    /// `--results-dir`.
+    pub results: tempfile::TempDir,
+    /// `--recipes-dir`.
+    pub recipes: PathBuf,
+    /// `--settings-dir` (this repository's tests/recipes unless changed).
+    pub settings: PathBuf,
+}
+
+impl Ccci {
+    /// Runs on the recipes in `recipes` with this repository's settings.
+    pub fn new(recipes: &Path) -> Ccci {
+        Ccci {
+            state: tempfile::tempdir().unwrap(),
+            results: tempfile::tempdir().unwrap(),
+            recipes: recipes.to_path_buf(),
+            settings: test_support::workspace().join("tests/recipes"),
+        }
+    }
+
+    /// The same, with zero config (an empty settings folder).
+    pub fn zero_config(recipes: &Path) -> Ccci {
+        let mut c = Ccci::new(recipes);
+        c.settings = c.state.path().join("no-settings");
+        std::fs::create_dir_all(&c.settings).unwrap();
+        c
+    }
+
+    /// `ccci test <recipe> <extra>` with this set-up, not yet run.
+    pub fn command(&self, recipe: &str, extra: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ccci"));
+        c.arg("test")
+            .arg(recipe)
+            .args(extra)
+            .env("CCCI_RECIPES_DIR", &self.recipes)
+            .env("CCCI_STATE_DIR", self.state.path())
+            .env("CCCI_RESULTS_DIR", self.results.path())
+            .env("CCCI_SETTINGS_DIR", &self.settings)
+            .env("CCCI_DOMAIN", "ci.test")
+            .env("CCCI_DOCKER_CLI", "/usr/bin/docker")
+            .env("CCCI_RESOLVE_IMAGE", "never")
+            .env("CCCI_CA_CERT", test_support::test_keys().join("ca.crt"));
+        c
+    }
+
+    /// Runs `ccci test`.
+    pub fn test(&self, recipe: &str, extra: &[&str]) -> Output {
+        self.command(recipe, extra).output().unwrap()
+    }
+
+    /// The (one) run folder of `recipe`.
+    pub fn run_dir(&self, recipe: &str) -> PathBuf {
+        let dir = self.results.path().join(recipe);
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("no results in {}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        runs.remove(0)
+    }
+
+    /// The run's results.json.
+    pub fn results(&self, recipe: &str) -> serde_json::Value {
+        let f = self.run_dir(recipe).join("results.json");
+        serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap()
+    }
+}
+
+/// What the engine still has of `stack` (empty = clean), by the stack
+/// module's own clean-up proof.
+pub fn leftovers(stack: &str) -> Vec<String> {
+    test_support::rt().block_on(async {
+        let d = cc_ci::host::swarm::connect().await.unwrap();
+        cc_ci::deploy::stack::verify_clean(&d, stack)
+            .await
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    })
+}

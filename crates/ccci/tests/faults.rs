@@ -1,0 +1,186 @@
+//! Bad input and faults, each on the real swarm with a variant of the
+//! tmpl-site fixture recipe made for it: each run ends on the right rung
+//! with a clear reason, `fail` when the recipe is at fault and `error` when
+//! the infrastructure is, and nothing of the app is left behind (the stack
+//! module's clean-up proof). Docker stopping mid-run is in `docker_stop.rs`
+//! (run on its own: it stops the engine).
+
+mod ccci_run;
+
+use std::path::Path;
+
+use ccci_run::{leftovers, Ccci};
+use test_support::Component;
+
+fn ready() -> bool {
+    test_support::need(Component::Swarm) && test_support::need(Component::FixtureImages)
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+/// Edits every release of a tmpl-site variant.
+fn each_release(releases: &Path, f: impl Fn(&Path)) {
+    for e in std::fs::read_dir(releases).unwrap() {
+        f(&e.unwrap().path());
+    }
+}
+
+/// Runs the variant zero-config; returns (exit code, results, rung `rung`).
+fn run(v: &test_support::Fixture, rung: &str) -> (Option<i32>, serde_json::Value, serde_json::Value) {
+    let c = Ccci::zero_config(&v.recipes);
+    let out = c.test("tmpl-site", &[]);
+    let r = c.results("tmpl-site");
+    let x = r["rungs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["rung"] == rung)
+        .cloned()
+        .unwrap();
+    let stack = r["app"]["stack"].as_str().unwrap();
+    assert_eq!(
+        leftovers(stack),
+        Vec::<String>::new(),
+        "{}",
+        test_support::output_text(&out)
+    );
+    assert_eq!(r["clean_teardown"], true);
+    (out.status.code(), r, x)
+}
+
+#[test]
+fn a_compose_file_that_does_not_parse_fails_the_upgrade_naming_file_and_line() {
+    if !ready() || !test_support::need(Component::TraefikStack) {
+        return;
+    }
+    let v = test_support::fixture_variant("tmpl-site", |releases| {
+        edit(
+            &releases.join("1.1.0+1.22.1/compose.yml"),
+            "    networks:\n      - proxy\n",
+            "    networks: [proxy\n",
+        );
+    });
+    let (code, r, upgrade) = run(&v, "upgrade");
+    assert_eq!(code, Some(1));
+    assert_eq!(upgrade["status"], "fail", "{upgrade}");
+    let why = upgrade["reason"].as_str().unwrap();
+    assert!(
+        why.contains("compose.yml:") && why.contains("fix the compose file"),
+        "{why}"
+    );
+    assert_eq!(r["rungs"][0]["status"], "pass", "the base installs");
+    assert_eq!(
+        r["rungs"][4]["status"], "fail",
+        "lint cannot read it either: {}",
+        r["rungs"][4]
+    );
+    assert_eq!(r["level"], 2);
+}
+
+#[test]
+fn compose_file_naming_a_missing_file_fails_the_install() {
+    if !ready() {
+        return;
+    }
+    let v = test_support::fixture_variant("tmpl-site", |releases| {
+        each_release(releases, |rel| {
+            edit(
+                &rel.join(".env.sample"),
+                "TYPE=tmpl-site\n",
+                "TYPE=tmpl-site\nCOMPOSE_FILE=\"compose.yml:compose.gone.yml\"\n",
+            )
+        });
+    });
+    let (code, r, install) = run(&v, "install");
+    assert_eq!(code, Some(1));
+    assert_eq!(install["status"], "fail", "{install}");
+    let why = install["reason"].as_str().unwrap();
+    assert!(why.contains("COMPOSE_FILE names compose.gone.yml"), "{why}");
+    assert_eq!(r["level"], 0);
+}
+
+#[test]
+fn an_image_this_host_cannot_pull_is_an_infrastructure_error() {
+    if !ready() {
+        return;
+    }
+    let v = test_support::fixture_variant("tmpl-site", |releases| {
+        each_release(releases, |rel| {
+            edit(
+                &rel.join("compose.yml"),
+                "image: ccci/nginx:1.22.1",
+                "image: ccci/not-built-here:1.0.0",
+            )
+        });
+    });
+    let (code, r, install) = run(&v, "install");
+    assert_eq!(code, Some(3), "{r}");
+    assert_eq!(install["status"], "error", "{install}");
+    let why = install["reason"].as_str().unwrap();
+    assert!(
+        why.contains("No such image") && why.contains("pulls no images"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_secret_name_over_64_characters_fails_the_install_naming_the_fix() {
+    if !ready() {
+        return;
+    }
+    let long = "a_secret_whose_name_is_far_too_long_for_docker_swarm_names";
+    let v = test_support::fixture_variant("tmpl-site", |releases| {
+        each_release(releases, |rel| {
+            let compose = rel.join("compose.yml");
+            edit(&compose, "      - api_token\n", &format!("      - {long}\n"));
+            edit(&compose, "  api_token:\n", &format!("  {long}:\n"));
+            edit(
+                &compose,
+                "${STACK_NAME}_api_token_${SECRET_API_TOKEN_VERSION}",
+                &format!("${{STACK_NAME}}_{long}_${{SECRET_API_TOKEN_VERSION}}"),
+            );
+        });
+    });
+    let (code, _, install) = run(&v, "install");
+    assert_eq!(code, Some(1));
+    assert_eq!(install["status"], "fail", "{install}");
+    let why = install["reason"].as_str().unwrap();
+    assert!(
+        why.contains(long) && why.contains("over Docker's 64") && why.contains("shorten"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_healthcheck_that_never_passes_fails_the_install_within_its_budget() {
+    if !ready() {
+        return;
+    }
+    let v = test_support::fixture_variant("tmpl-site", |releases| {
+        each_release(releases, |rel| {
+            let compose = rel.join("compose.yml");
+            edit(
+                &compose,
+                "test: [\"CMD\", \"curl\", \"-fsS\", \"-o\", \"/dev/null\", \"http://localhost/healthz\"]",
+                "test: [\"CMD\", \"sh\", \"-c\", \"echo not ready; exit 1\"]",
+            );
+            edit(&compose, "interval: 5s", "interval: 1s");
+            edit(&compose, "start_period: 10s", "start_period: 1s");
+            edit(&rel.join(".env.sample"), "#TIMEOUT=120", "TIMEOUT=30");
+        });
+    });
+    let (code, _, install) = run(&v, "install");
+    assert_eq!(code, Some(1));
+    assert_eq!(install["status"], "fail", "{install}");
+    let why = install["reason"].as_str().unwrap();
+    assert!(why.contains("not ready"), "the probe's output is named: {why}");
+    let took = install["duration_s"].as_f64().unwrap();
+    assert!(
+        took < 60.0,
+        "within its 30 s budget (plus the new app), not 300 s: {took}"
+    );
+}

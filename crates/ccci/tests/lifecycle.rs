@@ -1,0 +1,183 @@
+//! `ccci test` end to end on the real swarm behind the real Traefik (which
+//! `traefik-deploy` put there: scripts/test runs it first), with the native
+//! deployer, the fixture images and recipes, real restic and Chromium: the
+//! good fixtures reach their levels with exactly two deploys and leave
+//! nothing behind; SIGTERM and Ctrl-C tear the app down before `ccci` exits.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+mod ccci_run;
+
+use ccci_run::Ccci;
+use test_support::Component;
+
+fn ready() -> bool {
+    test_support::need(Component::Swarm)
+        && test_support::need(Component::FixtureImages)
+        && test_support::need(Component::TraefikStack)
+        && test_support::need(Component::Chromium)
+}
+
+/// Runs `ccci test <fixture>` and checks what every good run must show.
+fn good_run(fixture: &str, min_level: u64) -> serde_json::Value {
+    let c = Ccci::new(&test_support::fixture_recipes());
+    let out = c.test(fixture, &[]);
+    let r = c.results(fixture);
+    assert!(
+        r["level"].as_u64().unwrap() >= min_level,
+        "{fixture} reached level {} (< {min_level}):\n{}",
+        r["level"],
+        test_support::output_text(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", test_support::output_text(&out));
+    assert_eq!(
+        r["deploys"], 2,
+        "exactly two deploys: the upgrade base, then the tested ref"
+    );
+    assert_eq!(r["clean_teardown"], true);
+    assert_eq!(r["deployer"]["name"], "native");
+    for rung in ["install", "serve", "upgrade", "lint", "tested"] {
+        let x = r["rungs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["rung"] == rung)
+            .unwrap();
+        assert_eq!(x["status"], "pass", "{rung}: {x}");
+    }
+    // The artifacts are there: two screenshots (real PNGs), lint.txt, deploy.log.
+    let dir = c.run_dir(fixture);
+    for (name, magic) in [
+        ("screenshot-serve", &b"\x89PNG"[..]),
+        ("screenshot-upgrade", &b"\x89PNG"[..]),
+        ("lint", &b"ref"[..]),
+        ("deploy-log", &b"== install"[..]),
+    ] {
+        let rel = r["artifacts"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no artifact {name}: {r}"));
+        let bytes = std::fs::read(dir.join(rel)).unwrap();
+        assert!(
+            bytes.windows(magic.len()).any(|w| w == magic),
+            "{name} ({rel}) is not what it should be"
+        );
+    }
+    // Nothing of the app is left: no stack objects, no run folder, no lease.
+    let stack = r["app"]["stack"].as_str().unwrap();
+    assert_eq!(ccci_run::leftovers(stack), Vec::<String>::new());
+    assert!(!c
+        .state
+        .path()
+        .join("runs")
+        .join(r["app"]["run_id"].as_str().unwrap())
+        .exists());
+    assert!(
+        std::fs::read_dir(c.state.path().join("leases")).map_or(true, |mut d| d.next().is_none()),
+        "a lease file was left"
+    );
+    r
+}
+
+#[test]
+fn static_site_is_exemplary() {
+    if !ready() {
+        return;
+    }
+    let r = good_run("static-site", 7);
+    let restore = &r["rungs"][3];
+    assert_eq!(
+        restore["status"], "pass",
+        "backupbot labels: a real round trip: {restore}"
+    );
+    assert!(r["adaptations"].as_array().is_some());
+}
+
+#[test]
+fn webapp_pg_is_exemplary() {
+    if !ready() {
+        return;
+    }
+    let r = good_run("webapp-pg", 7);
+    assert_eq!(r["rungs"][3]["status"], "pass", "the pg_dump round trip");
+}
+
+#[test]
+fn tmpl_site_is_at_least_lint_clean() {
+    if !ready() {
+        return;
+    }
+    let r = good_run("tmpl-site", 5);
+    assert_eq!(r["rungs"][3]["status"], "n/a", "no backupbot labels: {}", r["rungs"][3]);
+    assert_eq!(r["rungs"][3]["reason"], "no service carries the backupbot.backup label");
+}
+
+/// Starts `ccci test` on `fixture`, sends `signal` once its progress shows
+/// `when`, and checks the app was torn down before it exited with `code`.
+fn interrupted(fixture: &str, when: &str, signal: i32, code: i32, name: &str) {
+    let c = Ccci::new(&test_support::fixture_recipes());
+    let mut child = c
+        .command(fixture, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains(when) {
+            // SAFETY-free: rustix would do, but a plain kill(1) keeps it simple.
+            let ok = std::process::Command::new("kill")
+                .args([format!("-{signal}"), child.id().to_string()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "{}", seen.join("\n"));
+    }
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().unwrap();
+    let text = seen.join("\n");
+    assert_eq!(status.code(), Some(code), "{text}");
+    assert!(text.contains("tearing the app down"), "{text}");
+    let r = c.results(fixture);
+    assert_eq!(r["interrupted"], name, "{r}");
+    assert_eq!(r["clean_teardown"], true, "{r}");
+    let stack = r["app"]["stack"].as_str().unwrap();
+    assert_eq!(ccci_run::leftovers(stack), Vec::<String>::new());
+    let not_run: Vec<&str> = r["rungs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["reason"].as_str().is_some_and(|s| s.contains("interrupted")))
+        .map(|x| x["rung"].as_str().unwrap())
+        .collect();
+    assert!(!not_run.is_empty(), "{r}");
+    assert!(
+        r["level"].as_u64().unwrap() < 7,
+        "an interrupted run is never exemplary"
+    );
+}
+
+#[test]
+fn sigterm_during_the_upgrade_tears_down_before_exit() {
+    if !ready() {
+        return;
+    }
+    interrupted("tmpl-site", "deploying the tested commit", 15, 143, "SIGTERM");
+}
+
+#[test]
+fn ctrl_c_during_the_install_tears_down_before_exit() {
+    if !ready() {
+        return;
+    }
+    interrupted("static-site", "(the upgrade base)", 2, 130, "SIGINT (Ctrl-C)");
+}
