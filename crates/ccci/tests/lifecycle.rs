@@ -181,3 +181,23 @@ fn ctrl_c_during_the_install_tears_down_before_exit() {
     }
     interrupted("static-site", "(the upgrade base)", 2, 130, "SIGINT (Ctrl-C)");
 }
+
+/// The abra deployer, live: the same ladder through the real abra CLI.
+/// abra cannot be had on our build machines (scripts/test allows this test
+/// to skip there, and counts it); on a host with abra it must pass.
+#[test]
+fn abra_deployer_takes_static_site_up_the_ladder() {
+    if !ready() || !test_support::need(Component::Abra) {
+        return;
+    }
+    let c = Ccci::new(&test_support::fixture_recipes());
+    let out = c.test("static-site", &["--deployer", "abra"]);
+    let r = c.results("static-site");
+    assert_eq!(r["deployer"]["name"], "abra");
+    assert!(r["level"].as_u64().unwrap() >= 4, "{}", test_support::output_text(&out));
+    assert_eq!(r["clean_teardown"], true);
+    assert_eq!(
+        ccci_run::leftovers(r["app"]["stack"].as_str().unwrap()),
+        Vec::<String>::new()
+    );
+}

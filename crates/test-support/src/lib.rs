@@ -117,11 +117,13 @@ pub enum Component {
     /// 127.0.0.1:443 with the TEST-ONLY wildcard certificate for `*.ci.test`.
     /// Implies [`Component::Swarm`].
     TraefikStack,
+    /// The real abra CLI (`$CCCI_ABRA`, else `abra` on PATH).
+    Abra,
 }
 
 impl Component {
     /// Every component, in the order of the enum.
-    pub const ALL: [Component; 9] = [
+    pub const ALL: [Component; 10] = [
         Component::Docker,
         Component::Swarm,
         Component::Sops,
@@ -131,6 +133,7 @@ impl Component {
         Component::BusyboxImage,
         Component::Tmux,
         Component::TraefikStack,
+        Component::Abra,
     ];
 
     /// The component's name in `CCCI_ALLOW_SKIP`, messages and the skip log.
@@ -145,6 +148,7 @@ impl Component {
             Component::BusyboxImage => "busybox-image",
             Component::Tmux => "tmux",
             Component::TraefikStack => "traefik-stack",
+            Component::Abra => "abra",
         }
     }
 
@@ -170,6 +174,7 @@ impl Component {
             Component::TraefikStack => {
                 "the Traefik recipe deployed on this swarm, serving the TEST-ONLY wildcard certificate for *.ci.test on 127.0.0.1:443"
             }
+            Component::Abra => "the real abra CLI ($CCCI_ABRA, else abra on PATH)",
         }
     }
 
@@ -185,8 +190,9 @@ impl Component {
             Component::FixtureImages => "scripts/images builds them (after scripts/tools)",
             Component::BusyboxImage => "scripts/ensure-packages installs busybox-static; the tests import the image",
             Component::Tmux => "scripts/ensure-packages installs it",
-            Component::TraefikStack => {
-                "scripts/test and scripts/test-host run cert-install and traefik-deploy (see scripts/test-host)"
+            Component::TraefikStack => "scripts/host-up (which scripts/test and scripts/test-host run) deploys it",
+            Component::Abra => {
+                "install abra (nixpkgs has it); these machines cannot: the Go module proxy refuses coopcloud.tech/abra"
             }
         }
     }
@@ -467,6 +473,7 @@ fn check(c: Component) -> Result<(), Missing> {
             check(Component::Swarm)?;
             traefik_serving().map_err(m)
         }
+        Component::Abra => abra().map(drop).map_err(m),
         Component::Tmux => match Command::new("tmux").arg("-V").output() {
             Ok(o) if o.status.success() => Ok(()),
             Ok(o) => Err(m(format!("`tmux -V` failed ({}): {}", o.status, output_text(&o)))),
@@ -735,6 +742,25 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         output_text(&o)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The abra binary: `$CCCI_ABRA`, else `abra` on PATH.
+pub fn abra() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("CCCI_ABRA").filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("$CCCI_ABRA is {}, which is not a file", p.display()))
+        };
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("abra"))
+                .find(|p| p.is_file())
+        })
+        .ok_or_else(|| "no abra on PATH".to_string())
 }
 
 /// Whether Traefik answers on 127.0.0.1:443 for an unrouted `*.ci.test`
