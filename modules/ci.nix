@@ -137,6 +137,43 @@ in {
       default = [];
       description = "More packages on the agent's PATH, for recipes' own test executables.";
     };
+
+    deployer = lib.mkOption {
+      type = lib.types.enum ["native" "abra"];
+      default = "native";
+      description = ''
+        How `ccci test` deploys recipes: `native` follows abra's conventions
+        on `docker stack deploy` (see ../shared/ABRA.md), `abra` drives the
+        real abra CLI ({option}`services.cc-ci.abraPackage`).
+      '';
+    };
+
+    caCert = lib.mkOption {
+      type = lib.types.str;
+      default = "/etc/ssl/certs/ca-certificates.crt";
+      description = ''
+        PEM file of the CA(s) that issued the wildcard certificate: the only
+        ones `ccci test`'s HTTPS checks and screenshots trust.
+      '';
+    };
+
+    helperImage = lib.mkOption {
+      type = lib.types.str;
+      default = "busybox:1.36";
+      description = ''
+        Image for `ccci test`'s helper containers (volume witnesses; it needs
+        `rm`). Pulled at boot by `cc-ci-images.service`; runs never pull.
+      '';
+    };
+
+    resticImage = lib.mkOption {
+      type = lib.types.str;
+      default = "restic/restic:0.16.4";
+      description = ''
+        Image the backup/restore rung runs restic in (entrypoint `restic`,
+        `rm` on PATH). Pulled at boot by `cc-ci-images.service`.
+      '';
+    };
   };
 
   config = lib.mkIf cfg.enable {
@@ -189,6 +226,13 @@ in {
         CCCI_DOMAIN = common.domain;
         CCCI_STATE_DIR = common.stateDir;
         CCCI_RESULTS_DIR = common.resultsDir;
+        CCCI_DEPLOYER = cfg.deployer;
+        CCCI_ABRA = "${common.abraPackage}/bin/abra";
+        CCCI_DOCKER_CLI = "${config.virtualisation.docker.package}/bin/docker";
+        CCCI_CA_CERT = cfg.caCert;
+        CCCI_CHROMIUM = "${pkgs.chromium}/bin/chromium";
+        CCCI_HELPER_IMAGE = cfg.helperImage;
+        CCCI_RESTIC_IMAGE = cfg.resticImage;
       };
       environmentFile = [config.sops.templates."woodpecker-agent.env".path];
       extraGroups = ["docker"];
@@ -207,12 +251,30 @@ in {
         ++ cfg.extraPackages;
     };
 
+    # The images runs use but never pull, present before the first run.
+    systemd.services.cc-ci-images = {
+      description = "cc-ci: pull the helper and restic images ccci test uses";
+      after = ["docker.service" "network-online.target"];
+      wants = ["network-online.target"];
+      requires = ["docker.service"];
+      wantedBy = ["multi-user.target"];
+      path = [config.virtualisation.docker.package];
+      script = ''
+        docker pull ${lib.escapeShellArg cfg.helperImage}
+        docker pull ${lib.escapeShellArg cfg.resticImage}
+      '';
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+      };
+    };
+
     # The upstream agent unit is sandboxed for container backends. The local
     # backend runs `ccci test` here: it talks to Docker (the docker group must
     # map, so no private user namespace), runs headless Chromium (a JIT: no
     # MemoryDenyWriteExecute) and writes results. A fixed user owns them.
     systemd.services.${agentUnit} = {
-      after = ["docker.service"] ++ lib.optional proxyEnabled "traefik-deploy.service";
+      after = ["docker.service" "cc-ci-images.service"] ++ lib.optional proxyEnabled "traefik-deploy.service";
       wants = lib.optional proxyEnabled "traefik-deploy.service";
       serviceConfig = {
         DynamicUser = lib.mkForce false;

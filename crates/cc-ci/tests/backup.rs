@@ -12,91 +12,24 @@
 //!
 //! The round trips print their timings (`--nocapture` shows them).
 
+mod test_stack;
+
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use bollard::Docker;
-use cc_ci::deploy::converge::wait_converged;
 use cc_ci::deploy::exec::{exec, running_container};
 use cc_ci::deploy::stack;
 use cc_ci::run::backup::{
     plan, round_trip, Fault, RoundTrip, RoundTripOptions, RoundTripStatus, TargetKind, NOT_APPLICABLE,
 };
 use cc_ci::run::witness::WitnessState;
+use test_stack::TestStack;
 use test_support::Component;
 
-/// One test's stack and run folder; torn down and removed when dropped
-/// (also on panic).
-struct TestStack {
-    name: String,
-    dir: PathBuf,
-}
-
-impl TestStack {
-    fn new() -> TestStack {
-        let r = &uuid::Uuid::new_v4().simple().to_string()[..10];
-        let name = format!("b{r}_ci_test");
-        let dir = std::env::temp_dir().join(format!("ccci-backup-test-{name}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        TestStack { name, dir }
-    }
-
-    /// A fresh repository folder under the run folder.
-    fn repo(&self, n: &str) -> PathBuf {
-        self.dir.join("backup").join(n)
-    }
-
-    fn deploy(&self, compose: &str) {
-        let file = self.dir.join("compose.yml");
-        std::fs::write(&file, compose).unwrap();
-        let out = Command::new("/usr/bin/docker")
-            .args(["stack", "deploy", "--resolve-image", "never", "-c"])
-            .arg(&file)
-            .arg(&self.name)
-            .output()
-            .expect("running /usr/bin/docker (Debian's docker.io CLI; scripts/dockerd installs it)");
-        assert!(
-            out.status.success(),
-            "docker stack deploy {}: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    async fn deploy_converged(&self, d: &Docker, compose: &str) {
-        self.deploy(compose);
-        let c = wait_converged(d, &self.name, Duration::from_secs(180))
-            .await
-            .unwrap_or_else(|e| panic!("stack {} did not converge: {e}", self.name));
-        eprintln!("{}: converged in {:.1} s", self.name, c.total.as_secs_f64());
-    }
-}
-
-impl Drop for TestStack {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop may run inside the test's runtime: tear down on a fresh one,
-        // with a fresh connection.
-        let res = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a tokio runtime");
-            rt.block_on(async {
-                let d = cc_ci::host::swarm::connect().await.map_err(|e| e.to_string())?;
-                stack::teardown(&d, &name, Duration::from_secs(120))
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        })
-        .join();
-        match res {
-            Ok(Ok(r)) if r.is_clean() => {}
-            other => eprintln!("!!! cleanup of stack {} incomplete: {other:?}", self.name),
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A fresh repository folder under the stack's folder.
+fn repo(s: &TestStack, n: &str) -> PathBuf {
+    s.dir.join("backup").join(n)
 }
 
 fn report(what: &str, rt: &RoundTrip) {
@@ -142,7 +75,7 @@ async fn static_site_round_trip_passes() {
     let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
         return;
     };
-    let s = TestStack::new();
+    let s = TestStack::new("b");
     s.deploy_converged(&d, STATIC_SITE).await;
 
     let p = plan(&d, &s.name).await.expect("plan").expect("labelled");
@@ -156,7 +89,7 @@ async fn static_site_round_trip_passes() {
         "the legacy path is the volume's mount point: the whole volume"
     );
 
-    let repo = s.repo("restic");
+    let repo = repo(&s, "restic");
     let rt = round_trip(&d, &s.name, &repo, &RoundTripOptions::default()).await;
     report("static site", &rt);
     assert_eq!(rt.status, RoundTripStatus::Pass);
@@ -193,14 +126,14 @@ async fn static_site_round_trip_fails_without_the_witness_in_the_snapshot() {
     let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
         return;
     };
-    let s = TestStack::new();
+    let s = TestStack::new("b");
     s.deploy_converged(&d, STATIC_SITE).await;
 
     let opts = RoundTripOptions {
         fault: Some(Fault::ExcludeWitnesses),
         ..Default::default()
     };
-    let rt = round_trip(&d, &s.name, &s.repo("excluded"), &opts).await;
+    let rt = round_trip(&d, &s.name, &repo(&s, "excluded"), &opts).await;
     report("static site, witness excluded from the snapshot", &rt);
     match &rt.status {
         RoundTripStatus::Fail(m) => {
@@ -215,7 +148,7 @@ async fn static_site_round_trip_fails_without_the_witness_in_the_snapshot() {
         fault: Some(Fault::CorruptRepositoryData),
         ..Default::default()
     };
-    let rt = round_trip(&d, &s.name, &s.repo("corrupted"), &opts).await;
+    let rt = round_trip(&d, &s.name, &repo(&s, "corrupted"), &opts).await;
     report("static site, repository data corrupted", &rt);
     // restic failing on the repository is the infrastructure's fault.
     match &rt.status {
@@ -229,7 +162,7 @@ async fn static_site_round_trip_fails_without_the_witness_in_the_snapshot() {
     );
 
     // A repository folder that is not empty is refused (its password is gone).
-    let rt = round_trip(&d, &s.name, &s.repo("excluded"), &RoundTripOptions::default()).await;
+    let rt = round_trip(&d, &s.name, &repo(&s, "excluded"), &RoundTripOptions::default()).await;
     match &rt.status {
         RoundTripStatus::Error(m) => assert!(m.contains("is not empty"), "{m}"),
         other => panic!("expected Error, got {other:?}"),
@@ -244,13 +177,13 @@ async fn truncated_restore_fails_with_differs() {
     let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
         return;
     };
-    let s = TestStack::new();
+    let s = TestStack::new("b");
     s.deploy_converged(&d, STATIC_SITE).await;
     let opts = RoundTripOptions {
         fault: Some(Fault::TruncateAfterRestore),
         ..Default::default()
     };
-    let rt = round_trip(&d, &s.name, &s.repo("restic"), &opts).await;
+    let rt = round_trip(&d, &s.name, &repo(&s, "restic"), &opts).await;
     report("static site, truncated after restore", &rt);
     let len = rt.checks[0].witness_len as usize;
     match &rt.status {
@@ -319,7 +252,7 @@ async fn postgres_round_trip_brings_a_deleted_row_back() {
     let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
         return;
     };
-    let s = TestStack::new();
+    let s = TestStack::new("b");
     let password = uuid::Uuid::new_v4().simple().to_string();
     s.deploy_converged(&d, &postgres_stack(&password)).await;
 
@@ -333,7 +266,7 @@ async fn postgres_round_trip_brings_a_deleted_row_back() {
     assert_eq!(out.exit_code, 0, "{out:?}");
     assert_eq!(rows(&d, &s.name).await, "deleted-after-backup\nkept\n");
 
-    let rt = round_trip(&d, &s.name, &s.repo("restic"), &RoundTripOptions::default()).await;
+    let rt = round_trip(&d, &s.name, &repo(&s, "restic"), &RoundTripOptions::default()).await;
     report("postgres", &rt);
     assert_eq!(rt.status, RoundTripStatus::Pass);
     assert_eq!(rt.checks.len(), 1);
@@ -355,7 +288,7 @@ async fn postgres_round_trip_brings_a_deleted_row_back() {
         fault: Some(Fault::TruncateAfterRestore),
         ..Default::default()
     };
-    let rt = round_trip(&d, &s.name, &s.repo("truncated"), &opts).await;
+    let rt = round_trip(&d, &s.name, &repo(&s, "truncated"), &opts).await;
     report("postgres, dump truncated after restore", &rt);
     match &rt.status {
         RoundTripStatus::Fail(m) => {
@@ -394,7 +327,7 @@ async fn failing_pre_hook_fails_naming_hook_and_exit_code() {
     let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
         return;
     };
-    let s = TestStack::new();
+    let s = TestStack::new("b");
     s.deploy_converged(
         &d,
         &sleeper(&[
@@ -403,7 +336,7 @@ async fn failing_pre_hook_fails_naming_hook_and_exit_code() {
         ]),
     )
     .await;
-    let rt = round_trip(&d, &s.name, &s.repo("restic"), &RoundTripOptions::default()).await;
+    let rt = round_trip(&d, &s.name, &repo(&s, "restic"), &RoundTripOptions::default()).await;
     report("pre-hook exit 7", &rt);
     match &rt.status {
         RoundTripStatus::Fail(m) => {
@@ -423,16 +356,16 @@ async fn no_labels_is_not_applicable_and_a_path_outside_volumes_fails() {
     let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
         return;
     };
-    let s = TestStack::new();
+    let s = TestStack::new("b");
     s.deploy(&sleeper(&[]));
     assert_eq!(plan(&d, &s.name).await.expect("plan"), None);
-    let rt = round_trip(&d, &s.name, &s.repo("restic"), &RoundTripOptions::default()).await;
+    let rt = round_trip(&d, &s.name, &repo(&s, "restic"), &RoundTripOptions::default()).await;
     assert_eq!(rt.status, RoundTripStatus::NotApplicable(NOT_APPLICABLE.into()));
-    assert!(!s.repo("restic").exists(), "nothing is made for an n/a rung");
+    assert!(!repo(&s, "restic").exists(), "nothing is made for an n/a rung");
 
-    let s2 = TestStack::new();
+    let s2 = TestStack::new("b");
     s2.deploy(&sleeper(&["backupbot.backup=true", "backupbot.backup.path=/etc/app"]));
-    let rt = round_trip(&d, &s2.name, &s2.repo("restic"), &RoundTripOptions::default()).await;
+    let rt = round_trip(&d, &s2.name, &repo(&s2, "restic"), &RoundTripOptions::default()).await;
     assert_eq!(
         rt.status,
         RoundTripStatus::Fail(

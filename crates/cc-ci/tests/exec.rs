@@ -7,76 +7,15 @@
 //! the test fails. No engine or no image is a test failure naming the fix
 //! (test_support's policy: a skip only where CCCI_ALLOW_SKIP allows it).
 
-use std::path::PathBuf;
-use std::process::Command;
+mod test_stack;
+
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use cc_ci::deploy::converge::wait_converged;
 use cc_ci::deploy::exec::{copy_file_into, exec, running_container, ExecError};
-use cc_ci::deploy::stack;
+use test_stack::TestStack;
 use test_support::Component;
-
-/// One test's stack, deployed from a compose file; torn down when dropped
-/// (also on panic).
-struct TestStack {
-    name: String,
-    dir: PathBuf,
-}
-
-impl TestStack {
-    fn new() -> TestStack {
-        let r = &uuid::Uuid::new_v4().simple().to_string()[..10];
-        let name = format!("x{r}_ci_test");
-        let dir = std::env::temp_dir().join(format!("ccci-exec-test-{name}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        TestStack { name, dir }
-    }
-
-    /// `docker stack deploy` of `compose` (the 20.10 CLI, no image resolution).
-    fn deploy(&self, compose: &str) {
-        let file = self.dir.join("compose.yml");
-        std::fs::write(&file, compose).unwrap();
-        let out = Command::new("/usr/bin/docker")
-            .args(["stack", "deploy", "--resolve-image", "never", "-c"])
-            .arg(&file)
-            .arg(&self.name)
-            .output()
-            .expect("running /usr/bin/docker (Debian's docker.io CLI; scripts/dockerd installs it)");
-        assert!(
-            out.status.success(),
-            "docker stack deploy {}: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for TestStack {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop may run inside the test's runtime: tear down on a fresh one,
-        // with a fresh connection.
-        let res = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a tokio runtime");
-            rt.block_on(async {
-                let d = cc_ci::host::swarm::connect().await.map_err(|e| e.to_string())?;
-                stack::teardown(&d, &name, Duration::from_secs(90))
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        })
-        .join();
-        match res {
-            Ok(Ok(r)) if r.is_clean() => {}
-            other => eprintln!("!!! cleanup of stack {} incomplete: {other:?}", self.name),
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 const SLEEPER: &str = r#"
 version: "3.8"
@@ -94,7 +33,7 @@ fn argv(a: &[&str]) -> Vec<String> {
 }
 
 async fn deployed_sleeper(d: &Docker) -> (TestStack, String) {
-    let s = TestStack::new();
+    let s = TestStack::new("x");
     s.deploy(SLEEPER);
     wait_converged(d, &s.name, Duration::from_secs(90))
         .await
@@ -210,7 +149,7 @@ async fn no_running_task_is_a_named_error() {
     let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
         return;
     };
-    let s = TestStack::new();
+    let s = TestStack::new("x");
     s.deploy(
         r#"
 version: "3.8"

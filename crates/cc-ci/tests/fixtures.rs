@@ -41,6 +41,7 @@ const RESTIC: &str = "ccci/restic:0.14.0";
 const RECIPES: &[(&str, &[&str])] = &[
     ("static-site", &["1.0.0+1.22.1", "1.1.0+1.22.1"]),
     ("traefik", &["4.0.0+v3.7.15"]),
+    ("tmpl-site", &["1.0.0+1.22.1", "1.1.0+1.22.1"]),
     ("webapp-pg", &["1.0.0+1.0.0", "1.1.0+1.1.0"]),
 ];
 
@@ -547,7 +548,7 @@ fn fixture_repos_carry_their_releases_as_annotated_tags_in_order() {
     let dest = tmp.path().join("recipes");
     let first = fixture_recipes(&dest, None);
     assert!(first.status.success(), "{}", out(&first));
-    assert!(out(&first).contains("3 made, 0 up to date"), "{}", out(&first));
+    assert!(out(&first).contains("4 made, 0 up to date"), "{}", out(&first));
 
     let mut ids = Vec::new();
     for (name, versions) in RECIPES {
@@ -596,7 +597,7 @@ fn fixture_repos_carry_their_releases_as_annotated_tags_in_order() {
         assert_eq!(tags, *versions, "{name}: releases oldest first");
         assert!(rel.iter().all(|r| r.annotated), "{name}");
         assert_eq!(r.declared_version().as_deref(), versions.last().copied(), "{name}");
-        assert_eq!(r.backup_capable(), *name != "traefik", "{name}");
+        assert_eq!(r.backup_capable(), !matches!(*name, "traefik" | "tmpl-site"), "{name}");
         if *name == "webapp-pg" {
             assert_eq!(
                 r.secrets(),
@@ -614,7 +615,7 @@ fn fixture_repos_carry_their_releases_as_annotated_tags_in_order() {
     // Idempotent: a second run leaves every repository as it is.
     let again = fixture_recipes(&dest, None);
     assert!(again.status.success(), "{}", out(&again));
-    assert!(out(&again).contains("0 made, 3 up to date"), "{}", out(&again));
+    assert!(out(&again).contains("0 made, 4 up to date"), "{}", out(&again));
     for ((name, _), before) in RECIPES.iter().zip(&ids) {
         let now = git(
             &dest.join(name),
@@ -648,7 +649,7 @@ fn fixture_recipes_rebuilds_a_changed_fixture_and_refuses_a_foreign_repo() {
     assert!(second.status.success(), "{}", out(&second));
     let o = out(&second);
     assert!(o.contains("static-site: the fixture changed"), "{o}");
-    assert!(o.contains("1 made, 2 up to date"), "{o}");
+    assert!(o.contains("1 made, 3 up to date"), "{o}");
     assert_ne!(git(&dest.join("static-site"), &["rev-parse", "main"]), before);
     assert!(std::fs::read_to_string(dest.join("static-site/README.md"))
         .unwrap()
@@ -673,7 +674,7 @@ fn fixture_releases_name_only_pinned_images_that_exist_locally() {
     let o = fixture_recipes(&dest, None);
     assert!(o.status.success(), "{}", out(&o));
     let by_release = images_by_release(&dest);
-    assert_eq!(by_release.len(), 5, "{by_release:?}");
+    assert_eq!(by_release.len(), 7, "{by_release:?}");
     assert_eq!(
         by_release[&("webapp-pg".into(), "1.0.0+1.0.0".into())],
         [WEBAPP_1_0, POSTGRES]

@@ -32,7 +32,6 @@ use super::converge::{wait_converged_with, ConvergeOptions};
 use super::overrides::Version;
 use super::secret;
 use super::{DeployError, DeployRequest, Deployed, Deployer, NewApp, Step};
-use crate::recipe::compose::ComposeSet;
 
 /// The abra deployer.
 #[derive(Debug, Clone)]
@@ -208,20 +207,7 @@ impl Deployer for Abra {
         let (env, _) = app
             .deploy_env()
             .map_err(|e| DeployError::recipe(Step::Compose, e.to_string()))?;
-        let files: Vec<String> = env
-            .get("COMPOSE_FILE")
-            .map_or("compose.yml", String::as_str)
-            .split(':')
-            .filter(|f| !f.is_empty())
-            .map(str::to_string)
-            .collect();
-        let compose =
-            ComposeSet::load(&app.checkout(), &files).map_err(|e| DeployError::recipe(Step::Compose, e.to_string()))?;
-        let env_file = app
-            .env_file()
-            .map_err(|e| DeployError::recipe(Step::Secrets, e.to_string()))?;
-        let plans =
-            secret::plan(&compose, &env, &env_file).map_err(|e| DeployError::recipe(Step::Secrets, e.to_string()))?;
+        let (_, _, plans) = super::read_version(app, &env, &req.reference)?;
         for p in plans.iter().filter(|p| p.generation == secret::Generation::Given) {
             if secret::exists(&self.docker, &p.remote_name)
                 .await

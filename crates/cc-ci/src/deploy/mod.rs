@@ -156,6 +156,45 @@ pub struct Deployed {
     pub log: Vec<String>,
 }
 
+/// The compose files the app env's `COMPOSE_FILE` names (split on `:`,
+/// default `compose.yml`: abra's `GetComposeFiles`), read from the app's
+/// checkout at `reference`, and the secrets they use, planned as abra plans
+/// them. What both deployers need before anything is deployed.
+///
+/// # Errors
+/// A recipe-fault [`DeployError`] naming the missing file, the compose
+/// file and line, or the secret.
+pub(crate) fn read_version(
+    app: &App,
+    env: &std::collections::BTreeMap<String, String>,
+    reference: &str,
+) -> Result<(Vec<String>, crate::recipe::compose::ComposeSet, Vec<secret::SecretPlan>), DeployError> {
+    let files: Vec<String> = env
+        .get("COMPOSE_FILE")
+        .filter(|v| !v.is_empty())
+        .map_or("compose.yml", String::as_str)
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(f) = files.iter().find(|f| !app.checkout().join(f).is_file()) {
+        return Err(DeployError::recipe(
+            Step::Compose,
+            format!(
+                "COMPOSE_FILE names {f}, which the recipe at {reference} does not have; fix COMPOSE_FILE in .env.sample or add the file"
+            ),
+        ));
+    }
+    let compose = crate::recipe::compose::ComposeSet::load(&app.checkout(), &files)
+        .map_err(|e| DeployError::recipe(Step::Compose, e.to_string()))?;
+    let env_file = app
+        .env_file()
+        .map_err(|e| DeployError::recipe(Step::Secrets, e.to_string()))?;
+    let plans =
+        secret::plan(&compose, env, &env_file).map_err(|e| DeployError::recipe(Step::Secrets, e.to_string()))?;
+    Ok((files, compose, plans))
+}
+
 /// A new app: what `abra app new` made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewApp {

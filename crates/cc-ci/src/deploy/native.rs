@@ -408,34 +408,8 @@ impl Deployer for Native {
                 }
             }
         }
-        // 4. the compose files.
-        let files: Vec<String> = env
-            .get("COMPOSE_FILE")
-            .filter(|v| !v.is_empty())
-            .map_or("compose.yml", String::as_str)
-            .split(':')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
-        for f in &files {
-            if !app.checkout().join(f).is_file() {
-                return Err(DeployError::recipe(
-                    Step::Compose,
-                    format!(
-                        "COMPOSE_FILE names {f}, which the recipe at {} does not have; fix COMPOSE_FILE in .env.sample or add the file",
-                        req.reference
-                    ),
-                ));
-            }
-        }
-        let compose =
-            ComposeSet::load(&app.checkout(), &files).map_err(|e| DeployError::recipe(Step::Compose, e.to_string()))?;
-        // 5. secrets.
-        let env_file = app
-            .env_file()
-            .map_err(|e| DeployError::recipe(Step::Secrets, e.to_string()))?;
-        let plans =
-            secret::plan(&compose, &env, &env_file).map_err(|e| DeployError::recipe(Step::Secrets, e.to_string()))?;
+        // 4. the compose files; 5. the secrets they use.
+        let (files, compose, plans) = super::read_version(app, &env, &req.reference)?;
         let ensured = secret::ensure(&self.docker, &plans, given).await.map_err(|e| {
             if e.is_recipe_failure() {
                 DeployError::recipe(Step::Secrets, e.to_string())

@@ -585,16 +585,7 @@ impl Checkout {
             }
         }
 
-        let name = env_sample
-            .as_ref()
-            .and_then(|e| e.get("TYPE").or_else(|| e.get("RECIPE")))
-            .map(|t| t.split(':').next().unwrap_or(t).to_string())
-            .filter(|t| !t.is_empty())
-            .unwrap_or_else(|| {
-                dir.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            });
+        let name = super::recipe_name(env_sample.as_ref(), dir);
         Ok(Checkout {
             name,
             compose,

@@ -149,15 +149,7 @@ impl Recipe {
                 Err(e) => (BTreeMap::new(), Some(e.to_string())),
             },
         };
-        let name = env_sample
-            .get("TYPE")
-            .map(|t| t.split(':').next().unwrap_or(t).to_string())
-            .filter(|t| !t.is_empty())
-            .unwrap_or_else(|| {
-                dir.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            });
+        let name = recipe_name(Some(&env_sample), dir);
         Ok(Recipe {
             name,
             dir: dir.to_path_buf(),
@@ -243,6 +235,20 @@ impl Recipe {
     pub fn head(&self) -> Result<String, RecipeError> {
         Ok(git(&self.dir, &["rev-parse", "HEAD"])?.trim().to_string())
     }
+}
+
+/// A recipe's name: `TYPE=` (or abra's alternative `RECIPE=`) of its
+/// `.env.sample`, without a `:<version>` suffix; else the folder's name.
+pub fn recipe_name(env_sample: Option<&EnvFile>, dir: &Path) -> String {
+    env_sample
+        .and_then(|e| e.get("TYPE").or_else(|| e.get("RECIPE")))
+        .map(|t| t.split(':').next().unwrap_or(t).to_string())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
 }
 
 /// The upgrade base for a tested version: the newest release strictly older
