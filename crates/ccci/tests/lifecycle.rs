@@ -201,3 +201,47 @@ fn abra_deployer_takes_static_site_up_the_ladder() {
         Vec::<String>::new()
     );
 }
+
+/// The run's lease is taken before anything deploys: a janitor sweeping
+/// the same state folder in the middle of the upgrade leaves the app alone,
+/// and the run still reaches its level.
+#[test]
+fn a_janitor_never_reaps_a_live_run() {
+    if !ready() {
+        return;
+    }
+    let c = Ccci::new(&test_support::fixture_recipes());
+    let mut child = c
+        .command("tmpl-site", &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let go = line.contains("deploying the tested commit");
+        seen.push(line);
+        if go {
+            break;
+        }
+    }
+    let report = test_support::rt().block_on(async {
+        let d = cc_ci::host::swarm::connect().await.unwrap();
+        let suffix = cc_ci::host::janitor::stack_suffix("ci.test");
+        cc_ci::host::janitor::sweep(&d, c.state.path(), &suffix, Duration::from_secs(60))
+            .await
+            .unwrap()
+    });
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().unwrap();
+    let r = c.results("tmpl-site");
+    let stack = r["app"]["stack"].as_str().unwrap();
+    let app = report
+        .app(stack)
+        .unwrap_or_else(|| panic!("the janitor did not see {stack}: {report:?}"));
+    assert!(app.live() && !app.reaped(), "{app:?}");
+    assert_eq!(status.code(), Some(0), "{}", seen.join("\n"));
+    assert!(r["level"].as_u64().unwrap() >= 6, "{r}");
+}

@@ -509,12 +509,19 @@ pub enum Verdict {
 
 impl Verdict {
     /// Whether this answer means "not ready yet" and is worth retrying:
-    /// Traefik's 404, a 502/503/504, or connection refused.
+    /// Traefik's 404, a 502/503/504, connection refused, or no answer within
+    /// the attempt's timeout. The last is what a deploy's first seconds
+    /// look like: Traefik's swarm provider refreshes its view of the tasks
+    /// every 15 s by default (`providers.swarm.refreshSeconds`), and until
+    /// then it may send a request to the address of a task that was just
+    /// replaced, which hangs. A truly hung app still fails, after the
+    /// readiness budget, with the timeout as the reason.
     pub fn is_not_yet(&self) -> bool {
         matches!(
             self,
             Verdict::Fail(Failure::TraefikNotFound { .. })
                 | Verdict::Fail(Failure::NoHealthyBackend { .. })
+                | Verdict::Fail(Failure::Timeout { .. })
                 | Verdict::Error(ServeError::NothingListens { .. })
         )
     }
