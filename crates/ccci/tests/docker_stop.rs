@@ -8,8 +8,7 @@
 
 mod ccci_run;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ccci_run::{leftovers, Ccci};
@@ -73,27 +72,11 @@ fn docker_stopping_mid_run_is_an_error_and_nothing_is_left() {
         return;
     }
     let c = Ccci::new(&test_support::fixture_recipes());
-    let mut child = c
-        .command("tmpl-site", &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line.contains("deploying the tested commit") {
-            break;
-        }
-    }
+    let running = c.start_until("tmpl-site", &[], "deploying the tested commit");
     stop_docker();
     std::thread::sleep(Duration::from_secs(3));
     start_docker();
-    seen.extend(lines.map_while(Result::ok));
-    let status = child.wait().unwrap();
-    let text = seen.join("\n");
+    let (status, text) = running.finish();
     assert_eq!(status.code(), Some(3), "{text}");
     let r = c.results("tmpl-site");
     let errored: Vec<&str> = r["rungs"]

@@ -4,9 +4,7 @@
 //! good fixtures reach their levels with exactly two deploys and leave
 //! nothing behind; SIGTERM and Ctrl-C tear the app down before `ccci` exits.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod ccci_run;
 
@@ -117,34 +115,9 @@ fn tmpl_site_is_at_least_lint_clean() {
 /// `when`, and checks the app was torn down before it exited with `code`.
 fn interrupted(fixture: &str, when: &str, signal: i32, code: i32, name: &str) {
     let c = Ccci::new(&test_support::fixture_recipes());
-    let mut child = c
-        .command(fixture, &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let start = Instant::now();
-    let mut seen = Vec::new();
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line.contains(when) {
-            // SAFETY-free: rustix would do, but a plain kill(1) keeps it simple.
-            let ok = std::process::Command::new("kill")
-                .args([format!("-{signal}"), child.id().to_string()])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok);
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(300), "{}", seen.join("\n"));
-    }
-    seen.extend(lines.map_while(Result::ok));
-    let status = child.wait().unwrap();
-    let text = seen.join("\n");
+    let running = c.start_until(fixture, &[], when);
+    running.signal(signal);
+    let (status, text) = running.finish();
     assert_eq!(status.code(), Some(code), "{text}");
     assert!(text.contains("tearing the app down"), "{text}");
     let r = c.results(fixture);
@@ -211,22 +184,7 @@ fn a_janitor_never_reaps_a_live_run() {
         return;
     }
     let c = Ccci::new(&test_support::fixture_recipes());
-    let mut child = c
-        .command("tmpl-site", &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let go = line.contains("deploying the tested commit");
-        seen.push(line);
-        if go {
-            break;
-        }
-    }
+    let running = c.start_until("tmpl-site", &[], "deploying the tested commit");
     let report = test_support::rt().block_on(async {
         let d = cc_ci::host::swarm::connect().await.unwrap();
         let suffix = cc_ci::host::janitor::stack_suffix("ci.test");
@@ -234,14 +192,13 @@ fn a_janitor_never_reaps_a_live_run() {
             .await
             .unwrap()
     });
-    seen.extend(lines.map_while(Result::ok));
-    let status = child.wait().unwrap();
+    let (status, text) = running.finish();
     let r = c.results("tmpl-site");
     let stack = r["app"]["stack"].as_str().unwrap();
     let app = report
         .app(stack)
         .unwrap_or_else(|| panic!("the janitor did not see {stack}: {report:?}"));
     assert!(app.live() && !app.reaped(), "{app:?}");
-    assert_eq!(status.code(), Some(0), "{}", seen.join("\n"));
+    assert_eq!(status.code(), Some(0), "{text}");
     assert!(r["level"].as_u64().unwrap() >= 6, "{r}");
 }

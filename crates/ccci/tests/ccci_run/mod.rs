@@ -5,8 +5,10 @@
 //! with `mod ccci_run;`; what other crates share is in `test_support`.)
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// One `ccci test` set-up: its folders live as long as the value.
 pub struct Ccci {
@@ -61,6 +63,38 @@ impl Ccci {
         self.command(recipe, extra).output().unwrap()
     }
 
+    /// Starts `ccci test <recipe> <extra>` and reads its progress until a
+    /// line contains `marker` (at most 300 s), then returns the run still
+    /// going.
+    pub fn start_until(&self, recipe: &str, extra: &[&str], marker: &str) -> Running {
+        let mut child = self
+            .command(recipe, extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        let start = Instant::now();
+        for line in lines.by_ref() {
+            let line = line.unwrap_or_default();
+            let found = line.contains(marker);
+            seen.push(line);
+            if found {
+                return Running { child, lines, seen };
+            }
+            if start.elapsed() > Duration::from_secs(300) {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "ccci did not print {marker:?} (it ended, or 300 s passed):\n{}",
+            seen.join("\n")
+        );
+    }
+
     /// The (one) run folder of `recipe`.
     pub fn run_dir(&self, recipe: &str) -> PathBuf {
         let dir = self.results.path().join(recipe);
@@ -91,4 +125,34 @@ pub fn leftovers(stack: &str) -> Vec<String> {
             .map(ToString::to_string)
             .collect()
     })
+}
+
+/// A `ccci test` still running, started by [`Ccci::start_until`].
+pub struct Running {
+    /// The process.
+    pub child: Child,
+    /// The rest of its progress (stderr).
+    pub lines: Lines<BufReader<ChildStderr>>,
+    /// The progress read so far.
+    pub seen: Vec<String>,
+}
+
+impl Running {
+    /// Sends `signal` (a number, as kill(1) takes it) to the process.
+    pub fn signal(&self, signal: i32) {
+        let ok = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} {}", self.child.id());
+    }
+
+    /// Reads the rest of the progress and waits for the exit: the status
+    /// and everything it printed on stderr.
+    pub fn finish(mut self) -> (ExitStatus, String) {
+        self.seen.extend(self.lines.map_while(Result::ok));
+        let status = self.child.wait().unwrap();
+        (status, self.seen.join("\n"))
+    }
 }
