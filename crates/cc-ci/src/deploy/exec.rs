@@ -194,6 +194,30 @@ impl Tail {
     }
 }
 
+/// A tar archive (in memory) of one regular file `name` with `bytes`,
+/// owned by root, mode `mode`, dated now: what the archive API's
+/// `PUT /containers/{id}/archive` takes to put one file in place.
+///
+/// # Errors
+/// Only when `name` cannot be a tar path (the builder says why).
+pub(crate) fn one_file_tar(name: &str, bytes: &[u8], mode: u32) -> std::io::Result<Vec<u8>> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(mode & 0o7777);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mtime(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    );
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_data(&mut header, name, bytes)?;
+    b.into_inner()
+}
+
 /// The id of a container of service `<stack>_<service>` whose task is both
 /// desired and actually `running`; the newest such task (by creation time)
 /// when there are several.
@@ -407,22 +431,7 @@ pub async fn copy_file_into(
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         return Err(bad("not a plain file name"));
     }
-    let mut header = tar::Header::new_gnu();
-    header.set_size(bytes.len() as u64);
-    header.set_mode(mode & 0o7777);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_mtime(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    );
-    let mut b = tar::Builder::new(Vec::new());
-    b.append_data(&mut header, name, bytes)
-        .map_err(|e| bad(&e.to_string()))?;
-    let tar = b.into_inner().map_err(|e| bad(&e.to_string()))?;
+    let tar = one_file_tar(name, bytes, mode).map_err(|e| bad(&e.to_string()))?;
     let res = docker
         .upload_to_container(
             container,

@@ -331,6 +331,14 @@ pub struct BackupPlan {
     pub notes: Vec<String>,
 }
 
+impl ServicePlan {
+    /// The service's target volumes, without duplicates, sorted.
+    pub fn volumes(&self) -> Vec<String> {
+        let set: BTreeSet<&String> = self.targets.iter().map(|t| &t.volume).collect();
+        set.into_iter().cloned().collect()
+    }
+}
+
 impl BackupPlan {
     /// Every target volume, without duplicates, sorted.
     pub fn volumes(&self) -> Vec<String> {
@@ -1071,13 +1079,7 @@ impl Runner<'_> {
             a.push("--exclude=.ccci-witness-*".into());
         }
         a.extend(s.targets.iter().map(Target::restic_path));
-        let volumes: Vec<String> = s
-            .targets
-            .iter()
-            .map(|t| t.volume.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let volumes = s.volumes();
         let what = format!("restic backup of service {}", s.service);
         let out = self.restic(&what, a, &volumes, true, false).await?;
         let summary = out
@@ -1191,13 +1193,7 @@ impl Runner<'_> {
     /// mounted read-write.
     async fn restore_service(&mut self, s: &ServicePlan, snapshot: &str) -> Result<(), Stop> {
         let t = Instant::now();
-        let volumes: Vec<String> = s
-            .targets
-            .iter()
-            .map(|t| t.volume.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let volumes = s.volumes();
         let what = format!("restic restore {} of service {}", short_id(snapshot), s.service);
         let out = self
             .restic(

@@ -211,22 +211,8 @@ impl Witness {
     }
 
     async fn put(&self, docker: &Docker, image: &str, bytes: &[u8]) -> Result<(), WitnessError> {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        );
-        let mut b = tar::Builder::new(Vec::new());
-        b.append_data(&mut header, &self.file, bytes)
-            .and_then(|_| b.finish())
-            .expect("building a tar in memory does not fail");
-        let tar = b.into_inner().expect("building a tar in memory does not fail");
+        let tar = crate::deploy::exec::one_file_tar(&self.file, bytes, 0o644)
+            .expect("a witness file name is a plain tar path");
 
         let helper = Helper::create(docker, &self.volume, image, vec!["/ccci-never-started".into()]).await?;
         let res = docker
