@@ -132,19 +132,43 @@ pub async fn cert_version(docker: &Docker, stack: &str) -> Result<Option<String>
         .map(|v| format!("v{v}")))
 }
 
+/// How long [`already_live`] lets a service at the right version settle
+/// before judging it: after a reboot Swarm restarts the old task within
+/// seconds (measured: 10 s after `dockerd` started), and judging earlier
+/// would redeploy Traefik, whose recipe updates `start-first` with host-mode
+/// ports: on one node the new task then waits forever for 80/443.
+pub const SETTLE: Duration = Duration::from_secs(60);
+
 /// Whether the live Traefik app already is what `version`/`cert` ask for.
 async fn already_live(docker: &Docker, stack: &str, version: &str, cert: &str) -> Result<bool, TraefikError> {
-    let labels = match crate::deploy::converge::running_labels(docker, stack).await {
-        Ok(l) => l,
-        Err(e) => return Err(TraefikError::Docker(e.to_string())),
-    };
-    let Some(app) = labels.get(&format!("{stack}_{APP_SERVICE}")) else {
-        return Ok(false);
-    };
-    let same_version = app.service.get(&label(stack, "version")).map(String::as_str) == Some(version)
-        && app.service.get(&label(stack, "chaos")).map(String::as_str) != Some("true");
-    if !same_version || !app.running_current_spec || app.containers.is_empty() {
-        return Ok(false);
+    let start = Instant::now();
+    loop {
+        let labels = match crate::deploy::converge::running_labels(docker, stack).await {
+            Ok(l) => l,
+            Err(e) => return Err(TraefikError::Docker(e.to_string())),
+        };
+        let Some(app) = labels.get(&format!("{stack}_{APP_SERVICE}")) else {
+            return Ok(false);
+        };
+        let same_version = app.service.get(&label(stack, "version")).map(String::as_str) == Some(version)
+            && app.service.get(&label(stack, "chaos")).map(String::as_str) != Some("true");
+        if !same_version {
+            return Ok(false);
+        }
+        if app.running_current_spec && !app.containers.is_empty() {
+            break;
+        }
+        if start.elapsed() >= SETTLE {
+            return Ok(false);
+        }
+        if start.elapsed() < Duration::from_secs(1) {
+            tracing::info!(
+                "{stack} runs {version} but no task of its current spec is running yet; \
+                 waiting up to {} s for Swarm to settle",
+                SETTLE.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let spec = docker
         .inspect_service(&format!("{stack}_{APP_SERVICE}"), None)
