@@ -14,7 +14,7 @@ use cc_ci::deploy::native::{default_cli, Native, ResolveImage};
 use cc_ci::deploy::Deployer;
 use cc_ci::host::ipvs::{self, VipSupport};
 use cc_ci::results::level::Status;
-use cc_ci::results::{RunResults, RungResult};
+use cc_ci::results::{Outcome, RunResults, RungResult};
 use cc_ci::run::lifecycle::{deployer_info, Infra, Progress, Run};
 use cc_ci::run::plan::{RunEnv, RunPlan};
 use cc_ci::run::settings::Settings;
@@ -127,6 +127,16 @@ struct TestArgs {
     /// Take no screenshots (otherwise Chromium from $CCCI_CHROMIUM or /usr/bin/chromium).
     #[arg(long)]
     no_screenshots: bool,
+    /// The run's id, six lowercase hex digits (default: drawn at random).
+    /// The bridge chooses it so that it knows where the results land:
+    /// `<results-dir>/<recipe>/<run id>/`. An id already used is refused.
+    #[arg(long, value_name = "HEX6")]
+    run_id: Option<String>,
+    /// Reuse an app kept warm from the recipe's last green run, when one is
+    /// healthy. No warm apps are kept yet, so this run is cold; results.json
+    /// says so (`adaptations`).
+    #[arg(long)]
+    quick: bool,
 }
 
 fn main() -> ExitCode {
@@ -227,6 +237,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         helper_image,
         restic_image,
         no_screenshots,
+        run_id,
+        quick,
     } = args;
 
     let dir = resolve(&recipe, &recipes_dir);
@@ -235,7 +247,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         state_dir,
         results_dir: results_dir.clone(),
     };
-    let plan = RunPlan::new(&dir, &env).context("refused before anything was deployed")?;
+    let plan = RunPlan::with_run_id(&dir, &env, run_id.as_deref()).context("refused before anything was deployed")?;
     // Executables run in their own folder: their paths must not be relative.
     let settings_dir = std::path::absolute(&settings_dir).unwrap_or(settings_dir);
     let mut settings = Settings::load(&settings_dir, &plan.recipe.name)
@@ -321,6 +333,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tty: std::io::stderr().is_terminal(),
         };
         let mut run = Run::new(&plan, &settings, &infra, &mut progress);
+        if quick {
+            run.adapt(
+                "--quick asked for a warm app; this run is cold",
+                "no app is kept warm between runs yet, and a run without a healthy warm app is a cold run",
+            );
+        }
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot listen for SIGTERM")?;
         let interrupted = {
@@ -343,14 +361,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     results.write(&file)?;
     print!("{}", results.summary());
     println!("results: {}", file.display());
-    let any = |s| results.rungs.iter().any(|r| r.status == s && r.rung.level() <= 6);
-    Ok(match interrupted {
-        Some(s) if s.starts_with("SIGINT") => ExitCode::from(130),
-        Some(_) => ExitCode::from(143),
+    Ok(match (interrupted, results.outcome()) {
+        (Some(s), _) if s.starts_with("SIGINT") => ExitCode::from(130),
+        (Some(_), _) => ExitCode::from(143),
         // An infrastructure error makes the whole run unreliable: it wins.
-        None if any(Status::Error) => ExitCode::from(3),
-        None if any(Status::Fail) => ExitCode::from(1),
-        None => ExitCode::SUCCESS,
+        (None, Outcome::Errored) => ExitCode::from(3),
+        (None, Outcome::Failed) => ExitCode::from(1),
+        (None, Outcome::Green) => ExitCode::SUCCESS,
     })
 }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub mod comment;
 pub mod history;
 pub mod level;
 
@@ -109,6 +110,20 @@ pub struct RunResults {
     /// Why the run stopped early, if it did (a signal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<String>,
+    /// The last log lines of each service, taken when a rung that uses the
+    /// app (install, serve, upgrade, restore) failed or errored, before the
+    /// teardown (also in the `service-logs` artifact).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_logs: Vec<ServiceLog>,
+}
+
+/// The last log lines of one service of the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLog {
+    /// The service (`<stack>_<name>`).
+    pub service: String,
+    /// Its last lines, oldest first.
+    pub lines: Vec<String>,
 }
 
 /// A run's app.
@@ -163,7 +178,41 @@ pub struct ResultsError {
     pub detail: String,
 }
 
+/// What a run means for the tested commit, by one rule for the exit status
+/// of `ccci test`, the commit status and the PR comment: an error among
+/// rungs 1-6 makes the run unreliable (the host failed), a fail blames the
+/// recipe, anything else is green (a level may still stop early, e.g. at an
+/// unverified upgrade: the level says how far it went).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// No rung of 1-6 failed or errored.
+    Green,
+    /// A rung of 1-6 failed (the recipe).
+    Failed,
+    /// A rung of 1-6 errored (the infrastructure); wins over a fail.
+    Errored,
+}
+
 impl RunResults {
+    /// The run's [`Outcome`].
+    pub fn outcome(&self) -> Outcome {
+        let any = |s| self.rungs.iter().any(|r| r.status == s && r.rung.level() <= 6);
+        if any(Status::Error) {
+            Outcome::Errored
+        } else if any(Status::Fail) {
+            Outcome::Failed
+        } else {
+            Outcome::Green
+        }
+    }
+
+    /// The first rung that did not climb (fail, error, unverified, skipped),
+    /// if any.
+    pub fn first_red(&self) -> Option<&RungResult> {
+        self.rungs.iter().filter(|r| !r.status.climbs()).min_by_key(|r| r.rung)
+    }
+
     /// A results value with nothing in it yet (schema set, everything else
     /// empty), to fill in field by field.
     pub fn empty() -> RunResults {
@@ -190,6 +239,7 @@ impl RunResults {
             clean_teardown: None,
             time_split: None,
             interrupted: None,
+            service_logs: Vec::new(),
         }
     }
 

@@ -44,7 +44,10 @@ use crate::run::plan::{BaseProblem, RunPlan};
 use crate::run::script::{self, ScriptOutcome};
 use crate::run::settings::{rung_name, Settings, TestEnv, UpgradeBase};
 use crate::run::witness::{Witness, WitnessState};
-use crate::run::{backup, screenshot, serve};
+use crate::run::{backup, screenshot, serve, service_logs};
+
+/// How many log lines of each service a run keeps when a rung fails.
+pub const SERVICE_LOG_LINES: usize = 40;
 
 /// How long teardown waits for a Docker engine that stopped answering (a
 /// restart) before it gives up and leaves the app to the janitor.
@@ -158,6 +161,16 @@ impl<'a> Run<'a> {
             lease: None,
             lint_report: None,
         }
+    }
+
+    /// Records a way this run departs from plain abra behaviour, and why
+    /// (results.json `adaptations`), and says so in the progress.
+    pub fn adapt(&mut self, what: &str, why: &str) {
+        self.progress.note(&format!("{what} ({why})"));
+        self.results.adaptations.push(Adaptation {
+            what: what.into(),
+            why: why.into(),
+        });
     }
 
     fn decided(&self, rung: Rung) -> bool {
@@ -343,10 +356,47 @@ impl<'a> Run<'a> {
             self.upgrade().await;
             self.restore().await;
         }
+        self.capture_service_logs().await;
         // Lint reads the checkout alone: it runs whatever the app did.
         self.lint().await;
         if self.decided(Rung::Upgrade) {
             self.tested().await;
+        }
+    }
+
+    /// When the first rung that used the app and did not climb failed or
+    /// errored, keeps the last lines of every service's logs (the app is
+    /// still there: teardown comes later).
+    async fn capture_service_logs(&mut self) {
+        let first_red = self
+            .results
+            .rungs
+            .iter()
+            .filter(|r| r.rung <= Rung::Restore && !r.status.climbs())
+            .min_by_key(|r| r.rung)
+            .map(|r| (r.rung, r.status));
+        let Some((rung, Status::Fail | Status::Error)) = first_red else {
+            return;
+        };
+        if !self.deployed {
+            return;
+        }
+        let docker = self.infra.docker.clone();
+        match self
+            .wait(service_logs::tail(&docker, &self.plan.stack, SERVICE_LOG_LINES))
+            .await
+        {
+            Ok(logs) if !logs.is_empty() => {
+                self.progress.note(&format!(
+                    "rung {} did not pass: kept the last {SERVICE_LOG_LINES} log lines of {} service(s) (service-logs.txt)",
+                    rung_name(rung),
+                    logs.len()
+                ));
+                self.write_artifact("service-logs", "service-logs.txt", &service_logs::render(&logs));
+                self.results.service_logs = logs;
+            }
+            Ok(_) => {}
+            Err(e) => self.progress.note(&format!("cannot read the services' logs: {e}")),
         }
     }
 

@@ -9,5 +9,6 @@ pub mod plan;
 pub mod screenshot;
 pub mod script;
 pub mod serve;
+pub mod service_logs;
 pub mod settings;
 pub mod witness;

@@ -111,6 +111,40 @@ fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..6].to_string()
 }
 
+/// Whether `id` has the shape of a run id: six lowercase hex digits (the
+/// app domain, stack, janitor and results folder all carry it).
+pub fn is_run_id(id: &str) -> bool {
+    id.len() == 6 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A run id given from outside (`ccci test --run-id`) that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RunIdError {
+    /// Not six lowercase hex digits.
+    #[error("run id {0:?} is not six lowercase hex digits (e.g. 3fa9c2)")]
+    Shape(String),
+    /// An earlier run used it: its results or state exist.
+    #[error("run id {id} is already used: {path} exists; give another (or none: one is drawn at random)")]
+    Used {
+        /// The id.
+        id: String,
+        /// What exists.
+        path: PathBuf,
+    },
+}
+
+/// A plan refused before anything exists: not a recipe, or a run id that
+/// cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanRefusal {
+    /// Not a recipe checkout.
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
+    /// The given run id.
+    #[error(transparent)]
+    RunId(#[from] RunIdError),
+}
+
 impl RunPlan {
     /// Plans a run of the recipe checkout at `dir` in `env`.
     ///
@@ -118,6 +152,39 @@ impl RunPlan {
     /// [`RecipeError`] when `dir` is not a recipe (nothing is created then)
     /// or not a git checkout.
     pub fn new(dir: &Path, env: &RunEnv) -> Result<RunPlan, PlanError> {
+        Self::plan(dir, env, run_id())
+    }
+
+    /// Plans a run as [`RunPlan::new`] does, under the run id `id` when one
+    /// is given (the bridge chooses it, so that it knows where the results
+    /// will be), else a random one.
+    ///
+    /// # Errors
+    /// [`PlanRefusal::RunId`] when `id` is not six lowercase hex digits, or
+    /// when `<results>/<recipe>/<id>` or `<state>/runs/<id>` exists already;
+    /// [`PlanRefusal::Recipe`] as [`RunPlan::new`].
+    pub fn with_run_id(dir: &Path, env: &RunEnv, id: Option<&str>) -> Result<RunPlan, PlanRefusal> {
+        let Some(id) = id else {
+            return Ok(Self::new(dir, env)?);
+        };
+        if !is_run_id(id) {
+            return Err(RunIdError::Shape(id.into()).into());
+        }
+        let plan = Self::plan(dir, env, id.to_string())?;
+        let state = env.state_dir.join("runs").join(id);
+        for path in [&plan.results_dir, &state] {
+            if path.exists() {
+                return Err(RunIdError::Used {
+                    id: id.into(),
+                    path: path.clone(),
+                }
+                .into());
+            }
+        }
+        Ok(plan)
+    }
+
+    fn plan(dir: &Path, env: &RunEnv, run_id: String) -> Result<RunPlan, PlanError> {
         let recipe = Recipe::open(dir)?;
         let tested_ref = recipe.head()?;
         let releases = recipe.releases()?;
@@ -138,7 +205,6 @@ impl RunPlan {
                 },
             },
         };
-        let run_id = run_id();
         let label: String = recipe
             .name
             .chars()
@@ -279,5 +345,29 @@ mod tests {
         git(&r, &["tag", "-a", "1.0.5+1.0", "-m", "same commit"]);
         let p = RunPlan::new(&r, &env(d.path())).unwrap();
         assert_eq!(p.base.unwrap_err(), BaseProblem::BaseIsHead("1.0.5+1.0".into()));
+    }
+
+    #[test]
+    fn a_given_run_id_is_used_once_and_only_in_its_shape() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("x");
+        std::fs::create_dir(&r).unwrap();
+        std::fs::write(r.join(".env.sample"), "TYPE=x\n").unwrap();
+        git(&r, &["init", "-q"]);
+        release(&r, "1.0.0+1.0", true);
+        let e = env(d.path());
+        let p = RunPlan::with_run_id(&r, &e, Some("3fa9c2")).unwrap();
+        assert_eq!(p.run_id, "3fa9c2");
+        assert!(p.domain.starts_with("x-3fa9c2."), "{}", p.domain);
+        assert!(p.results_dir.ends_with("x/3fa9c2"), "{}", p.results_dir.display());
+        for bad in ["3FA9C2", "3fa9c", "3fa9c2a", "3fa9g2", "../../", ""] {
+            let err = RunPlan::with_run_id(&r, &e, Some(bad)).unwrap_err();
+            assert!(matches!(err, PlanRefusal::RunId(RunIdError::Shape(_))), "{bad}: {err}");
+        }
+        std::fs::create_dir_all(&p.results_dir).unwrap();
+        let err = RunPlan::with_run_id(&r, &e, Some("3fa9c2")).unwrap_err().to_string();
+        assert!(err.contains("already used") && err.contains("3fa9c2"), "{err}");
+        let random = RunPlan::with_run_id(&r, &e, None).unwrap();
+        assert!(is_run_id(&random.run_id), "{}", random.run_id);
     }
 }

@@ -1,0 +1,315 @@
+//! The PR comment: one run's results as Gitea-flavoured Markdown, rendered
+//! from results.json alone (never from live state), for the bridge to post
+//! and edit in place on re-runs.
+//!
+//! The comment carries [`MARKER`], so that the bridge finds its own comment
+//! again after a restart instead of posting a second one.
+
+use super::level::{Rung, Status};
+use super::{Outcome, RunResults};
+
+/// An HTML comment that marks cc-ci's `!testme` comment on a PR (invisible
+/// when rendered).
+pub const MARKER: &str = "<!-- cc-ci:testme -->";
+
+/// What the comment needs beyond results.json: where the run came from and
+/// where to look.
+#[derive(Debug, Clone, Default)]
+pub struct CommentContext {
+    /// The recipe repository's clone URL (for the command that reproduces the run).
+    pub clone_url: String,
+    /// The Buildbot build's page (live log), if known.
+    pub build_url: Option<String>,
+    /// Where the serve screenshot was uploaded (a comment attachment), if it was.
+    pub screenshot_url: Option<String>,
+    /// Who asked (`!testme` author), if anyone.
+    pub requested_by: Option<String>,
+    /// Flags the run was asked for (`--quick`).
+    pub flags: Vec<String>,
+}
+
+fn status_cell(s: Status) -> &'static str {
+    match s {
+        Status::Pass => "✅ pass",
+        Status::Fail => "❌ fail",
+        Status::Error => "⚠️ error",
+        Status::Unverified => "❔ unverified",
+        Status::Skipped => "⏭️ skipped",
+        Status::NotApplicable => "➖ n/a",
+    }
+}
+
+/// Text safe inside a Markdown table cell: one line, no pipes, no HTML.
+pub fn cell(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let cut: String = one_line.chars().take(400).collect();
+    let cut = if one_line.chars().count() > 400 {
+        format!("{cut}…")
+    } else {
+        cut
+    };
+    cut.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+}
+
+/// Text safe inside a fenced code block (no closing fence inside it).
+fn fenced(text: &str) -> String {
+    text.replace("```", "ˋˋˋ")
+}
+
+fn rung_label(r: Rung) -> String {
+    format!(
+        "{} {}",
+        r.level(),
+        serde_json::to_value(r)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    )
+}
+
+/// The headline: level, name, and what it means for the commit.
+pub fn headline(r: &RunResults) -> String {
+    let verdict = match r.outcome() {
+        Outcome::Green => "",
+        Outcome::Failed => " · a rung failed",
+        Outcome::Errored => " · the CI host failed (an error, not the recipe's fault)",
+    };
+    format!("level {} ({}){verdict}", r.level, r.level_name)
+}
+
+/// The whole comment for a finished run.
+pub fn render(r: &RunResults, ctx: &CommentContext) -> String {
+    let sha = &r.tested_ref[..r.tested_ref.len().min(12)];
+    let mut s = format!("{MARKER}\n### cc-ci: {}\n\n", headline(r));
+    s.push_str(&format!(
+        "`{}` {} at `{sha}`, upgraded from {}",
+        r.recipe,
+        r.tested_version.as_deref().unwrap_or("(no version)"),
+        r.base_version
+            .as_deref()
+            .map(|b| format!("`{b}`"))
+            .unwrap_or_else(|| "nothing (no upgrade base)".into()),
+    ));
+    if let Some(who) = &ctx.requested_by {
+        s.push_str(&format!(", asked by @{who}"));
+    }
+    if !ctx.flags.is_empty() {
+        s.push_str(&format!(" ({})", ctx.flags.join(" ")));
+    }
+    s.push_str(".\n\n| rung | status | time | reason |\n|---|---|---:|---|\n");
+    for x in &r.rungs {
+        s.push_str(&format!(
+            "| {} | {} | {:.1} s | {} |\n",
+            rung_label(x.rung),
+            status_cell(x.status),
+            x.duration_s,
+            x.reason.as_deref().map(cell).unwrap_or_default()
+        ));
+    }
+    if let Some(red) = r.first_red() {
+        if matches!(red.status, Status::Fail | Status::Error) && !r.service_logs.is_empty() {
+            let reason = red.reason.as_deref().unwrap_or("");
+            // The services the reason names, else all of them.
+            let named: Vec<_> = r.service_logs.iter().filter(|l| reason.contains(&l.service)).collect();
+            let shown = if named.is_empty() {
+                r.service_logs.iter().collect()
+            } else {
+                named
+            };
+            s.push_str(&format!(
+                "\n**{} did not pass.** The last log lines:\n",
+                rung_label(red.rung)
+            ));
+            for l in shown {
+                let tail: Vec<&String> = l
+                    .lines
+                    .iter()
+                    .rev()
+                    .take(20)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                s.push_str(&format!("\n`{}`:\n```text\n", l.service));
+                if tail.is_empty() {
+                    s.push_str("(no output)\n");
+                }
+                for line in tail {
+                    s.push_str(&fenced(line));
+                    s.push('\n');
+                }
+                s.push_str("```\n");
+            }
+        }
+    }
+    if let Some(url) = &ctx.screenshot_url {
+        s.push_str(&format!(
+            "\n![screenshot of https://{}/]({url})\n",
+            r.app.as_ref().map(|a| a.domain.as_str()).unwrap_or("the app")
+        ));
+    }
+    if let Some(l) = &r.lint {
+        if !l.errors.is_empty() || !l.warnings.is_empty() {
+            s.push_str("\n**Lint** (abra's rules):\n");
+            for e in &l.errors {
+                s.push_str(&format!("- error: {}\n", cell(e)));
+            }
+            for w in &l.warnings {
+                s.push_str(&format!("- warning: {}\n", cell(w)));
+            }
+        }
+    }
+    for a in &r.adaptations {
+        s.push_str(&format!("\n> adapted: {} ({})\n", cell(&a.what), cell(&a.why)));
+    }
+    s.push_str(&format!(
+        "\n<details><summary>Reproduce on your machine</summary>\n\n```sh\ngit clone {url} {name}\ngit -C {name} checkout {full}\nccci test ./{name}\n```\n\n(a Docker swarm behind the Traefik recipe in wildcard mode: see cc-ci's README)\n</details>\n",
+        url = ctx.clone_url,
+        name = r.recipe,
+        full = r.tested_ref,
+    ));
+    let mut foot = Vec::new();
+    if let Some(b) = &ctx.build_url {
+        foot.push(format!("[live log]({b})"));
+    }
+    if let Some(a) = &r.app {
+        foot.push(format!("run `{}`", a.run_id));
+    }
+    foot.push(format!("{} deploy(s)", r.deploys));
+    if let Some(t) = &r.time_split {
+        foot.push(format!("{:.0} s", t.wall_s));
+    }
+    s.push_str(&format!("\n{}\n", foot.join(" · ")));
+    s
+}
+
+/// The comment when there are no results to show (the build failed before
+/// `ccci test` wrote any, was cancelled, or the CI engine could not be
+/// reached): the headline and why.
+pub fn render_without_results(headline: &str, why: &str, ctx: &CommentContext) -> String {
+    let mut s = format!("{MARKER}\n### cc-ci: {}\n\n{}\n", cell(headline), cell(why));
+    if let Some(b) = &ctx.build_url {
+        s.push_str(&format!("\n[live log]({b})\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{LintSummary, RungResult, ServiceLog};
+
+    fn results() -> RunResults {
+        let mut r = RunResults {
+            recipe: "static-site".into(),
+            tested_ref: "710e8125d41ba311f6e379209c4e6a20563a5e99".into(),
+            tested_version: Some("1.1.0+1.22.1".into()),
+            base_version: Some("1.0.0+1.22.1".into()),
+            rungs: vec![
+                RungResult {
+                    rung: Rung::Install,
+                    status: Status::Pass,
+                    reason: None,
+                    duration_s: 17.8,
+                    log: None,
+                },
+                RungResult {
+                    rung: Rung::Serve,
+                    status: Status::Pass,
+                    reason: None,
+                    duration_s: 1.2,
+                    log: None,
+                },
+                RungResult {
+                    rung: Rung::Upgrade,
+                    status: Status::Fail,
+                    reason: Some(
+                        "service static-site-1a2b3c_ci_test_app: task exited 1 | <b>bold</b>\nsecond line".into(),
+                    ),
+                    duration_s: 22.1,
+                    log: None,
+                },
+            ],
+            service_logs: vec![
+                ServiceLog {
+                    service: "static-site-1a2b3c_ci_test_app".into(),
+                    lines: vec!["nginx: [emerg] unknown directive ```".into()],
+                },
+                ServiceLog {
+                    service: "static-site-1a2b3c_ci_test_db".into(),
+                    lines: vec!["db ok".into()],
+                },
+            ],
+            lint: Some(LintSummary {
+                errors: vec![],
+                warnings: vec!["R007 README.md metadata".into()],
+                skipped: vec![],
+            }),
+            deploys: 2,
+            ..RunResults::empty()
+        };
+        r.finish();
+        r
+    }
+
+    #[test]
+    fn the_comment_carries_level_rungs_logs_of_the_failing_service_lint_and_the_reproduction() {
+        let ctx = CommentContext {
+            clone_url: "https://git.example.org/recipes/static-site.git".into(),
+            build_url: Some("https://ci.example.org/#/builders/1/builds/7".into()),
+            screenshot_url: Some("https://git.example.org/attachments/abc".into()),
+            requested_by: Some("maintainer".into()),
+            flags: vec![],
+        };
+        let c = render(&results(), &ctx);
+        assert!(c.starts_with(MARKER), "{c}");
+        assert!(c.contains("### cc-ci: level 2 (serves) · a rung failed"), "{c}");
+        assert!(c.contains("| 3 upgrade | ❌ fail | 22.1 s | service static-site-1a2b3c_ci_test_app: task exited 1 \\| &lt;b&gt;bold&lt;/b&gt; second line |"), "{c}");
+        // Only the service the reason names, and no fence broken by its output.
+        assert!(
+            c.contains("`static-site-1a2b3c_ci_test_app`:\n```text\nnginx: [emerg] unknown directive ˋˋˋ\n```"),
+            "{c}"
+        );
+        assert!(!c.contains("db ok"), "{c}");
+        assert!(c.contains("- warning: R007 README.md metadata"), "{c}");
+        assert!(
+            c.contains("git -C static-site checkout 710e8125d41ba311f6e379209c4e6a20563a5e99\nccci test ./static-site"),
+            "{c}"
+        );
+        assert!(
+            c.contains("![screenshot of https://the app/](https://git.example.org/attachments/abc)"),
+            "{c}"
+        );
+        assert!(
+            c.contains("[live log](https://ci.example.org/#/builders/1/builds/7) · 2 deploy(s)"),
+            "{c}"
+        );
+        assert!(c.contains("asked by @maintainer"), "{c}");
+    }
+
+    #[test]
+    fn outcome_and_headline_follow_the_worst_rung() {
+        let mut r = results();
+        assert_eq!(r.outcome(), Outcome::Failed);
+        r.rungs[1].status = Status::Error;
+        assert_eq!(r.outcome(), Outcome::Errored, "an error wins over a fail");
+        r.rungs[1].status = Status::Pass;
+        r.rungs[2].status = Status::Unverified;
+        r.finish();
+        assert_eq!(r.outcome(), Outcome::Green);
+        assert_eq!(headline(&r), "level 2 (serves)");
+    }
+
+    #[test]
+    fn without_results_the_comment_says_why() {
+        let c = render_without_results(
+            "error",
+            "Buildbot at http://x: connection refused",
+            &CommentContext::default(),
+        );
+        assert!(c.starts_with(MARKER) && c.contains("connection refused"), "{c}");
+    }
+}
