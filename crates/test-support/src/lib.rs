@@ -60,6 +60,8 @@ use bollard::query_parameters::{CreateImageOptions, ListNetworksOptions};
 use bollard::Docker;
 use futures_util::TryStreamExt;
 
+pub mod forge;
+
 /// The busybox test image: Debian's static busybox and a few applet links,
 /// nothing else (no registry can be reached, so it is imported from
 /// `/bin/busybox`; see [`Component::BusyboxImage`]).
@@ -119,11 +121,17 @@ pub enum Component {
     TraefikStack,
     /// The real abra CLI (`$CCCI_ABRA`, else `abra` on PATH).
     Abra,
+    /// The real Gitea binary at the pinned version, built from its Go
+    /// module by `scripts/tools` (`$CCCI_GITEA`, else the tools cache).
+    Gitea,
+    /// Buildbot (master, www, worker) at the pinned version in the venv
+    /// `scripts/buildbot install` makes.
+    Buildbot,
 }
 
 impl Component {
     /// Every component, in the order of the enum.
-    pub const ALL: [Component; 10] = [
+    pub const ALL: [Component; 12] = [
         Component::Docker,
         Component::Swarm,
         Component::Sops,
@@ -134,6 +142,8 @@ impl Component {
         Component::Tmux,
         Component::TraefikStack,
         Component::Abra,
+        Component::Gitea,
+        Component::Buildbot,
     ];
 
     /// The component's name in `CCCI_ALLOW_SKIP`, messages and the skip log.
@@ -149,6 +159,8 @@ impl Component {
             Component::Tmux => "tmux",
             Component::TraefikStack => "traefik-stack",
             Component::Abra => "abra",
+            Component::Gitea => "gitea",
+            Component::Buildbot => "buildbot",
         }
     }
 
@@ -175,6 +187,10 @@ impl Component {
                 "the Traefik recipe deployed on this swarm, serving the TEST-ONLY wildcard certificate for *.ci.test on 127.0.0.1:443"
             }
             Component::Abra => "the real abra CLI ($CCCI_ABRA, else abra on PATH)",
+            Component::Gitea => {
+                "the real gitea binary at GITEA_VERSION of scripts/versions.env ($CCCI_GITEA, else the tools cache)"
+            }
+            Component::Buildbot => "Buildbot at BUILDBOT_VERSION of scripts/versions.env, in the venv of scripts/buildbot",
         }
     }
 
@@ -194,6 +210,8 @@ impl Component {
             Component::Abra => {
                 "install abra (nixpkgs has it); these machines cannot: the Go module proxy refuses coopcloud.tech/abra"
             }
+            Component::Gitea => "scripts/tools builds it (about 5 minutes with a cold Go cache)",
+            Component::Buildbot => "scripts/buildbot install makes the venv",
         }
     }
 }
@@ -474,6 +492,8 @@ fn check(c: Component) -> Result<(), Missing> {
             traefik_serving().map_err(m)
         }
         Component::Abra => abra().map(drop).map_err(m),
+        Component::Gitea => gitea_path().map(drop).map_err(m),
+        Component::Buildbot => buildbot_bin().map(drop).map_err(m),
         Component::Tmux => match Command::new("tmux").arg("-V").output() {
             Ok(o) if o.status.success() => Ok(()),
             Ok(o) => Err(m(format!("`tmux -V` failed ({}): {}", o.status, output_text(&o)))),
@@ -631,6 +651,23 @@ fn tool_from(env: &str, name: &str) -> Result<PathBuf, String> {
         Ok(p)
     } else {
         Err(format!("no {name} binary at {}", p.display()))
+    }
+}
+
+/// The Gitea binary (`$CCCI_GITEA`, else the tools cache).
+pub fn gitea_path() -> Result<PathBuf, String> {
+    tool_from("CCCI_GITEA", "gitea")
+}
+
+/// The bin folder of the Buildbot venv `scripts/buildbot install` makes
+/// (`<cache>/buildbot-<version>/venv/bin`), when it is complete.
+pub fn buildbot_bin() -> Result<PathBuf, String> {
+    let version = pinned_version("BUILDBOT_VERSION")?;
+    let venv = cache_dir().join(format!("buildbot-{version}/venv"));
+    if venv.join(".complete").is_file() && venv.join("bin/buildbot").is_file() {
+        Ok(venv.join("bin"))
+    } else {
+        Err(format!("no complete Buildbot venv at {}", venv.display()))
     }
 }
 

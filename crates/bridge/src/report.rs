@@ -1,0 +1,255 @@
+//! A finished build, reported: the commit status (`cc-ci/testme`: success,
+//! failure or error, "level N (name)", the build's page) and the one PR
+//! comment, edited in place on re-runs, with the screenshot attached. All
+//! of it is rendered from the run's results.json on the master
+//! (`<results_dir>/<results_rel>/results.json`, where the build property
+//! `results_rel` says; see pkgs/buildbot/master.cfg), never from live state.
+//!
+//! The comment is found again after a restart by its marker
+//! ([`cc_ci::results::comment::MARKER`]) among the bot's comments, so a
+//! bridge that stopped between posting and recording posts no second one.
+
+use std::path::PathBuf;
+
+use cc_ci::results::comment::{self, CommentContext, MARKER};
+use cc_ci::results::{Outcome, RunResults};
+
+use crate::bridge::Bridge;
+use crate::buildbot::{result_name, CANCELLED};
+use crate::gitea::StatusState;
+use crate::state::{BuildRow, Trigger};
+
+/// What a build left.
+#[derive(Debug)]
+pub enum Findings {
+    /// Its results.
+    Results {
+        /// The results.
+        results: Box<RunResults>,
+        /// Their folder on the master.
+        dir: PathBuf,
+    },
+    /// No results: why.
+    Nothing(String),
+}
+
+/// Whether a `results_rel` property is `<recipe>/<6 hex>` and nothing else
+/// (it names a folder under the results root).
+pub fn plausible_rel(rel: &str) -> bool {
+    let Some((recipe, id)) = rel.split_once('/') else {
+        return false;
+    };
+    !recipe.is_empty() && !recipe.starts_with('.') && !recipe.contains(['/', '\\']) && cc_ci::run::plan::is_run_id(id)
+}
+
+impl Bridge {
+    /// What build `row` left on the master.
+    ///
+    /// # Errors
+    /// A message when Buildbot cannot be asked (retried).
+    pub async fn findings(&self, row: &BuildRow) -> Result<Findings, String> {
+        let Some(buildid) = row.buildid else {
+            let why = match (&row.last_error, row.brid) {
+                (Some(e), _) => format!("the build could not be started: {e}"),
+                (None, Some(brid)) => match self.buildbot.buildrequest(brid).await {
+                    Ok(r) if r.results == Some(CANCELLED) => "the build was cancelled before it started".into(),
+                    Ok(r) => format!(
+                        "the build request ended ({}) without a build",
+                        result_name(r.results.unwrap_or(-1))
+                    ),
+                    Err(e) => return Err(e.to_string()),
+                },
+                (None, None) => "the build was never started".into(),
+            };
+            return Ok(Findings::Nothing(why));
+        };
+        let props = self.buildbot.properties(buildid).await.map_err(|e| e.to_string())?;
+        let build = self.buildbot.build(buildid).await.map_err(|e| e.to_string())?;
+        let rel = props.get("results_rel").and_then(|v| v.as_str()).unwrap_or("");
+        if rel.is_empty() {
+            return Ok(Findings::Nothing(format!(
+                "the build ended ({}: {}) before `ccci test` wrote results",
+                result_name(build.results.unwrap_or(-1)),
+                build.state_string
+            )));
+        }
+        if !plausible_rel(rel) {
+            return Ok(Findings::Nothing(format!(
+                "the build's results_rel {rel:?} is not <recipe>/<run id>"
+            )));
+        }
+        let dir = self.config.results_dir.join(rel);
+        let file = dir.join("results.json");
+        match RunResults::read(&file) {
+            Ok(r) => Ok(Findings::Results {
+                results: Box::new(r),
+                dir,
+            }),
+            Err(e) => Ok(Findings::Nothing(format!(
+                "the build ended ({}) but its results cannot be read: {e}",
+                build.state_string
+            ))),
+        }
+    }
+
+    /// Reports build `row`: its final status, then (for a `!testme`) the PR
+    /// comment. Sweeps post nothing (their results stay on the master).
+    ///
+    /// # Errors
+    /// A message when Gitea or Buildbot is away (the report is retried).
+    pub async fn report(&self, row: &BuildRow) -> Result<(), String> {
+        let findings = self.findings(row).await?;
+        let target = match (row.builderid, row.number, row.brid) {
+            (Some(b), Some(n), _) => self.buildbot.build_url(b, n),
+            (_, _, Some(r)) => self.buildbot.request_url(r),
+            _ => self.config.buildbot_public_url.clone(),
+        };
+        let (state, description) = match &findings {
+            Findings::Results { results, .. } => {
+                let state = match (results.interrupted.is_some(), results.outcome()) {
+                    (true, _) | (_, Outcome::Errored) => StatusState::Error,
+                    (_, Outcome::Failed) => StatusState::Failure,
+                    (_, Outcome::Green) => StatusState::Success,
+                };
+                let mut d = format!("level {} ({})", results.level, results.level_name);
+                if let Some(why) = &results.interrupted {
+                    d.push_str(&format!(", interrupted: {why}"));
+                }
+                (state, d)
+            }
+            Findings::Nothing(why) => (StatusState::Error, why.clone()),
+        };
+        tracing::info!(
+            "{}#{}: build {} ended: {} ({description})",
+            row.repo,
+            row.pr,
+            row.id,
+            state.as_str()
+        );
+        if row.trigger == Trigger::Sweep {
+            return Ok(());
+        }
+        self.want_status(row.id, state, &description, &target);
+        self.post_statuses().await;
+        let ctx = CommentContext {
+            clone_url: row.clone_url.clone(),
+            build_url: Some(target),
+            screenshot_url: None,
+            requested_by: row.requested_by.clone(),
+            flags: if row.quick { vec!["--quick".into()] } else { vec![] },
+        };
+        self.post_comment(row, &findings, ctx).await
+    }
+
+    /// The id of the bridge's comment on the PR: recorded, or found by its
+    /// marker among the bot's comments (then recorded).
+    async fn own_comment(&self, row: &BuildRow) -> Result<Option<u64>, String> {
+        if let Some(id) = self.state.pr_comment(&row.repo, row.pr).map_err(|e| e.to_string())? {
+            return Ok(Some(id));
+        }
+        let comments = self
+            .gitea
+            .pr_comments(&row.repo, row.pr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mine = comments
+            .iter()
+            .find(|c| c.body.starts_with(MARKER) && self.bot_login.as_deref().is_none_or(|b| b == c.user.login));
+        if let Some(c) = mine {
+            self.state
+                .set_pr_comment(&row.repo, row.pr, Some(c.id))
+                .map_err(|e| e.to_string())?;
+            return Ok(Some(c.id));
+        }
+        Ok(None)
+    }
+
+    async fn post_comment(&self, row: &BuildRow, findings: &Findings, mut ctx: CommentContext) -> Result<(), String> {
+        let render = |ctx: &CommentContext| match findings {
+            Findings::Results { results, .. } => comment::render(results, ctx),
+            Findings::Nothing(why) => comment::render_without_results("error", why, ctx),
+        };
+        let mut id = self.own_comment(row).await?;
+        if let Some(existing) = id {
+            // Deleted by someone: a new one is made.
+            match self.gitea.edit_comment(&row.repo, existing, &render(&ctx)).await {
+                Ok(_) => {}
+                Err(e) if e.not_found() => {
+                    self.state
+                        .set_pr_comment(&row.repo, row.pr, None)
+                        .map_err(|e| e.to_string())?;
+                    id = None;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let id = match id {
+            Some(i) => i,
+            None => {
+                let c = self
+                    .gitea
+                    .create_comment(&row.repo, row.pr, &render(&ctx))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.state
+                    .set_pr_comment(&row.repo, row.pr, Some(c.id))
+                    .map_err(|e| e.to_string())?;
+                tracing::info!("{}#{}: comment {} posted", row.repo, row.pr, c.id);
+                c.id
+            }
+        };
+        // The screenshot, attached to the comment; earlier runs' go.
+        let Findings::Results { results, dir } = findings else {
+            return Ok(());
+        };
+        let Some(shot) = &results.screenshot else {
+            return Ok(());
+        };
+        let Ok(bytes) = std::fs::read(dir.join(shot)) else {
+            tracing::warn!("build {}: screenshot {shot} is not on the master", row.id);
+            return Ok(());
+        };
+        let name = format!("screenshot-{}.png", row.run_id);
+        let before = self.gitea.attachments(&row.repo, id).await.map_err(|e| e.to_string())?;
+        let att = match before.iter().find(|a| a.name == name) {
+            Some(a) => a.clone(),
+            None => self
+                .gitea
+                .attach(&row.repo, id, &name, bytes, "image/png")
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        for old in before.iter().filter(|a| a.id != att.id) {
+            if let Err(e) = self.gitea.delete_attachment(&row.repo, id, old.id).await {
+                tracing::warn!("comment {id}: cannot delete an earlier screenshot: {e}");
+            }
+        }
+        ctx.screenshot_url = Some(att.browser_download_url.clone());
+        self.gitea
+            .edit_comment(&row.repo, id, &render(&ctx))
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!("{}#{}: comment {id} carries the screenshot", row.repo, row.pr);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn results_rel_is_a_recipe_and_a_run_id() {
+        use super::plausible_rel;
+        assert!(plausible_rel("static-site/a1b2c3"));
+        for bad in [
+            "static-site",
+            "../etc/a1b2c3",
+            ".hidden/a1b2c3",
+            "x/a1b2c3/..",
+            "x/ABCDEF",
+            "/a1b2c3",
+            "a/b/a1b2c3",
+        ] {
+            assert!(!plausible_rel(bad), "{bad}");
+        }
+    }
+}
