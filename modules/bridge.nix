@@ -1,8 +1,10 @@
-# The bridge between Gitea and Woodpecker: watches enrolled recipe repos'
+# The bridge between Gitea and Buildbot: watches the enrolled recipe repos'
 # pull requests (polling first, HMAC-verified webhook optional), authorises
-# `!testme` by org membership, starts pipelines and posts statuses and
-# comments. The `bridge` binary reads one TOML file written from these
-# options; secrets reach it only as systemd credentials.
+# `!testme` by org membership, forces Buildbot builds of `ccci test` and posts
+# commit statuses and the one PR comment per PR; a weekly sweep tests each
+# recipe's newest release. The `bridge` binary reads one TOML file written
+# from these options (keys: crates/bridge/src/config.rs); secrets reach it
+# only as systemd credentials; its state (SQLite) is in its StateDirectory.
 {
   config,
   lib,
@@ -14,18 +16,20 @@
   creds = "/run/credentials/cc-ci-bridge.service";
   # `or`: a host may import this module without the ci module.
   ciEnabled = common.ci.enable or false;
-  ciPort = common.ci.port or 8000;
+  ciPort = common.ci.port or 8010;
   settings =
     {
       gitea_url = cfg.giteaUrl;
-      org = cfg.org;
-      repos = cfg.repos;
-      poll_interval = cfg.pollInterval;
-      public_url = cfg.publicUrl;
-      listen = "${cfg.listenAddress}:${toString cfg.port}";
-      woodpecker_url = cfg.woodpeckerUrl;
       gitea_token_file = "${creds}/gitea-token";
-      woodpecker_token_file = "${creds}/woodpecker-token";
+      inherit (cfg) org repos;
+      poll_interval_s = cfg.pollInterval;
+      sweep_interval_s = cfg.sweepInterval;
+      listen = "${cfg.listenAddress}:${toString cfg.port}";
+      buildbot_url = cfg.buildbotUrl;
+      buildbot_public_url = cfg.buildbotPublicUrl;
+      buildbot_password_file = "${creds}/buildbot-password";
+      results_dir = cfg.resultsDir;
+      state_db = "/var/lib/cc-ci-bridge/state.sqlite";
     }
     // lib.optionalAttrs (cfg.webhookSecretFile != null) {
       webhook_secret_file = "${creds}/webhook-secret";
@@ -35,7 +39,7 @@ in {
   imports = [./common.nix];
 
   options.services.cc-ci.bridge = {
-    enable = lib.mkEnableOption "the Gitea to Woodpecker bridge (`!testme`)";
+    enable = lib.mkEnableOption "the Gitea to Buildbot bridge (`!testme`)";
 
     giteaUrl = lib.mkOption {
       type = lib.types.str;
@@ -49,7 +53,8 @@ in {
       description = ''
         File (outside the Nix store) holding the bot's Gitea API token: read
         access to the enrolled repos, comment and commit-status rights, and
-        membership of {option}`org` so that the members endpoint answers.
+        membership of {option}`org`, so that the members endpoint answers
+        (Gitea redirects a non-member's token to the public-members check).
       '';
     };
 
@@ -60,79 +65,98 @@ in {
     };
 
     repos = lib.mkOption {
-      type = lib.types.listOf lib.types.str;
-      default = [];
+      type = lib.types.nonEmptyListOf lib.types.str;
       example = ["coop-cloud/custom-html" "coop-cloud/hedgedoc"];
       description = ''
-        Enrolled recipe repositories (`owner/name`). A repository not listed
-        here is never tested, and the bridge says so when asked.
+        Enrolled recipe repositories (`owner/name`). One that Gitea does not
+        know is an error in the log and on `/status`, never skipped quietly.
       '';
     };
 
     pollInterval = lib.mkOption {
       type = lib.types.ints.positive;
       default = 30;
-      description = "Seconds between two polls of the enrolled repositories' pull requests and comments.";
+      description = "Seconds between two polls of the enrolled repositories' comments (the primary trigger).";
+    };
+
+    sweepInterval = lib.mkOption {
+      type = lib.types.ints.unsigned;
+      default = 7 * 24 * 3600;
+      description = "Seconds between two sweeps that test each recipe's newest release tag (no comment); 0 turns the sweep off.";
     };
 
     webhookSecretFile = lib.mkOption {
       type = lib.types.nullOr lib.types.str;
       default = null;
       description = ''
-        File holding the HMAC secret of Gitea's webhook. `null` disables the
-        webhook endpoint; polling alone then triggers runs.
+        File holding the HMAC secret of Gitea's webhook (`POST <bridge>/hook`,
+        event `issue_comment`). `null` disables the endpoint; polling alone
+        then triggers runs.
       '';
     };
 
-    publicUrl = lib.mkOption {
+    buildbotUrl = lib.mkOption {
       type = lib.types.str;
-      example = "https://bridge.ci.example.org";
-      description = "Public URL of the bridge (the webhook target and the base of links it posts).";
+      default = "http://127.0.0.1:${toString ciPort}/";
+      defaultText = lib.literalExpression ''"http://127.0.0.1:''${toString config.services.cc-ci.ci.port}/"'';
+      description = "Where the bridge reaches Buildbot's API (with a trailing `/`).";
     };
 
-    woodpeckerUrl = lib.mkOption {
+    buildbotPublicUrl = lib.mkOption {
       type = lib.types.str;
-      default = "http://127.0.0.1:${toString ciPort}";
-      defaultText = lib.literalExpression ''"http://127.0.0.1:''${toString config.services.cc-ci.ci.port}"'';
-      description = "Where the bridge reaches Woodpecker's API.";
+      default =
+        if ciEnabled
+        then common.ci.url
+        else cfg.buildbotUrl;
+      defaultText = lib.literalExpression "config.services.cc-ci.ci.url";
+      description = "Buildbot's public URL: the base of the build links in statuses and comments.";
     };
 
-    woodpeckerTokenFile = lib.mkOption {
+    buildbotPasswordFile = lib.mkOption {
       type = lib.types.str;
-      example = lib.literalExpression ''config.sops.secrets."bridge/woodpecker-token".path'';
-      description = "File (outside the Nix store) holding a Woodpecker API token allowed to start pipelines.";
+      example = lib.literalExpression ''config.sops.secrets."buildbot/bridge-password".path'';
+      description = "File (outside the Nix store) holding the password of Buildbot's `bridge` user.";
+    };
+
+    resultsDir = lib.mkOption {
+      type = lib.types.str;
+      default = common.resultsDir;
+      defaultText = lib.literalExpression "config.services.cc-ci.resultsDir";
+      description = "The master's results directory, where the bridge reads each build's results.json and screenshot.";
     };
 
     listenAddress = lib.mkOption {
       type = lib.types.str;
       default = "127.0.0.1";
-      description = "Address the webhook endpoint listens on.";
+      description = "Address `/hook` and `/status` listen on.";
     };
 
     port = lib.mkOption {
       type = lib.types.port;
       default = 8081;
-      description = "Port of the webhook endpoint.";
+      description = "Port of `/hook` and `/status`.";
     };
   };
 
   config = lib.mkIf cfg.enable {
     systemd.services.cc-ci-bridge = {
-      description = "cc-ci: Gitea pull requests to Woodpecker pipelines";
-      after = ["network-online.target"] ++ lib.optional ciEnabled "woodpecker-server.service";
+      description = "cc-ci: Gitea pull requests to Buildbot builds";
+      after = ["network-online.target"] ++ lib.optional ciEnabled "buildbot-master.service";
       wants = ["network-online.target"];
       wantedBy = ["multi-user.target"];
       serviceConfig = {
-        ExecStart = "${common.package}/bin/bridge --config ${configFile}";
+        ExecStartPre = "${common.package}/bin/bridge check --config ${configFile}";
+        ExecStart = "${common.package}/bin/bridge serve --config ${configFile}";
         LoadCredential =
           [
             "gitea-token:${cfg.botTokenFile}"
-            "woodpecker-token:${cfg.woodpeckerTokenFile}"
+            "buildbot-password:${cfg.buildbotPasswordFile}"
           ]
           ++ lib.optional (cfg.webhookSecretFile != null) "webhook-secret:${cfg.webhookSecretFile}";
         DynamicUser = true;
         StateDirectory = "cc-ci-bridge";
-        Restart = "on-failure";
+        ReadOnlyPaths = [cfg.resultsDir];
+        Restart = "always";
         RestartSec = 10;
         NoNewPrivileges = true;
         ProtectSystem = "strict";

@@ -1,8 +1,15 @@
-# The CI engine: a Woodpecker server (Gitea forge) and one agent on the
-# `local` backend, which runs `ccci test` steps directly on this host. The
-# agent takes at most `maxConcurrentTests` workflows at once; Woodpecker
-# queues the rest and kills runs that pass the build timeout. Secrets come
-# from sops-nix as environment files, never from the Nix store.
+# The CI engine: a Buildbot master (nixpkgs' services.buildbot-master) with
+# cc-ci's own master.cfg (pkgs/buildbot/master.cfg: one builder, `ccci`, that
+# checks a recipe out at a commit, runs `ccci test` on it and uploads the
+# run's results to the results directory), and `maxConcurrentTests` worker
+# slots on this host: slot 1 is nixpkgs' services.buildbot-worker, the others
+# our own units; all run cc-ci's worker.tac, whose short output buffer puts
+# log lines in the web UI within about a second. Buildbot queues what does not
+# fit, kills runs past their limits and shows live logs; the bridge
+# (modules/bridge.nix) starts builds through its API.
+#
+# Secrets (the workers' and the bridge user's Buildbot passwords) come from
+# sops-nix and reach the units only through LoadCredential.
 {
   config,
   lib,
@@ -11,41 +18,136 @@
 }: let
   cfg = config.services.cc-ci.ci;
   common = config.services.cc-ci;
-  agentUnit = "woodpecker-agent-${cfg.agentName}";
   sec = cfg.secrets;
   # `or`: a host may import this module without the proxy module.
   proxyEnabled = common.proxy.enable or false;
+  python = pkgs.python3;
+  workerTac = ../pkgs/buildbot/worker.tac;
+  slots = lib.genList (i: i + 1) cfg.maxConcurrentTests;
+  slotName = n: "slot-${toString n}";
+  # Slot 1 is the upstream unit; the others are cc-ci-worker-<n>.
+  unitOf = n:
+    if n == 1
+    then "buildbot-worker"
+    else "cc-ci-worker-${toString n}";
+  masterCreds = "/run/credentials/buildbot-master.service";
+  workerResults = "${common.stateDir}/worker-results";
+
+  masterSettings = pkgs.writeText "ccci-master.json" (builtins.toJSON {
+    title = "cc-ci";
+    buildbot_url = cfg.url;
+    www_port = "tcp:${toString cfg.port}:interface=${cfg.listenAddress}";
+    pb_port = "tcp:${toString cfg.pbPort}:interface=127.0.0.1";
+    workers =
+      map (n: {
+        name = slotName n;
+        password_file = "${masterCreds}/worker-password";
+      })
+      slots;
+    bridge_user = "bridge";
+    bridge_password_file = "${masterCreds}/bridge-password";
+    results_dir = common.resultsDir;
+    worker_results_dir = workerResults;
+    ccci = "${common.package}/bin/ccci";
+    max_time_s = cfg.buildTimeout * 60;
+    no_output_timeout_s = cfg.noOutputTimeout * 60;
+    teardown_grace_s = 150;
+  });
+
+  workerSettings = n:
+    pkgs.writeText "ccci-workers-${toString n}.json" (builtins.toJSON {
+      master_host = "127.0.0.1";
+      master_port = cfg.pbPort;
+      basedir = "${common.stateDir}/buildbot";
+      workers = [
+        {
+          name = slotName n;
+          password_file = "/run/credentials/${unitOf n}.service/worker-password";
+        }
+      ];
+      buffer_timeout_s = 0.5;
+    });
+
+  # What `ccci test` needs to know about this host.
+  workerEnvironment = {
+    CCCI_DOMAIN = common.domain;
+    CCCI_STATE_DIR = common.stateDir;
+    CCCI_DEPLOYER = cfg.deployer;
+    CCCI_ABRA = "${common.abraPackage}/bin/abra";
+    CCCI_DOCKER_CLI = "${config.virtualisation.docker.package}/bin/docker";
+    CCCI_CA_CERT = cfg.caCert;
+    CCCI_CHROMIUM = "${pkgs.chromium}/bin/chromium";
+    CCCI_HELPER_IMAGE = cfg.helperImage;
+    CCCI_RESTIC_IMAGE = cfg.resticImage;
+    CCCI_SETTINGS_DIR = "${../tests/recipes}";
+    PYTHONPATH = "${python.withPackages (p: [p.buildbot-worker])}/${python.sitePackages}";
+  };
+  workerPath =
+    [
+      common.package
+      common.abraPackage
+      config.virtualisation.docker.package
+      pkgs.chromium
+      pkgs.git
+      pkgs.bash
+      pkgs.coreutils
+      pkgs.findutils
+    ]
+    ++ cfg.extraPackages;
+
+  # Shared by every slot's unit: cc-ci's user (in the docker group), the
+  # slot's worker.tac settings, its password as a credential.
+  workerUnit = n: {
+    after = ["docker.service" "cc-ci-images.service" "buildbot-master.service"] ++ lib.optional proxyEnabled "traefik-deploy.service";
+    wants = lib.optional proxyEnabled "traefik-deploy.service";
+    environment = workerEnvironment // {CCCI_WORKER_SETTINGS = "${workerSettings n}";};
+    path = workerPath;
+    serviceConfig = {
+      User = common.user;
+      Group = common.group;
+      WorkingDirectory = lib.mkForce "${common.stateDir}/buildbot";
+      ExecStart = lib.mkForce "${python.pkgs.twisted}/bin/twistd --nodaemon --pidfile= --logfile - --python ${workerTac}";
+      LoadCredential = ["worker-password:${config.sops.secrets.${sec.workerPassword}.path}"];
+      Restart = "always";
+      RestartSec = 5;
+    };
+  };
 in {
   imports = [./common.nix];
 
   options.services.cc-ci.ci = {
-    enable = lib.mkEnableOption "the Woodpecker server and the local-backend agent that run cc-ci's tests";
+    enable = lib.mkEnableOption "the Buildbot master and the worker slots that run cc-ci's tests";
 
     url = lib.mkOption {
       type = lib.types.str;
-      example = "https://woodpecker.ci.example.org";
+      example = "https://ci.ci.example.org/";
       description = ''
-        The public URL of the Woodpecker web interface (`WOODPECKER_HOST`).
-        The Gitea OAuth application must redirect to `<url>/authorize`.
+        The public URL of Buildbot's web interface, with a trailing `/`
+        (`buildbotURL`). Commit statuses and PR comments link build pages
+        (live logs) under it.
       '';
     };
 
     listenAddress = lib.mkOption {
       type = lib.types.str;
       default = "127.0.0.1";
-      description = "Address the Woodpecker server's HTTP and gRPC listeners bind to.";
+      description = "Address Buildbot's web interface and API bind to (put a proxy in front for the public URL).";
     };
 
     port = lib.mkOption {
       type = lib.types.port;
-      default = 8000;
-      description = "HTTP port of the Woodpecker server (`WOODPECKER_SERVER_ADDR`).";
+      default = 8010;
+      description = "Port of Buildbot's web interface and API.";
     };
 
-    grpcPort = lib.mkOption {
+    pbPort = lib.mkOption {
       type = lib.types.port;
-      default = 9000;
-      description = "gRPC port agents connect to (`WOODPECKER_GRPC_ADDR`).";
+      default = 9989;
+      description = ''
+        Port workers connect to. It listens on 127.0.0.1 only: the slots of
+        this host. Workers on other machines need it reachable (and their
+        own identities in master.cfg's settings).
+      '';
     };
 
     openFirewall = lib.mkOption {
@@ -58,10 +160,10 @@ in {
       type = lib.types.ints.positive;
       default = 2;
       description = ''
-        How many test runs (Woodpecker workflows) this host runs at once:
-        the agent's `WOODPECKER_MAX_WORKFLOWS`. Woodpecker queues the rest.
-        Each run deploys one app on the swarm, so size this to the host's
-        memory and cores.
+        How many `ccci test` runs this host runs at once: one Buildbot worker
+        identity per slot (Buildbot runs one build per worker). Buildbot
+        queues the rest. Each run deploys one app on the swarm, so size this
+        to the host's memory and cores.
       '';
     };
 
@@ -69,40 +171,16 @@ in {
       type = lib.types.ints.positive;
       default = 60;
       description = ''
-        Minutes after which Woodpecker kills a run (both
-        `WOODPECKER_DEFAULT_PIPELINE_TIMEOUT` and
-        `WOODPECKER_MAX_PIPELINE_TIMEOUT`, so a repository cannot raise it).
+        Minutes of wall-clock time after which Buildbot stops a run
+        (`maxTime` of the `ccci test` step): SIGTERM, so the app is torn
+        down, then SIGKILL 150 s later.
       '';
     };
 
-    admins = lib.mkOption {
-      type = lib.types.listOf lib.types.str;
-      default = [];
-      example = ["alice"];
-      description = "Gitea logins that are Woodpecker administrators (`WOODPECKER_ADMIN`).";
-    };
-
-    gitea = {
-      url = lib.mkOption {
-        type = lib.types.str;
-        example = "https://git.coopcloud.tech";
-        description = "Base URL of the Gitea (or Forgejo) forge (`WOODPECKER_GITEA_URL`).";
-      };
-
-      clientId = lib.mkOption {
-        type = lib.types.str;
-        description = ''
-          Client ID of the Gitea OAuth2 application (`WOODPECKER_GITEA_CLIENT`;
-          not secret). Its secret is read from sops, see {option}`secrets`.
-        '';
-      };
-
-      orgs = lib.mkOption {
-        type = lib.types.listOf lib.types.str;
-        default = [];
-        example = ["coop-cloud"];
-        description = "If set, only members of these organisations may log in to Woodpecker (`WOODPECKER_ORGS`).";
-      };
+    noOutputTimeout = lib.mkOption {
+      type = lib.types.ints.positive;
+      default = 15;
+      description = "Minutes without output after which Buildbot stops a run (`timeout` of the step).";
     };
 
     secrets = {
@@ -110,32 +188,30 @@ in {
         type = lib.types.path;
         default = config.sops.defaultSopsFile;
         defaultText = lib.literalExpression "config.sops.defaultSopsFile";
-        description = "The sops file (decrypted by sops-nix at activation) that holds the Woodpecker secrets.";
+        description = "The sops file (decrypted by sops-nix at activation) that holds the Buildbot passwords.";
       };
 
-      agentSecret = lib.mkOption {
+      workerPassword = lib.mkOption {
         type = lib.types.str;
-        default = "woodpecker/agent-secret";
-        description = "Key in {option}`sopsFile` of the shared server/agent secret (`WOODPECKER_AGENT_SECRET`).";
+        default = "buildbot/worker-password";
+        description = "Key in {option}`sopsFile` of the password this host's worker slots log in to the master with.";
       };
 
-      giteaClientSecret = lib.mkOption {
+      bridgePassword = lib.mkOption {
         type = lib.types.str;
-        default = "woodpecker/gitea-client-secret";
-        description = "Key in {option}`sopsFile` of the Gitea OAuth2 client secret (`WOODPECKER_GITEA_SECRET`).";
+        default = "buildbot/bridge-password";
+        description = ''
+          Key in {option}`sopsFile` of the password of Buildbot's `bridge`
+          user, who may force `ccci` builds, stop them and cancel their
+          requests, and nothing else. The bridge logs in with it.
+        '';
       };
-    };
-
-    agentName = lib.mkOption {
-      type = lib.types.str;
-      default = "local";
-      description = "Name of the agent (its unit is `woodpecker-agent-<name>.service`).";
     };
 
     extraPackages = lib.mkOption {
       type = lib.types.listOf lib.types.package;
       default = [];
-      description = "More packages on the agent's PATH, for recipes' own test executables.";
+      description = "More packages on the workers' PATH, for recipes' own test executables.";
     };
 
     deployer = lib.mkOption {
@@ -177,117 +253,83 @@ in {
   };
 
   config = lib.mkIf cfg.enable {
-    sops.secrets.${sec.agentSecret}.sopsFile = sec.sopsFile;
-    sops.secrets.${sec.giteaClientSecret}.sopsFile = sec.sopsFile;
-    sops.templates."woodpecker-server.env" = {
-      content = ''
-        WOODPECKER_AGENT_SECRET=${config.sops.placeholder.${sec.agentSecret}}
-        WOODPECKER_GITEA_SECRET=${config.sops.placeholder.${sec.giteaClientSecret}}
-      '';
-      restartUnits = ["woodpecker-server.service"];
-    };
-    sops.templates."woodpecker-agent.env" = {
-      content = ''
-        WOODPECKER_AGENT_SECRET=${config.sops.placeholder.${sec.agentSecret}}
-      '';
-      restartUnits = ["${agentUnit}.service"];
-    };
+    sops.secrets.${sec.workerPassword}.sopsFile = sec.sopsFile;
+    sops.secrets.${sec.bridgePassword}.sopsFile = sec.sopsFile;
 
-    services.woodpecker-server = {
+    services.buildbot-master = {
       enable = true;
-      environment =
-        {
-          WOODPECKER_HOST = cfg.url;
-          WOODPECKER_SERVER_ADDR = "${cfg.listenAddress}:${toString cfg.port}";
-          WOODPECKER_GRPC_ADDR = "${cfg.listenAddress}:${toString cfg.grpcPort}";
-          WOODPECKER_OPEN = "false";
-          WOODPECKER_GITEA = "true";
-          WOODPECKER_GITEA_URL = cfg.gitea.url;
-          WOODPECKER_GITEA_CLIENT = cfg.gitea.clientId;
-          WOODPECKER_DEFAULT_PIPELINE_TIMEOUT = toString cfg.buildTimeout;
-          WOODPECKER_MAX_PIPELINE_TIMEOUT = toString cfg.buildTimeout;
-        }
-        // lib.optionalAttrs (cfg.admins != []) {WOODPECKER_ADMIN = lib.concatStringsSep "," cfg.admins;}
-        // lib.optionalAttrs (cfg.gitea.orgs != []) {WOODPECKER_ORGS = lib.concatStringsSep "," cfg.gitea.orgs;};
-      environmentFile = config.sops.templates."woodpecker-server.env".path;
+      masterCfg = ../pkgs/buildbot/master.cfg;
+      buildbotUrl = cfg.url;
+      inherit (cfg) port listenAddress;
+      pbPort = cfg.pbPort;
+      # It writes the uploaded results into the results directory.
+      extraGroups = [common.group];
+      packages = [pkgs.coreutils pkgs.findutils];
+    };
+    # Group-writable, so the master's uploads land; the dashboard reads them.
+    systemd.tmpfiles.settings."10-cc-ci".${common.resultsDir}.d.mode = lib.mkForce "2775";
+    systemd.tmpfiles.settings."11-cc-ci-workers" = {
+      "${common.stateDir}/buildbot".d = {
+        inherit (common) user group;
+        mode = "0750";
+      };
+      ${workerResults}.d = {
+        inherit (common) user group;
+        mode = "0750";
+      };
     };
 
-    services.woodpecker-agents.agents.${cfg.agentName} = {
+    # Slot 1: the upstream worker unit, running cc-ci's worker.tac.
+    services.buildbot-worker = {
       enable = true;
-      environment = {
-        WOODPECKER_SERVER = "${
-          if cfg.listenAddress == "0.0.0.0"
-          then "127.0.0.1"
-          else cfg.listenAddress
-        }:${toString cfg.grpcPort}";
-        WOODPECKER_BACKEND = "local";
-        WOODPECKER_MAX_WORKFLOWS = toString cfg.maxConcurrentTests;
-        # What `ccci test` needs to know about this host.
-        CCCI_DOMAIN = common.domain;
-        CCCI_STATE_DIR = common.stateDir;
-        CCCI_RESULTS_DIR = common.resultsDir;
-        CCCI_DEPLOYER = cfg.deployer;
-        CCCI_ABRA = "${common.abraPackage}/bin/abra";
-        CCCI_DOCKER_CLI = "${config.virtualisation.docker.package}/bin/docker";
-        CCCI_CA_CERT = cfg.caCert;
-        CCCI_CHROMIUM = "${pkgs.chromium}/bin/chromium";
-        CCCI_HELPER_IMAGE = cfg.helperImage;
-        CCCI_RESTIC_IMAGE = cfg.resticImage;
-      };
-      environmentFile = [config.sops.templates."woodpecker-agent.env".path];
-      extraGroups = ["docker"];
-      path =
-        [
-          common.package
-          common.abraPackage
-          config.virtualisation.docker.package
-          pkgs.chromium
-          pkgs.git
-          # The local backend clones repositories with this plugin.
-          pkgs.woodpecker-plugin-git
-          pkgs.bash
-          pkgs.coreutils
-        ]
-        ++ cfg.extraPackages;
+      user = common.user;
+      group = common.group;
+      home = common.stateDir;
+      buildbotDir = "${common.stateDir}/buildbot/${slotName 1}";
+      workerUser = slotName 1;
+      workerPassFile = "/run/credentials/buildbot-worker.service/worker-password";
+      masterUrl = "127.0.0.1:${toString cfg.pbPort}";
+      packages = workerPath;
     };
 
-    # The images runs use but never pull, present before the first run.
-    systemd.services.cc-ci-images = {
-      description = "cc-ci: pull the helper and restic images ccci test uses";
-      after = ["docker.service" "network-online.target"];
-      wants = ["network-online.target"];
-      requires = ["docker.service"];
-      wantedBy = ["multi-user.target"];
-      path = [config.virtualisation.docker.package];
-      script = ''
-        docker pull ${lib.escapeShellArg cfg.helperImage}
-        docker pull ${lib.escapeShellArg cfg.resticImage}
-      '';
-      serviceConfig = {
-        Type = "oneshot";
-        RemainAfterExit = true;
-      };
-    };
+    systemd.services =
+      {
+        buildbot-master = {
+          environment.CCCI_BUILDBOT_SETTINGS = "${masterSettings}";
+          serviceConfig.LoadCredential = [
+            "worker-password:${config.sops.secrets.${sec.workerPassword}.path}"
+            "bridge-password:${config.sops.secrets.${sec.bridgePassword}.path}"
+          ];
+        };
 
-    # The upstream agent unit is sandboxed for container backends. The local
-    # backend runs `ccci test` here: it talks to Docker (the docker group must
-    # map, so no private user namespace), runs headless Chromium (a JIT: no
-    # MemoryDenyWriteExecute) and writes results. A fixed user owns them.
-    systemd.services.${agentUnit} = {
-      after = ["docker.service" "cc-ci-images.service"] ++ lib.optional proxyEnabled "traefik-deploy.service";
-      wants = lib.optional proxyEnabled "traefik-deploy.service";
-      serviceConfig = {
-        DynamicUser = lib.mkForce false;
-        User = common.user;
-        Group = common.group;
-        PrivateUsers = lib.mkForce false;
-        MemoryDenyWriteExecute = lib.mkForce false;
-        SystemCallFilter = lib.mkForce [];
-        RestrictAddressFamilies = lib.mkForce ["AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK"];
-        ReadWritePaths = [common.stateDir common.resultsDir];
-        WorkingDirectory = common.stateDir;
-      };
-    };
+        buildbot-worker = workerUnit 1;
+
+        # The images runs use but never pull, present before the first run.
+        cc-ci-images = {
+          description = "cc-ci: pull the helper and restic images ccci test uses";
+          after = ["docker.service" "network-online.target"];
+          wants = ["network-online.target"];
+          requires = ["docker.service"];
+          wantedBy = ["multi-user.target"];
+          path = [config.virtualisation.docker.package];
+          script = ''
+            docker pull ${lib.escapeShellArg cfg.helperImage}
+            docker pull ${lib.escapeShellArg cfg.resticImage}
+          '';
+          serviceConfig = {
+            Type = "oneshot";
+            RemainAfterExit = true;
+          };
+        };
+      }
+      # Slots 2..N: our own units, the same worker.tac.
+      // lib.listToAttrs (map (n:
+        lib.nameValuePair (unitOf n) (workerUnit n
+          // {
+            description = "cc-ci: Buildbot worker ${slotName n}";
+            wantedBy = ["multi-user.target"];
+          }))
+      (lib.drop 1 slots));
 
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [cfg.port];
   };

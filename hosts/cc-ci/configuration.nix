@@ -2,7 +2,7 @@
 # The VM tests (tests/nixos/rebuild.nix) boot this file without hardware.nix.
 #
 # Site settings marked REPLACE are this deployment's: domain names, the
-# forge, the OAuth client. Secrets are not here: they are in
+# forge, the enrolled repositories. Secrets are not here: they are in
 # secrets/cc-ci.yaml and secrets/wildcard.sops.yaml (see secrets/README.md),
 # which the operator creates before the first rebuild (docs/install.md).
 {config, ...}: {
@@ -24,8 +24,9 @@
     age.sshKeyPaths = [];
     gnupg.sshKeyPaths = [];
     secrets."bridge/gitea-token" = {};
-    secrets."bridge/woodpecker-token" = {};
     secrets."bridge/webhook-secret" = {};
+    # buildbot/worker-password and buildbot/bridge-password: declared by the
+    # ci module (services.cc-ci.ci.secrets).
   };
 
   services.cc-ci = {
@@ -42,14 +43,9 @@
 
     ci = {
       enable = true;
-      url = "https://woodpecker.ci.example.org"; # REPLACE
+      url = "https://builds.ci.example.org/"; # REPLACE: Buildbot's public URL (live logs)
       maxConcurrentTests = 2;
       buildTimeout = 60;
-      gitea = {
-        url = "https://git.coopcloud.tech";
-        clientId = "00000000-0000-0000-0000-000000000000"; # REPLACE: the Gitea OAuth2 app's client ID
-        orgs = ["coop-cloud"];
-      };
     };
 
     bridge = {
@@ -58,9 +54,8 @@
       org = "coop-cloud";
       repos = ["coop-cloud/custom-html"];
       pollInterval = 30;
-      publicUrl = "https://bridge.ci.example.org"; # REPLACE
       botTokenFile = config.sops.secrets."bridge/gitea-token".path;
-      woodpeckerTokenFile = config.sops.secrets."bridge/woodpecker-token".path;
+      buildbotPasswordFile = config.sops.secrets."buildbot/bridge-password".path;
       webhookSecretFile = config.sops.secrets."bridge/webhook-secret".path;
     };
 

@@ -1,5 +1,5 @@
 # VM test (a): a host with the swarm, proxy, CI and janitor concerns boots,
-# every oneshot succeeds, Traefik serves the TEST wildcard certificate on
+# every oneshot succeeds, Buildbot's master and both worker slots run, Traefik serves the TEST wildcard certificate on
 # 443, and a second activation re-runs the oneshots and changes nothing.
 {
   pkgs,
@@ -15,11 +15,8 @@ pkgs.testers.runNixOSTest {
       proxy.enable = true;
       ci = {
         enable = true;
-        url = "http://localhost:8000";
-        gitea = {
-          url = "http://gitea.invalid";
-          clientId = "test-client";
-        };
+        url = "http://localhost:8010/";
+        maxConcurrentTests = 2;
       };
       janitor.enable = true;
     };
@@ -31,8 +28,19 @@ pkgs.testers.runNixOSTest {
 
     machine.wait_for_unit("multi-user.target")
     assert_converged(machine)
-    machine.wait_for_unit("woodpecker-server.service")
-    machine.wait_for_unit("woodpecker-agent-local.service")
+    machine.wait_for_unit("buildbot-master.service")
+    machine.wait_for_unit("buildbot-worker.service")
+    machine.wait_for_unit("cc-ci-worker-2.service")
+    # Both slots are connected to the master, and anonymous users may not force builds.
+    machine.wait_until_succeeds(
+        "test \"$(curl -sf http://127.0.0.1:8010/api/v2/workers | jq '[.workers[] | select(.connected_to != [])] | length')\" = 2",
+        timeout=120,
+    )
+    machine.succeed(
+        "test \"$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json'"
+        " -d '{\"jsonrpc\":\"2.0\",\"method\":\"force\",\"id\":1,\"params\":{}}'"
+        " http://127.0.0.1:8010/api/v2/forceschedulers/testme)\" = 403"
+    )
     machine.succeed("systemctl start cc-ci-janitor.service")
     machine.succeed("test \"$(systemctl show -p Result --value cc-ci-janitor.service)\" = success")
 

@@ -29,7 +29,7 @@ pkgs.testers.runNixOSTest {
 
     machine.wait_for_unit("multi-user.target")
     assert_converged(machine)
-    for unit in ["woodpecker-server.service", "woodpecker-agent-local.service",
+    for unit in ["buildbot-master.service", "buildbot-worker.service", "cc-ci-worker-2.service",
                  "cc-ci-dashboard.service", "cc-ci-bridge.service", "cc-ci-janitor.timer"]:
         machine.wait_for_unit(unit)
     machine.succeed("test -z \"$(systemctl --failed --no-legend)\"")
