@@ -129,8 +129,9 @@ impl Bridge {
         if row.trigger == Trigger::Sweep {
             return Ok(());
         }
+        // The status is recorded first (so it is not lost) but posted after
+        // the comment: a final status means the comment is there to read.
         self.want_status(row.id, state, &description, &target);
-        self.post_statuses().await;
         let ctx = CommentContext {
             clone_url: row.clone_url.clone(),
             build_url: Some(target),
@@ -138,7 +139,9 @@ impl Bridge {
             requested_by: row.requested_by.clone(),
             flags: if row.quick { vec!["--quick".into()] } else { vec![] },
         };
-        self.post_comment(row, &findings, ctx).await
+        let commented = self.post_comment(row, &findings, ctx).await;
+        self.post_statuses().await;
+        commented
     }
 
     /// The id of the bridge's comment on the PR: recorded, or found by its
