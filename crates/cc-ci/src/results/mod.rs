@@ -96,6 +96,11 @@ pub struct RunResults {
     /// (`screenshot-serve`, `screenshot-upgrade`, `lint`, `deploy-log`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub artifacts: BTreeMap<String, String>,
+    /// Artifacts the run tried to make and could not, by name, with the
+    /// reason (a screenshot Chromium did not deliver after a retry). They
+    /// never gate a rung; they say why a file is missing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub missing_artifacts: BTreeMap<String, String>,
     /// The lint rung's findings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lint: Option<LintSummary>,
@@ -235,6 +240,7 @@ impl RunResults {
             deploys: 0,
             adaptations: Vec::new(),
             artifacts: BTreeMap::new(),
+            missing_artifacts: BTreeMap::new(),
             lint: None,
             clean_teardown: None,
             time_split: None,

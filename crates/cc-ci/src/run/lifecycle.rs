@@ -292,15 +292,36 @@ impl<'a> Run<'a> {
             screenshot::Trust::CaFile(self.infra.ca_cert.clone()),
             self.plan.results_dir.join(file),
         );
-        match self.wait(screenshot::take(&spec)).await {
-            Ok(shot) => {
-                self.progress.note(&format!("screenshot: {file} ({shot})"));
-                self.artifact(name, file);
-                if name == "screenshot-serve" {
-                    self.results.screenshot = Some(file.to_string());
+        // One retry: on a loaded 2-core host Chromium now and then fails to
+        // start or render in time; a second, fresh Chromium usually works.
+        let mut first = None;
+        for attempt in 1..=2 {
+            match self.wait(screenshot::take(&spec)).await {
+                Ok(shot) => {
+                    let again = first
+                        .map(|e| format!(", after a failed first try: {e}"))
+                        .unwrap_or_default();
+                    self.progress.note(&format!("screenshot: {file} ({shot}){again}"));
+                    self.artifact(name, file);
+                    if name == "screenshot-serve" {
+                        self.results.screenshot = Some(file.to_string());
+                    }
+                    return;
+                }
+                Err(e) if attempt == 1 => {
+                    self.progress
+                        .note(&format!("screenshot {file}: first try failed ({e}); trying once more"));
+                    first = Some(e.to_string());
+                }
+                Err(e) => {
+                    self.progress.note(&format!("screenshot {file} not taken: {e}"));
+                    let reason = match &first {
+                        Some(f) if *f != e.to_string() => format!("{e} (first try: {f})"),
+                        _ => e.to_string(),
+                    };
+                    self.results.missing_artifacts.insert(name.into(), reason);
                 }
             }
-            Err(e) => self.progress.note(&format!("screenshot {file} not taken: {e}")),
         }
     }
 
