@@ -629,6 +629,27 @@ impl<'a> Run<'a> {
         self.phase_done("upgrade", t, w0);
     }
 
+    /// Why a pinned upgrade base proves nothing, if it does not: it is the
+    /// tested commit, or it names the tested version (an upgrade from a
+    /// version to itself, which the earlier cc-ci passed).
+    fn pinned_to_itself(&self, tag: &str) -> Option<String> {
+        let same_commit = self
+            .plan
+            .recipe
+            .releases()
+            .ok()
+            .and_then(|rs| rs.into_iter().find(|r| r.tag == tag))
+            .is_some_and(|r| r.commit == self.plan.tested_ref);
+        let bare = |v: &str| v.trim_start_matches('v').to_string();
+        let same_version = self.plan.tested_version.as_deref().map(bare) == Some(bare(tag));
+        (same_commit || same_version).then(|| {
+            format!(
+                "the pinned upgrade base {tag} is the tested {} itself: an upgrade to itself proves nothing; pin an older release in [upgrade] base",
+                if same_commit { "commit" } else { "version" }
+            )
+        })
+    }
+
     async fn upgrade_decision(&mut self) -> Decision {
         if let UpgradeBase::Skip(why) = &self.settings.upgrade_base {
             return (Status::NotApplicable, Some(why.clone()));
@@ -642,6 +663,11 @@ impl<'a> Run<'a> {
                 _ => format!("{p}; the tested ref was installed directly, nothing was upgraded"),
             };
             return (Status::Unverified, Some(why));
+        }
+        if let UpgradeBase::Pinned(tag) = &self.settings.upgrade_base {
+            if let Some(why) = self.pinned_to_itself(tag) {
+                return (Status::Unverified, Some(why));
+            }
         }
         if let Some(why) = &self.app_unusable {
             return (Status::Skipped, Some(format!("not run: {why}")));

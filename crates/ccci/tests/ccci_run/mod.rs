@@ -113,6 +113,20 @@ impl Ccci {
     }
 }
 
+/// Replaces `from` by `to` in the file at `path`; panics when `from` is not there.
+pub fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+/// Runs `f` on every release folder of a fixture variant's `releases/`.
+pub fn each_release(releases: &Path, f: impl Fn(&Path)) {
+    for e in std::fs::read_dir(releases).unwrap() {
+        f(&e.unwrap().path());
+    }
+}
+
 /// What the engine still has of `stack` (empty = clean), by the stack
 /// module's own clean-up proof.
 pub fn leftovers(stack: &str) -> Vec<String> {

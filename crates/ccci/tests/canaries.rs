@@ -1,0 +1,458 @@
+//! Regression canaries: fixture recipes built to trip each guard of the
+//! ladder, each with the exact rung and status it must get, run side by side
+//! with the good fixtures (which must stay green alongside them) on the real
+//! swarm behind the real Traefik. Every defect the earlier Python cc-ci
+//! shipped (../shared/COOP-CLOUD.md) has a canary here.
+//!
+//! The suite prints a table, canary -> expected -> got, straight to stderr
+//! (the harness does not capture it), then fails if any row differs. Each
+//! row also proves that nothing of its app is left (the stack module's
+//! clean-up proof) and that teardown said so.
+//!
+//! `CCCI_CANARY_PARALLEL` (default 3) runs that many at once; each run has
+//! its own state, results and settings folders, domain and stack.
+
+mod ccci_run;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use ccci_run::{each_release, edit, leftovers, Ccci};
+use test_support::Component;
+
+/// The settings a canary runs with.
+enum Settings {
+    /// This repository's tests/recipes (the good fixtures' own settings).
+    Repo,
+    /// None at all.
+    Zero,
+    /// An empty settings folder that the function fills (given `<settings>/<recipe>`).
+    Own(fn(&Path)),
+}
+
+/// What a canary must get.
+struct Expect {
+    rung: &'static str,
+    status: &'static str,
+    /// The level, exactly.
+    level: u8,
+    /// The rung's reason contains this.
+    reason: Option<&'static str>,
+    /// The rung took less than this, seconds (a budget, not the whole timeout).
+    under_s: Option<f64>,
+}
+
+struct Canary {
+    name: &'static str,
+    recipe: &'static str,
+    /// Edits the releases of a copy of the fixture; None: the fixture as it is.
+    variant: Option<fn(&Path)>,
+    settings: Settings,
+    expect: Expect,
+}
+
+const fn expect(rung: &'static str, status: &'static str, level: u8) -> Expect {
+    Expect {
+        rung,
+        status,
+        level,
+        reason: None,
+        under_s: None,
+    }
+}
+
+/// What one run got, as the table shows it.
+struct Got {
+    row: String,
+    ok: bool,
+    detail: String,
+}
+
+fn release(releases: &Path, tag: &str) -> std::path::PathBuf {
+    releases.join(tag)
+}
+
+// ---- the variants -----------------------------------------------------------
+
+/// tmpl-site: the healthcheck never passes; the deploy budget is 30 s.
+fn never_converges(releases: &Path) {
+    each_release(releases, |rel| {
+        let compose = rel.join("compose.yml");
+        edit(
+            &compose,
+            "test: [\"CMD\", \"curl\", \"-fsS\", \"-o\", \"/dev/null\", \"http://localhost/healthz\"]",
+            "test: [\"CMD\", \"sh\", \"-c\", \"echo not ready; exit 1\"]",
+        );
+        edit(&compose, "interval: 5s", "interval: 1s");
+        edit(&compose, "start_period: 10s", "start_period: 1s");
+        edit(&rel.join(".env.sample"), "#TIMEOUT=120", "TIMEOUT=30");
+    });
+}
+
+/// tmpl-site: the app's process exits at once, every time (abra's default
+/// 120 s deploy budget stays).
+fn crash_loop(releases: &Path) {
+    each_release(releases, |rel| {
+        edit(
+            &rel.join("compose.yml"),
+            "    image: ccci/nginx:1.22.1\n",
+            "    image: ccci/nginx:1.22.1\n    entrypoint: [\"sh\", \"-c\", \"echo boom: the config is wrong; exit 1\"]\n",
+        );
+    });
+}
+
+/// tmpl-site: the router matches another host, so the app's domain gets
+/// Traefik's own 404.
+fn traefik_404(releases: &Path) {
+    each_release(releases, |rel| {
+        edit(
+            &rel.join("compose.yml"),
+            "rule=Host(`${DOMAIN}`)",
+            "rule=Host(`nobody.${DOMAIN}`)",
+        );
+    });
+}
+
+/// tmpl-site: the new release's healthcheck never passes, so Swarm rolls
+/// the update back (`failure_action: rollback`) while the old task, started
+/// first and never stopped, keeps serving.
+fn rolled_back(releases: &Path) {
+    let compose = release(releases, "1.1.0+1.22.1").join("compose.yml");
+    edit(
+        &compose,
+        "test: [\"CMD\", \"curl\", \"-fsS\", \"-o\", \"/dev/null\", \"http://localhost/healthz\"]",
+        "test: [\"CMD\", \"sh\", \"-c\", \"echo the new release is broken; exit 1\"]",
+    );
+    edit(&compose, "interval: 5s", "interval: 1s");
+    edit(&compose, "retries: 10", "retries: 2");
+    edit(&compose, "start_period: 10s", "start_period: 1s");
+}
+
+/// The backupbot labels of static-site's tested release, replaced.
+fn backup_labels(releases: &Path, labels: &str) {
+    edit(
+        &release(releases, "1.1.0+1.22.1").join("compose.yml"),
+        "        - \"backupbot.backup.path=/usr/share/nginx/html\"\n",
+        labels,
+    );
+}
+
+/// static-site: the backup target is a dump the pre-hook writes; something
+/// in the app truncates the dump as soon as the restore brings it back, so
+/// the restore "succeeds" with 1000 of its 200000 bytes.
+fn truncated_restore(releases: &Path) {
+    backup_labels(
+        releases,
+        concat!(
+            "        - \"backupbot.backup.pre-hook=sh -c 'head -c 200000 /dev/urandom > /usr/share/nginx/html/dump.bin'\"\n",
+            "        - \"backupbot.backup.path=/usr/share/nginx/html/dump.bin\"\n",
+            "        - \"backupbot.restore.pre-hook=sh -c 'setsid sh -c \\\"while [ ! -s /usr/share/nginx/html/dump.bin ]; do sleep 0.02; done; truncate -s 1000 /usr/share/nginx/html/dump.bin\\\" </dev/null >/dev/null 2>&1 &'\"\n",
+        ),
+    );
+}
+
+/// static-site: the backup pre-hook (a database dump, say) exits 3.
+fn failing_pre_hook(releases: &Path) {
+    backup_labels(
+        releases,
+        concat!(
+            "        - \"backupbot.backup.path=/usr/share/nginx/html\"\n",
+            "        - \"backupbot.backup.pre-hook=sh -c 'echo pg_dump: connection refused >&2; exit 3'\"\n",
+        ),
+    );
+}
+
+// ---- the settings -----------------------------------------------------------
+
+/// The upgrade base pinned to the tested release itself.
+fn pinned_to_itself(dir: &Path) {
+    std::fs::write(dir.join("ccci.toml"), "[upgrade]\nbase = \"1.1.0+1.22.1\"\n").unwrap();
+}
+
+/// One custom test, which skips itself (exit 77: its SSO provider is absent).
+fn skipping_check(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let custom = dir.join("custom");
+    std::fs::create_dir_all(&custom).unwrap();
+    let t = custom.join("sso-login");
+    std::fs::write(&t, "#!/bin/sh\necho 'no SSO provider here: skipping' >&2\nexit 77\n").unwrap();
+    std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn canaries() -> Vec<Canary> {
+    vec![
+        Canary {
+            name: "good: static-site",
+            recipe: "static-site",
+            variant: None,
+            settings: Settings::Repo,
+            expect: expect("exemplary", "pass", 7),
+        },
+        Canary {
+            name: "good: tmpl-site",
+            recipe: "tmpl-site",
+            variant: None,
+            settings: Settings::Repo,
+            expect: expect("exemplary", "pass", 7),
+        },
+        Canary {
+            name: "good: webapp-pg",
+            recipe: "webapp-pg",
+            variant: None,
+            settings: Settings::Repo,
+            expect: expect("exemplary", "pass", 7),
+        },
+        Canary {
+            name: "install never converges",
+            recipe: "tmpl-site",
+            variant: Some(never_converges),
+            settings: Settings::Zero,
+            expect: Expect {
+                reason: Some("not ready"),
+                under_s: Some(60.0),
+                ..expect("install", "fail", 0)
+            },
+        },
+        Canary {
+            name: "crash-looping service",
+            recipe: "tmpl-site",
+            variant: Some(crash_loop),
+            settings: Settings::Zero,
+            expect: Expect {
+                reason: Some("5 tasks in a row ended `failed`"),
+                under_s: Some(90.0),
+                ..expect("install", "fail", 0)
+            },
+        },
+        Canary {
+            name: "serves Traefik's 404",
+            recipe: "tmpl-site",
+            variant: Some(traefik_404),
+            settings: Settings::Zero,
+            expect: Expect {
+                reason: Some("404"),
+                ..expect("serve", "fail", 1)
+            },
+        },
+        Canary {
+            name: "upgrade rolled back, old task serving",
+            recipe: "tmpl-site",
+            variant: Some(rolled_back),
+            settings: Settings::Zero,
+            expect: Expect {
+                reason: Some("roll"),
+                ..expect("upgrade", "fail", 2)
+            },
+        },
+        Canary {
+            name: "upgrade from a version to itself",
+            recipe: "tmpl-site",
+            variant: None,
+            settings: Settings::Own(pinned_to_itself),
+            expect: Expect {
+                reason: Some("itself"),
+                ..expect("upgrade", "unverified", 2)
+            },
+        },
+        Canary {
+            name: "restore brings back a truncated file",
+            recipe: "static-site",
+            variant: Some(truncated_restore),
+            settings: Settings::Zero,
+            expect: Expect {
+                reason: Some("dump.bin"),
+                ..expect("restore", "fail", 3)
+            },
+        },
+        Canary {
+            name: "backup pre-hook exits non-zero",
+            recipe: "static-site",
+            variant: Some(failing_pre_hook),
+            settings: Settings::Zero,
+            expect: Expect {
+                reason: Some("pre-hook"),
+                ..expect("restore", "fail", 3)
+            },
+        },
+        Canary {
+            name: "no backup labels",
+            recipe: "tmpl-site",
+            variant: None,
+            settings: Settings::Zero,
+            // Climbed past to lint; rung 6 stops it (zero config has no checks).
+            expect: expect("restore", "n/a", 5),
+        },
+        Canary {
+            name: "required custom check skipped",
+            recipe: "tmpl-site",
+            variant: None,
+            settings: Settings::Own(skipping_check),
+            expect: Expect {
+                reason: Some("sso-login"),
+                ..expect("tested", "skipped", 5)
+            },
+        },
+    ]
+}
+
+fn run(c: &Canary) -> Got {
+    let variant = c.variant.map(|f| test_support::fixture_variant(c.recipe, f));
+    let recipes = match &variant {
+        Some(v) => v.recipes.clone(),
+        None => test_support::fixture_recipes(),
+    };
+    let ccci = match &c.settings {
+        Settings::Repo => Ccci::new(&recipes),
+        Settings::Zero => Ccci::zero_config(&recipes),
+        Settings::Own(fill) => {
+            let cc = Ccci::zero_config(&recipes);
+            let dir = cc.settings.join(c.recipe);
+            std::fs::create_dir_all(&dir).unwrap();
+            fill(&dir);
+            cc
+        }
+    };
+    let out = ccci.test(c.recipe, &[]);
+    let e = &c.expect;
+    let mut want = format!("{} {}, level {}", e.rung, e.status, e.level);
+    if let Some(s) = e.under_s {
+        want.push_str(&format!(", < {s:.0} s"));
+    }
+    let results = std::fs::read_dir(ccci.results.path().join(c.recipe))
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|d| std::fs::read_to_string(d.ok()?.path().join("results.json")).ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let Some(r) = results else {
+        return Got {
+            row: format!("{:<40} {:<38} no results.json", c.name, want),
+            ok: false,
+            detail: test_support::output_text(&out),
+        };
+    };
+    let rung = r["rungs"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["rung"] == e.rung))
+        .cloned()
+        .unwrap_or_default();
+    let status = rung["status"].as_str().unwrap_or("absent");
+    let reason = rung["reason"].as_str().unwrap_or("");
+    let took = rung["duration_s"].as_f64().unwrap_or(f64::NAN);
+    let level = r["level"].as_u64().unwrap_or(99);
+    let stack = r["app"]["stack"].as_str().unwrap_or("");
+    let left = leftovers(stack);
+    let mut problems = Vec::new();
+    if status != e.status {
+        problems.push(format!("{} is {status}", e.rung));
+    }
+    if level != u64::from(e.level) {
+        problems.push(format!("level {level}"));
+    }
+    if let Some(want) = e.reason {
+        if !reason.contains(want) {
+            problems.push(format!("reason lacks {want:?}"));
+        }
+    }
+    if let Some(max) = e.under_s {
+        if took.is_nan() || took >= max {
+            problems.push(format!("took {took:.1} s"));
+        }
+    }
+    if !left.is_empty() {
+        problems.push(format!("left behind: {}", left.join(", ")));
+    }
+    if r["clean_teardown"] != true {
+        problems.push(format!("clean_teardown {}", r["clean_teardown"]));
+    }
+    let got = format!("{} {status} ({took:.1} s), level {level}", e.rung);
+    let ok = problems.is_empty();
+    Got {
+        row: format!(
+            "{:<40} {:<38} {:<38} {}",
+            c.name,
+            want,
+            got,
+            if ok {
+                "ok".to_string()
+            } else {
+                format!("MISMATCH: {}", problems.join("; "))
+            }
+        ),
+        ok,
+        detail: if ok {
+            format!("{}: {}", c.name, short(reason))
+        } else {
+            format!(
+                "{}: reason: {reason}\nrungs: {}\n{}",
+                c.name,
+                r["rungs"],
+                test_support::output_text(&out)
+            )
+        },
+    }
+}
+
+fn short(s: &str) -> String {
+    let s = s.replace('\n', " ");
+    if s.chars().count() > 160 {
+        format!("{}...", s.chars().take(160).collect::<String>())
+    } else {
+        s
+    }
+}
+
+#[test]
+fn every_canary_gets_its_rung_and_status_and_the_good_fixtures_stay_green() {
+    if !test_support::need(Component::Swarm)
+        || !test_support::need(Component::FixtureImages)
+        || !test_support::need(Component::TraefikStack)
+        || !test_support::need(Component::Chromium)
+    {
+        return;
+    }
+    let all = canaries();
+    let parallel: usize = std::env::var("CCCI_CANARY_PARALLEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(3);
+    // The fixture repositories, made once before the threads share them.
+    test_support::fixture_recipes();
+    let next = AtomicUsize::new(0);
+    let got: Mutex<Vec<Option<Got>>> = Mutex::new((0..all.len()).map(|_| None).collect());
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..parallel.min(all.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(c) = all.get(i) else { break };
+                let g = run(c);
+                got.lock().unwrap()[i] = Some(g);
+            });
+        }
+    });
+    let got: Vec<Got> = got.into_inner().unwrap().into_iter().map(Option::unwrap).collect();
+    let mut table = format!(
+        "\n== regression canaries ({} runs, {parallel} at once, {:.0} s)\n{:<40} {:<38} {:<38} {}\n",
+        all.len(),
+        start.elapsed().as_secs_f64(),
+        "canary",
+        "expected",
+        "got",
+        "verdict"
+    );
+    for g in &got {
+        table.push_str(&g.row);
+        table.push('\n');
+    }
+    table.push_str("reasons:\n");
+    for g in &got {
+        table.push_str(&format!("  {}\n", g.detail));
+    }
+    // Straight to stderr: the harness captures only the print macros.
+    let _ = std::io::stderr().write_all(table.as_bytes());
+    let bad: Vec<&str> = got.iter().filter(|g| !g.ok).map(|g| g.row.as_str()).collect();
+    assert!(bad.is_empty(), "{} canaries differ:\n{}", bad.len(), bad.join("\n"));
+}
