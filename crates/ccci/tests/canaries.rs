@@ -11,6 +11,8 @@
 //!
 //! `CCCI_CANARY_PARALLEL` (default 3) runs that many at once; each run has
 //! its own state, results and settings folders, domain and stack.
+//! `CCCI_CANARY_ONLY=lint,certificate` runs only the rows whose names hold
+//! one of those fragments (for reruns by hand; CI runs them all).
 
 mod ccci_run;
 
@@ -130,6 +132,61 @@ fn rolled_back(releases: &Path) {
     edit(&compose, "start_period: 10s", "start_period: 1s");
 }
 
+/// tmpl-site: a second service, a Traefik of the app's own that serves only
+/// its self-generated default certificate, takes the app's domain through a
+/// TLS-passthrough TCP router; the app's own router matches another host,
+/// so nothing else serves that name (Traefik's swarm provider polls, every
+/// 15 s by default, and may see the app before the second service). What
+/// reaches the client is exactly what Traefik sends when no certificate
+/// matches: `CN=TRAEFIK DEFAULT CERT`.
+fn traefik_default_cert(releases: &Path) {
+    each_release(releases, |rel| {
+        edit(
+            &rel.join("compose.yml"),
+            "rule=Host(`${DOMAIN}`)",
+            "rule=Host(`nobody.${DOMAIN}`)",
+        );
+        edit(
+            &rel.join("compose.yml"),
+            "\nnetworks:\n",
+            concat!(
+                "  tls:\n",
+                "    image: ccci/traefik:v3.7.15\n",
+                "    command: [\"--entrypoints.websecure.address=:443\", \"--entrypoints.websecure.http.tls=true\", \"--log.level=INFO\"]\n",
+                "    networks:\n",
+                "      - proxy\n",
+                "    deploy:\n",
+                "      labels:\n",
+                "        - \"traefik.enable=true\"\n",
+                "        - \"traefik.tcp.routers.${STACK_NAME}_tls.rule=HostSNI(`${DOMAIN}`)\"\n",
+                "        - \"traefik.tcp.routers.${STACK_NAME}_tls.entrypoints=web-secure\"\n",
+                "        - \"traefik.tcp.routers.${STACK_NAME}_tls.tls.passthrough=true\"\n",
+                "        - \"traefik.tcp.services.${STACK_NAME}_tls.loadbalancer.server.port=443\"\n",
+                "\nnetworks:\n",
+            ),
+        );
+    });
+}
+
+/// tmpl-site: the tested release adds a config named with a version that
+/// abra.sh does not vendor (`${MOTD_VERSION:-v1}`): abra's R012, an error.
+/// The default keeps the deploy itself working, so only lint fails.
+fn unvendored_config_version(releases: &Path) {
+    let rel = release(releases, "1.1.0+1.22.1");
+    let compose = rel.join("compose.yml");
+    edit(
+        &compose,
+        "        target: /etc/nginx/conf.d/default.conf\n",
+        "        target: /etc/nginx/conf.d/default.conf\n      - source: motd\n        target: /etc/motd\n",
+    );
+    edit(
+        &compose,
+        "    template_driver: golang\n",
+        "    template_driver: golang\n  motd:\n    name: ${STACK_NAME}_motd_${MOTD_VERSION:-v1}\n    file: motd.txt\n",
+    );
+    std::fs::write(rel.join("motd.txt"), "welcome\n").unwrap();
+}
+
 /// The backupbot labels of static-site's tested release, replaced.
 fn backup_labels(releases: &Path, labels: &str) {
     edit(
@@ -237,6 +294,16 @@ fn canaries() -> Vec<Canary> {
             },
         },
         Canary {
+            name: "serves Traefik's default certificate",
+            recipe: "tmpl-site",
+            variant: Some(traefik_default_cert),
+            settings: Settings::Zero,
+            expect: Expect {
+                reason: Some("own default certificate"),
+                ..expect("serve", "fail", 1)
+            },
+        },
+        Canary {
             name: "upgrade rolled back, old task serving",
             recipe: "tmpl-site",
             variant: Some(rolled_back),
@@ -283,6 +350,17 @@ fn canaries() -> Vec<Canary> {
             settings: Settings::Zero,
             // Climbed past to lint; rung 6 stops it (zero config has no checks).
             expect: expect("restore", "n/a", 5),
+        },
+        Canary {
+            name: "lint error (R012)",
+            recipe: "tmpl-site",
+            variant: Some(unvendored_config_version),
+            // The repo's settings give tmpl-site its checks, so only lint stops it.
+            settings: Settings::Repo,
+            expect: Expect {
+                reason: Some("R012"),
+                ..expect("lint", "fail", 4)
+            },
         },
         Canary {
             name: "required custom check skipped",
@@ -412,7 +490,13 @@ fn every_canary_gets_its_rung_and_status_and_the_good_fixtures_stay_green() {
     {
         return;
     }
-    let all = canaries();
+    // CCCI_CANARY_ONLY: a comma-separated list of name fragments, to rerun a few by hand.
+    let only = std::env::var("CCCI_CANARY_ONLY").unwrap_or_default();
+    let only: Vec<&str> = only.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let all: Vec<Canary> = canaries()
+        .into_iter()
+        .filter(|c| only.is_empty() || only.iter().any(|o| c.name.contains(o)))
+        .collect();
     let parallel: usize = std::env::var("CCCI_CANARY_PARALLEL")
         .ok()
         .and_then(|v| v.parse().ok())
