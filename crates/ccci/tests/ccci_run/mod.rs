@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 /// One `ccci test` set-up: its folders live as long as the value.
 pub struct Ccci {
-    /// `--state-dir` (runs, leases).
+    /// The run's own state folder (the default `--state-dir`).
     pub state: tempfile::TempDir,
+    /// `--state-dir` (runs, leases): `state` unless shared with other runs.
+    pub state_dir: PathBuf,
     /// `--results-dir`.
     pub results: tempfile::TempDir,
     /// `--recipes-dir`.
@@ -25,8 +27,10 @@ pub struct Ccci {
 impl Ccci {
     /// Runs on the recipes in `recipes` with this repository's settings.
     pub fn new(recipes: &Path) -> Ccci {
+        let state = tempfile::tempdir().unwrap();
         Ccci {
-            state: tempfile::tempdir().unwrap(),
+            state_dir: state.path().to_path_buf(),
+            state,
             results: tempfile::tempdir().unwrap(),
             recipes: recipes.to_path_buf(),
             settings: test_support::workspace().join("tests/recipes"),
@@ -41,6 +45,13 @@ impl Ccci {
         c
     }
 
+    /// The same set-up with another `--state-dir`, shared with other runs as
+    /// a worker's is (each run keeps its own folder and lease in it).
+    pub fn with_state_dir(mut self, dir: &Path) -> Ccci {
+        self.state_dir = dir.to_path_buf();
+        self
+    }
+
     /// `ccci test <recipe> <extra>` with this set-up, not yet run.
     pub fn command(&self, recipe: &str, extra: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_ccci"));
@@ -48,7 +59,7 @@ impl Ccci {
             .arg(recipe)
             .args(extra)
             .env("CCCI_RECIPES_DIR", &self.recipes)
-            .env("CCCI_STATE_DIR", self.state.path())
+            .env("CCCI_STATE_DIR", &self.state_dir)
             .env("CCCI_RESULTS_DIR", self.results.path())
             .env("CCCI_SETTINGS_DIR", &self.settings)
             .env("CCCI_DOMAIN", "ci.test")
