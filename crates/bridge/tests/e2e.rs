@@ -354,6 +354,16 @@ fn gitea_away_while_a_build_runs_gets_its_status_and_comment_once_it_is_back() {
     wait_for("the build to run", Duration::from_secs(120), || {
         w.status(&pr).filter(|s| s["description"] == "running ccci test")
     });
+    // The build clones the recipe from Gitea first: stop Gitea only once
+    // `ccci test` itself has started, or the clone fails instead.
+    wait_for("the `ccci test` step to start", Duration::from_secs(120), || {
+        let build = w.buildbot.builds().first().cloned()?;
+        let id = build["buildid"].as_i64()?;
+        w.buildbot
+            .steps(id)
+            .into_iter()
+            .find(|s| s["name"] == "ccci test" && s["started_at"].is_number())
+    });
     w.gitea.stop();
     // The build ends while Gitea is away: the bridge cannot report it.
     wait_for("the build to end", RUN, || {

@@ -132,9 +132,13 @@ struct TestArgs {
     /// `<results-dir>/<recipe>/<run id>/`. An id already used is refused.
     #[arg(long, value_name = "HEX6")]
     run_id: Option<String>,
-    /// Reuse an app kept warm from the recipe's last green run, when one is
-    /// healthy. No warm apps are kept yet, so this run is cold; results.json
-    /// says so (`adaptations`).
+    /// For iterating on a PR: reuse the app the recipe's last green
+    /// `--quick` run kept warm on this host (upgrade it to the tested ref,
+    /// then the rest of the ladder), and keep this run's app warm if rungs
+    /// 1-6 end green. With no warm app, or one that is not healthy (torn
+    /// down then), the run is cold; results.json says which (`warm`,
+    /// `adaptations`, `kept_warm`). A kept-warm run is never exemplary (no
+    /// teardown is proven); the janitor reaps warm apps after 24 h.
     #[arg(long)]
     quick: bool,
 }
@@ -247,7 +251,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         state_dir,
         results_dir: results_dir.clone(),
     };
-    let plan = RunPlan::with_run_id(&dir, &env, run_id.as_deref()).context("refused before anything was deployed")?;
+    let mut plan =
+        RunPlan::with_run_id(&dir, &env, run_id.as_deref()).context("refused before anything was deployed")?;
     // Executables run in their own folder: their paths must not be relative.
     let settings_dir = std::path::absolute(&settings_dir).unwrap_or(settings_dir);
     let mut settings = Settings::load(&settings_dir, &plan.recipe.name)
@@ -332,12 +337,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             t0: Instant::now(),
             tty: std::io::stderr().is_terminal(),
         };
+        let claim = if quick {
+            Some(cc_ci::run::warm::claim(&infra.docker, &env.state_dir, &plan.recipe.name, &plan.run_id).await)
+        } else {
+            None
+        };
+        if let Some(cc_ci::run::warm::Claim::Adopted { record, .. }) = &claim {
+            plan.adopt_warm(record);
+        }
         let mut run = Run::new(&plan, &settings, &infra, &mut progress);
-        if quick {
-            run.adapt(
-                "--quick asked for a warm app; this run is cold",
-                "no app is kept warm between runs yet, and a run without a healthy warm app is a cold run",
-            );
+        match claim {
+            Some(cc_ci::run::warm::Claim::Adopted { record, lease }) => {
+                run.adopt_warm(*record, *lease);
+                run.keep_warm();
+            }
+            Some(cc_ci::run::warm::Claim::Cold { why }) => {
+                run.adapt("--quick asked for a warm app; this run is cold", &why);
+                run.keep_warm();
+            }
+            None => {}
         }
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot listen for SIGTERM")?;

@@ -511,6 +511,15 @@ impl Buildbot {
         self.get("builds")["builds"].as_array().cloned().unwrap_or_default()
     }
 
+    /// A build's steps, in order, as Buildbot's `/api/v2/builds/<id>/steps`
+    /// gives them (`name`, `started_at`, `complete`, `results`, ...).
+    pub fn steps(&self, buildid: i64) -> Vec<Value> {
+        self.get(&format!("builds/{buildid}/steps"))["steps"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// A build's properties, name to value.
     pub fn properties(&self, buildid: i64) -> serde_json::Map<String, Value> {
         let v = self.get(&format!("builds/{buildid}/properties"));

@@ -116,15 +116,31 @@ impl App {
         self.abra_dir.join("recipes").join(&self.recipe)
     }
 
-    /// Clones the recipe at `source` (a git checkout) into [`App::checkout`]
-    /// (a fresh clone; an existing one is left as it is).
+    /// Clones the recipe at `source` (a git checkout) into [`App::checkout`].
+    /// An existing clone (a warm app's, `ccci test --quick`) fetches from
+    /// `source` instead: its `HEAD` (which may be detached, as a CI worker
+    /// checks out a PR head), branches and tags, so the tested commit is
+    /// there.
     ///
     /// # Errors
-    /// [`AppError::Git`] when `git clone` fails.
+    /// [`AppError::Git`] when `git clone` or `git fetch` fails.
     pub fn clone_recipe(&self, source: &Path) -> Result<(), AppError> {
         let dest = self.checkout();
         if dest.join(".git").exists() {
-            return Ok(());
+            let source = source.display().to_string();
+            return git(
+                &dest,
+                &[
+                    "fetch",
+                    "--quiet",
+                    "--force",
+                    "--tags",
+                    &source,
+                    "HEAD",
+                    "+refs/heads/*:refs/remotes/origin/*",
+                ],
+            )
+            .map(|_| ());
         }
         let parent = dest.parent().unwrap_or(&self.abra_dir);
         std::fs::create_dir_all(parent).map_err(io(parent))?;

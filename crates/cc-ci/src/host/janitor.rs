@@ -31,6 +31,12 @@
 //! (`abra/servers/*/<domain>.env`). A folder matched to no stack at all has
 //! no stack objects and no lease: its run is over (or never got further),
 //! and it is removed.
+//!
+//! An app kept warm for `ccci test --quick` (a fresh record
+//! `<state_dir>/warm/<stack>.json`, [`crate::run::warm`]) is left, under the
+//! janitor's own lease for the instant it looks; once its record is older
+//! than [`crate::run::warm::WARM_MAX_AGE`] (or unreadable) it is reaped like
+//! any other, record and all.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -142,6 +148,14 @@ pub enum Outcome {
     Live {
         /// What the lease says (the run, or another janitor reaping it).
         holder: Option<LeaseInfo>,
+    },
+    /// Its lease was free, but it is kept warm for `--quick` (a fresh warm
+    /// record): nothing of it was touched.
+    Warm {
+        /// The record.
+        record: PathBuf,
+        /// When it was kept, RFC 3339 UTC.
+        kept_at: String,
     },
     /// Dry run: its lease is free, this would be removed.
     WouldReap {
@@ -258,6 +272,12 @@ impl std::fmt::Display for AppReport {
                 )
             }
             Outcome::NotOurs => write!(f, "left    {what}: not a test app of this wildcard domain"),
+            Outcome::Warm { record, kept_at } => write!(
+                f,
+                "left    {what}: kept warm for --quick since {kept_at} ({}; reaped once older than {} h)",
+                record.display(),
+                crate::run::warm::WARM_MAX_AGE.as_secs() / 3600
+            ),
             Outcome::Failed { error } => write!(f, "FAILED  {what}: {error}"),
         }
     }
@@ -436,6 +456,16 @@ async fn reap_app(docker: &Docker, opts: &SweepOptions, stack: String, c: Candid
         return r;
     }
     let lease_path = crate::host::lease::lease_path(&opts.state_dir, &stack);
+    let warm = |r: crate::run::warm::WarmRecord| Outcome::Warm {
+        record: crate::run::warm::record_path(&opts.state_dir, &stack),
+        kept_at: r.kept_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    if opts.dry_run && !Lease::is_held(&lease_path) {
+        if let Some(w) = crate::run::warm::fresh_record(&opts.state_dir, &stack) {
+            r.outcome = warm(w);
+            return r;
+        }
+    }
     if opts.dry_run {
         r.outcome = if Lease::is_held(&lease_path) {
             Outcome::Live {
@@ -473,6 +503,13 @@ async fn reap_app(docker: &Docker, opts: &SweepOptions, stack: String, c: Candid
             return r;
         }
     };
+    // No run holds it: is it kept warm? (Under the lease, so a --quick run
+    // cannot be taking it over at this instant.)
+    if let Some(w) = crate::run::warm::fresh_record(&opts.state_dir, &stack) {
+        release(lease);
+        r.outcome = warm(w);
+        return r;
+    }
     // Holding the lease from here on: nobody else touches this app.
     let td = match stack::teardown(docker, &stack, opts.timeout).await {
         Ok(td) => td,
@@ -507,6 +544,8 @@ async fn reap_app(docker: &Docker, opts: &SweepOptions, stack: String, c: Candid
         None => false,
     };
     let lease_removed = !lease.created();
+    // A stale or unreadable warm record goes with its app.
+    crate::run::warm::remove(&opts.state_dir, &stack);
     drop(lease); // removes the lease file, then unlocks
     r.outcome = Outcome::Reaped {
         removed: td.removed,

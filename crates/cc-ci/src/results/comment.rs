@@ -165,6 +165,13 @@ pub fn render(r: &RunResults, ctx: &CommentContext) -> String {
     for a in &r.adaptations {
         s.push_str(&format!("\n> adapted: {} ({})\n", cell(&a.what), cell(&a.why)));
     }
+    if let Some(w) = &r.warm {
+        s.push_str(&format!(
+            "\n> warm app: this `--quick` run reused the app run {} kept warm (installed by run {}); install was not redeployed\n",
+            cell(&w.kept_by_run),
+            cell(&w.app_run_id)
+        ));
+    }
     s.push_str(&format!(
         "\n<details><summary>Reproduce on your machine</summary>\n\n```sh\ngit clone {url} {name}\ngit -C {name} checkout {full}\nccci test ./{name}\n```\n\n(a Docker swarm behind the Traefik recipe in wildcard mode: see cc-ci's README)\n</details>\n",
         url = ctx.clone_url,

@@ -120,6 +120,27 @@ pub struct RunResults {
     /// teardown (also in the `service-logs` artifact).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_logs: Vec<ServiceLog>,
+    /// The warm app the run reused (`ccci test --quick`), if it did: then
+    /// rung 1 did not deploy, and the upgrade started from what it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmOrigin>,
+    /// True when the app was kept warm for the next `--quick` run instead
+    /// of torn down (rung 7 is then unverified).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept_warm: bool,
+}
+
+/// Where a reused warm app came from (results.json `warm`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmOrigin {
+    /// The run that installed the app.
+    pub app_run_id: String,
+    /// The green run that kept it warm last.
+    pub kept_by_run: String,
+    /// When, RFC 3339 UTC.
+    pub kept_at: String,
+    /// The commit it ran when this run took it (40 hex).
+    pub deployed_ref: String,
 }
 
 /// The last log lines of one service of the app.
@@ -246,6 +267,8 @@ impl RunResults {
             time_split: None,
             interrupted: None,
             service_logs: Vec::new(),
+            warm: None,
+            kept_warm: false,
         }
     }
 
@@ -328,6 +351,18 @@ impl RunResults {
         }
         for a in &self.adaptations {
             s.push_str(&format!("adapted: {} ({})\n", a.what, a.why));
+        }
+        if let Some(w) = &self.warm {
+            s.push_str(&format!(
+                "warm app: reused (--quick), installed by run {}, kept by run {} at {}, running {}\n",
+                w.app_run_id,
+                w.kept_by_run,
+                w.kept_at,
+                &w.deployed_ref[..12.min(w.deployed_ref.len())]
+            ));
+        }
+        if self.kept_warm {
+            s.push_str("kept warm: the app was not torn down; the next --quick run of this recipe reuses it\n");
         }
         if self.deploys > 0 {
             let by = self

@@ -43,6 +43,7 @@ use crate::results::{Adaptation, AppIdentity, LintSummary, PhaseTiming, RunResul
 use crate::run::plan::{BaseProblem, RunPlan};
 use crate::run::script::{self, ScriptOutcome};
 use crate::run::settings::{rung_name, Settings, TestEnv, UpgradeBase};
+use crate::run::warm::WarmRecord;
 use crate::run::witness::{Witness, WitnessState};
 use crate::run::{backup, screenshot, serve, service_logs};
 
@@ -108,6 +109,13 @@ pub struct Run<'a> {
     deploy_log: Vec<String>,
     lease: Option<Lease>,
     lint_report: Option<crate::recipe::lint::LintReport>,
+    /// The warm app this run adopted (`--quick`), if it did.
+    warm: Option<WarmRecord>,
+    /// Keep the app warm instead of tearing it down when rungs 1-6 are green.
+    keep_warm: bool,
+    /// What runs now: (commit, label key, label value) of the last deploy
+    /// that converged.
+    live: Option<(String, &'static str, String)>,
 }
 
 /// A rung's outcome before it is recorded.
@@ -160,7 +168,47 @@ impl<'a> Run<'a> {
             deploy_log: Vec::new(),
             lease: None,
             lint_report: None,
+            warm: None,
+            keep_warm: false,
+            live: None,
         }
+    }
+
+    /// Takes over a warm app [`crate::run::warm::claim`] adopted (the plan
+    /// must already name its domain, stack and ABRA_DIR:
+    /// [`RunPlan::adopt_warm`]): its lease is the run's, the install rung
+    /// reuses it instead of deploying, and the upgrade starts from what it runs.
+    pub fn adopt_warm(&mut self, record: WarmRecord, lease: Lease) {
+        self.progress.note(&format!(
+            "--quick: reusing the warm app {} (kept by run {} at {}, running {})",
+            record.domain,
+            record.kept_by_run,
+            record.kept_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            small_sha(&record.deployed_ref)
+        ));
+        self.results.warm = Some(crate::results::WarmOrigin {
+            app_run_id: record.app_run_id.clone(),
+            kept_by_run: record.kept_by_run.clone(),
+            kept_at: record.kept_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            deployed_ref: record.deployed_ref.clone(),
+        });
+        self.results.base_version = Some(format!("warm app at {}", small_sha(&record.deployed_ref)));
+        let key = if record.label_key == "version" {
+            "version"
+        } else {
+            "chaos-version"
+        };
+        self.live = Some((record.deployed_ref.clone(), key, record.deployed_label.clone()));
+        self.lease = Some(lease);
+        self.deployed = true;
+        self.warm = Some(record);
+    }
+
+    /// Keeps the app warm for the next `--quick` run when rungs 1-6 end
+    /// green (a warm record instead of the teardown; rung 7 is then
+    /// unverified, as no teardown was proven).
+    pub fn keep_warm(&mut self) {
+        self.keep_warm = true;
     }
 
     /// Records a way this run departs from plain abra behaviour, and why
@@ -262,9 +310,23 @@ impl<'a> Run<'a> {
     }
 
     /// The HTTP checks of `rung`: the serve checks, then the rung's own.
+    /// On a warm app (`--quick`) the serve rung's own checks (`checks.serve`)
+    /// are left out and said so: they describe a fresh install, and a warm
+    /// app has been upgraded by the run that kept it.
     async fn http_checks(&mut self, rung: Rung) -> Decision {
         let mut checks = self.settings.serve_checks.clone();
-        checks.extend(self.settings.checks.get(&rung).cloned().unwrap_or_default());
+        let own = self.settings.checks.get(&rung).cloned().unwrap_or_default();
+        let mut left_out = None;
+        if rung == Rung::Serve && self.warm.is_some() && !own.is_empty() {
+            let why = format!(
+                "--quick: {} checks.serve check(s) left out: they describe a fresh install, and the warm app was upgraded by the run that kept it",
+                own.len()
+            );
+            self.progress.note(&why);
+            left_out = Some(why);
+        } else {
+            checks.extend(own);
+        }
         for c in checks {
             let mut spec = c.spec(&self.plan.domain, &self.infra.ca_cert, self.settings.timeouts.http);
             spec.traefik = self.infra.traefik;
@@ -276,7 +338,7 @@ impl<'a> Run<'a> {
                 serve::Verdict::Error(e) => return (Status::Error, Some(format!("{what}: {e}"))),
             }
         }
-        pass()
+        (Status::Pass, left_out)
     }
 
     /// A screenshot of the front page into `<results>/<file>` (never gates a
@@ -362,12 +424,14 @@ impl<'a> Run<'a> {
                 "no IPVS here ({looked_at}): services without published ports get endpoint_mode dnsrr"
             ));
         }
-        match Lease::take(&self.infra_state_dir(), plan) {
-            Ok(l) => self.lease = Some(l),
-            Err(e) => {
-                let d = (Status::Error, Some(format!("cannot take the run's lease: {e}")));
-                self.decide(Rung::Install, d, t);
-                return;
+        if self.lease.is_none() {
+            match Lease::take(&self.infra_state_dir(), plan) {
+                Ok(l) => self.lease = Some(l),
+                Err(e) => {
+                    let d = (Status::Error, Some(format!("cannot take the run's lease: {e}")));
+                    self.decide(Rung::Install, d, t);
+                    return;
+                }
             }
         }
         self.phase_done("preflight", t, Duration::ZERO);
@@ -530,6 +594,25 @@ impl<'a> Run<'a> {
         self.progress.phase("install");
         let t = Instant::now();
         let w0 = self.waiting;
+        if let Some(w) = &self.warm {
+            let why = format!(
+                "--quick: the warm app {} kept by run {} at {} (after its green run of {}), converged and healthy; not redeployed",
+                w.domain,
+                w.kept_by_run,
+                w.kept_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                small_sha(&w.deployed_ref)
+            );
+            // The warm app's recipe clone predates the tested commit: fetch it.
+            if let Err(e) = self.app.clone_recipe(&self.plan.recipe.dir) {
+                let e = format!("--quick: cannot bring the warm app's recipe clone up to the tested commit: {e}");
+                self.decide(Rung::Install, (Status::Error, Some(e)), t);
+                self.phase_done("install", t, w0);
+                return false;
+            }
+            self.decide(Rung::Install, (Status::Pass, Some(why)), t);
+            self.phase_done("install", t, w0);
+            return true;
+        }
         let (reference, version) = self.install_target();
         let created = self
             .infra
@@ -580,6 +663,10 @@ impl<'a> Run<'a> {
             }
         }
         self.progress.note(&format!("deploying {reference} (the upgrade base)"));
+        let label = match &version {
+            Version::Release(tag) => ("version", tag.clone()),
+            Version::Chaos(sha) => ("chaos-version", sha.clone()),
+        };
         let req = self.deploy_request(reference.clone(), version, Kind::Install);
         let given = self.settings.secrets.clone();
         let deployer = &self.infra.deployer;
@@ -588,6 +675,7 @@ impl<'a> Run<'a> {
         let ok = match r {
             Ok(d) => {
                 self.record_deploy(&format!("install {reference}"), &d);
+                self.live = Some((d.commit.clone(), label.0, label.1));
                 self.decide(Rung::Install, pass(), t);
                 true
             }
@@ -657,14 +745,24 @@ impl<'a> Run<'a> {
         if let Some(why) = self.settings.declared_na(Rung::Upgrade) {
             return (Status::NotApplicable, Some(why));
         }
-        if let (UpgradeBase::Previous, Err(p)) = (&self.settings.upgrade_base, &self.plan.base) {
+        if let Some(w) = &self.warm {
+            if w.deployed_ref == self.plan.tested_ref {
+                return (
+                    Status::Unverified,
+                    Some(format!(
+                        "the warm app already runs the tested commit {}: an upgrade to itself proves nothing (push a new commit, or run without --quick)",
+                        small_sha(&w.deployed_ref)
+                    )),
+                );
+            }
+        } else if let (UpgradeBase::Previous, Err(p)) = (&self.settings.upgrade_base, &self.plan.base) {
             let why = match p {
                 BaseProblem::BaseIsHead(_) => format!("{p}"),
                 _ => format!("{p}; the tested ref was installed directly, nothing was upgraded"),
             };
             return (Status::Unverified, Some(why));
         }
-        if let UpgradeBase::Pinned(tag) = &self.settings.upgrade_base {
+        if let (UpgradeBase::Pinned(tag), None) = (&self.settings.upgrade_base, &self.warm) {
             if let Some(why) = self.pinned_to_itself(tag) {
                 return (Status::Unverified, Some(why));
             }
@@ -717,7 +815,10 @@ impl<'a> Run<'a> {
         self.progress
             .note(&format!("deploying the tested commit {sha} with --chaos"));
         match self.wait(deployer.deploy(&app, &req, &given)).await {
-            Ok(d) => self.record_deploy(&format!("upgrade to {sha} (chaos)"), &d),
+            Ok(d) => {
+                self.record_deploy(&format!("upgrade to {sha} (chaos)"), &d);
+                self.live = Some((self.plan.tested_ref.clone(), "chaos-version", sha.clone()));
+            }
             Err(e) => {
                 self.deploy_log.push(format!("== upgrade to {sha} failed: {e}"));
                 if e.step == crate::deploy::Step::Converge {
@@ -967,6 +1068,28 @@ impl<'a> Run<'a> {
         self.progress.phase("teardown");
         let t = Instant::now();
         let w0 = self.waiting;
+        if self.keep_warm && self.deployed && self.green_so_far() {
+            match self.keep_app_warm() {
+                Ok(path) => {
+                    self.progress.note(&format!(
+                        "kept warm for the next --quick run: {} ({})",
+                        self.plan.domain,
+                        path.display()
+                    ));
+                    self.results.kept_warm = true;
+                    if !self.deploy_log.is_empty() {
+                        let text = self.deploy_log.join("\n") + "\n";
+                        self.write_artifact("deploy-log", "deploy.log", &text);
+                    }
+                    self.lease = None;
+                    self.phase_done("teardown", t, w0);
+                    return;
+                }
+                Err(e) => self
+                    .progress
+                    .note(&format!("cannot keep the app warm ({e}): tearing it down")),
+            }
+        }
         if self.deployed || self.lease.is_some() {
             // Docker may be away (stopped, restarting): the app must still go.
             if self.infra.docker.ping().await.is_err() {
@@ -1014,7 +1137,13 @@ impl<'a> Run<'a> {
             let text = self.deploy_log.join("\n") + "\n";
             self.write_artifact("deploy-log", "deploy.log", &text);
         }
-        let run_dir = self.infra_state_dir().join("runs").join(&self.plan.run_id);
+        // The app's run folder (a warm app's is the run that installed it).
+        let run_dir = self
+            .plan
+            .abra_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.infra_state_dir().join("runs").join(&self.plan.run_id));
         if run_dir.exists() {
             if let Err(e) = std::fs::remove_dir_all(&run_dir) {
                 self.progress
@@ -1023,6 +1152,48 @@ impl<'a> Run<'a> {
         }
         self.lease = None;
         self.phase_done("teardown", t, w0);
+    }
+
+    /// Rungs 1-6 all decided, none failed or errored (the body ran to its end).
+    fn green_so_far(&self) -> bool {
+        [
+            Rung::Install,
+            Rung::Serve,
+            Rung::Upgrade,
+            Rung::Restore,
+            Rung::Lint,
+            Rung::Tested,
+        ]
+        .iter()
+        .all(|rung| {
+            self.results
+                .rungs
+                .iter()
+                .any(|r| r.rung == *rung && !matches!(r.status, Status::Fail | Status::Error))
+        })
+    }
+
+    /// Writes the warm record of the app as it runs now.
+    fn keep_app_warm(&self) -> Result<PathBuf, String> {
+        let (commit, key, value) = self.live.clone().ok_or("no deploy converged")?;
+        let app_run_id = self
+            .warm
+            .as_ref()
+            .map_or_else(|| self.plan.run_id.clone(), |w| w.app_run_id.clone());
+        let record = WarmRecord {
+            schema: crate::run::warm::WARM_SCHEMA.into(),
+            recipe: self.plan.recipe.name.clone(),
+            app_run_id,
+            domain: self.plan.domain.clone(),
+            stack: self.plan.stack.clone(),
+            abra_dir: self.plan.abra_dir.clone(),
+            deployed_ref: commit,
+            deployed_label: value,
+            label_key: key.into(),
+            kept_by_run: self.plan.run_id.clone(),
+            kept_at: chrono::Utc::now(),
+        };
+        record.write(&self.infra_state_dir()).map_err(|e| e.to_string())
     }
 
     /// The results: undecided rungs 1-6 recorded as not run (with why),
@@ -1128,6 +1299,7 @@ impl<'a> Run<'a> {
         match self.results.clean_teardown {
             Some(true) => {}
             Some(false) => missing.push("the teardown left objects behind".into()),
+            None if self.results.kept_warm => {}
             None => missing.push("no teardown ran".into()),
         }
         let red: Vec<String> = self
@@ -1140,7 +1312,15 @@ impl<'a> Run<'a> {
         if !red.is_empty() {
             missing.push(format!("not green: {}", red.join(", ")));
         }
-        if missing.is_empty() {
+        if missing.is_empty() && self.results.kept_warm {
+            (
+                Status::Unverified,
+                Some(
+                    "the app was kept warm for --quick: its teardown is not proven (run without --quick for level 7)"
+                        .into(),
+                ),
+            )
+        } else if missing.is_empty() {
             pass()
         } else {
             (Status::Fail, Some(missing.join("; ")))

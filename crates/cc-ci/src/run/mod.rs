@@ -11,4 +11,5 @@ pub mod script;
 pub mod serve;
 pub mod service_logs;
 pub mod settings;
+pub mod warm;
 pub mod witness;

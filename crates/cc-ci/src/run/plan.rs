@@ -111,6 +111,17 @@ fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..6].to_string()
 }
 
+impl RunPlan {
+    /// The plan of a `--quick` run that adopted the warm app `record`: the
+    /// app (domain, stack, ABRA_DIR) is the warm one; the run id and results
+    /// folder stay this run's.
+    pub fn adopt_warm(&mut self, record: &crate::run::warm::WarmRecord) {
+        self.domain = record.domain.clone();
+        self.stack = record.stack.clone();
+        self.abra_dir = record.abra_dir.clone();
+    }
+}
+
 /// Whether `id` has the shape of a run id: six lowercase hex digits (the
 /// app domain, stack, janitor and results folder all carry it).
 pub fn is_run_id(id: &str) -> bool {
