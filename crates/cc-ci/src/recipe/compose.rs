@@ -109,6 +109,18 @@ impl ComposeSet {
     pub fn load(dir: &Path, files: &[String]) -> Result<ComposeSet, ComposeError> {
         let mut set = ComposeSet::default();
         for (i, f) in files.iter().enumerate() {
+            // abra joins COMPOSE_FILE's names onto the recipe folder; one that
+            // is absolute or climbs out (`..`) would read outside the recipe.
+            let name = Path::new(f);
+            if name.is_absolute() || name.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                return Err(ComposeError {
+                    file: dir.to_path_buf(),
+                    line: 0,
+                    detail: format!(
+                        "COMPOSE_FILE names {f:?}, which is outside the recipe folder; name files inside it (relative, no `..`) in .env.sample"
+                    ),
+                });
+            }
             let c = ComposeFile::read(&dir.join(f), i == 0)?;
             for s in &c.services {
                 merge(
