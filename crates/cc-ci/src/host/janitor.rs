@@ -458,7 +458,7 @@ async fn reap_app(docker: &Docker, opts: &SweepOptions, stack: String, c: Candid
     let lease_path = crate::host::lease::lease_path(&opts.state_dir, &stack);
     let warm = |r: crate::run::warm::WarmRecord| Outcome::Warm {
         record: crate::run::warm::record_path(&opts.state_dir, &stack),
-        kept_at: r.kept_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        kept_at: r.kept_at_text(),
     };
     if opts.dry_run && !Lease::is_held(&lease_path) {
         if let Some(w) = crate::run::warm::fresh_record(&opts.state_dir, &stack) {

@@ -115,11 +115,21 @@ pub struct Run<'a> {
     keep_warm: bool,
     /// What runs now: (commit, label key, label value) of the last deploy
     /// that converged.
-    live: Option<(String, &'static str, String)>,
+    live: Option<(String, String, String)>,
 }
 
 /// A rung's outcome before it is recorded.
 type Decision = (Status, Option<String>);
+
+/// Rungs 1-6: the ones a run decides (7 and 8 are computed from them).
+const BODY_RUNGS: [Rung; 6] = [
+    Rung::Install,
+    Rung::Serve,
+    Rung::Upgrade,
+    Rung::Restore,
+    Rung::Lint,
+    Rung::Tested,
+];
 
 fn pass() -> Decision {
     (Status::Pass, None)
@@ -183,22 +193,21 @@ impl<'a> Run<'a> {
             "--quick: reusing the warm app {} (kept by run {} at {}, running {})",
             record.domain,
             record.kept_by_run,
-            record.kept_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            record.kept_at_text(),
             small_sha(&record.deployed_ref)
         ));
         self.results.warm = Some(crate::results::WarmOrigin {
             app_run_id: record.app_run_id.clone(),
             kept_by_run: record.kept_by_run.clone(),
-            kept_at: record.kept_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            kept_at: record.kept_at_text(),
             deployed_ref: record.deployed_ref.clone(),
         });
         self.results.base_version = Some(format!("warm app at {}", small_sha(&record.deployed_ref)));
-        let key = if record.label_key == "version" {
-            "version"
-        } else {
-            "chaos-version"
-        };
-        self.live = Some((record.deployed_ref.clone(), key, record.deployed_label.clone()));
+        self.live = Some((
+            record.deployed_ref.clone(),
+            record.label_key.clone(),
+            record.deployed_label.clone(),
+        ));
         self.lease = Some(lease);
         self.deployed = true;
         self.warm = Some(record);
@@ -599,7 +608,7 @@ impl<'a> Run<'a> {
                 "--quick: the warm app {} kept by run {} at {} (after its green run of {}), converged and healthy; not redeployed",
                 w.domain,
                 w.kept_by_run,
-                w.kept_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                w.kept_at_text(),
                 small_sha(&w.deployed_ref)
             );
             // The warm app's recipe clone predates the tested commit: fetch it.
@@ -675,7 +684,7 @@ impl<'a> Run<'a> {
         let ok = match r {
             Ok(d) => {
                 self.record_deploy(&format!("install {reference}"), &d);
-                self.live = Some((d.commit.clone(), label.0, label.1));
+                self.live = Some((d.commit.clone(), label.0.to_string(), label.1));
                 self.decide(Rung::Install, pass(), t);
                 true
             }
@@ -817,7 +826,7 @@ impl<'a> Run<'a> {
         match self.wait(deployer.deploy(&app, &req, &given)).await {
             Ok(d) => {
                 self.record_deploy(&format!("upgrade to {sha} (chaos)"), &d);
-                self.live = Some((self.plan.tested_ref.clone(), "chaos-version", sha.clone()));
+                self.live = Some((self.plan.tested_ref.clone(), "chaos-version".into(), sha.clone()));
             }
             Err(e) => {
                 self.deploy_log.push(format!("== upgrade to {sha} failed: {e}"));
@@ -1156,16 +1165,7 @@ impl<'a> Run<'a> {
 
     /// Rungs 1-6 all decided, none failed or errored (the body ran to its end).
     fn green_so_far(&self) -> bool {
-        [
-            Rung::Install,
-            Rung::Serve,
-            Rung::Upgrade,
-            Rung::Restore,
-            Rung::Lint,
-            Rung::Tested,
-        ]
-        .iter()
-        .all(|rung| {
+        BODY_RUNGS.iter().all(|rung| {
             self.results
                 .rungs
                 .iter()
@@ -1189,7 +1189,7 @@ impl<'a> Run<'a> {
             abra_dir: self.plan.abra_dir.clone(),
             deployed_ref: commit,
             deployed_label: value,
-            label_key: key.into(),
+            label_key: key,
             kept_by_run: self.plan.run_id.clone(),
             kept_at: chrono::Utc::now(),
         };
@@ -1203,14 +1203,7 @@ impl<'a> Run<'a> {
             Some(why) => format!("not run: the run was interrupted ({why})"),
             None => "not run: an earlier rung did not pass".to_string(),
         };
-        for rung in [
-            Rung::Install,
-            Rung::Serve,
-            Rung::Upgrade,
-            Rung::Restore,
-            Rung::Lint,
-            Rung::Tested,
-        ] {
+        for rung in BODY_RUNGS {
             if !self.decided(rung) {
                 self.results.rungs.push(RungResult {
                     rung,

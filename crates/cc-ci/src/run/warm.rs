@@ -100,6 +100,11 @@ impl WarmRecord {
             .unwrap_or(true)
     }
 
+    /// [`WarmRecord::kept_at`] as results and progress show it (RFC 3339, seconds, `Z`).
+    pub fn kept_at_text(&self) -> String {
+        self.kept_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
     /// Writes the record atomically (a temp file in the same folder, renamed).
     ///
     /// # Errors
