@@ -12,7 +12,8 @@
 use std::path::PathBuf;
 
 use cc_ci::results::comment::{self, CommentContext, MARKER};
-use cc_ci::results::{Outcome, RunResults};
+use cc_ci::results::verdict::State as VerdictState;
+use cc_ci::results::RunResults;
 
 use crate::bridge::Bridge;
 use crate::buildbot::{result_name, CANCELLED};
@@ -106,16 +107,14 @@ impl Bridge {
         };
         let (state, description) = match &findings {
             Findings::Results { results, .. } => {
-                let state = match (results.interrupted.is_some(), results.outcome()) {
-                    (true, _) | (_, Outcome::Errored) => StatusState::Error,
-                    (_, Outcome::Failed) => StatusState::Failure,
-                    (_, Outcome::Green) => StatusState::Success,
+                // The one verdict ccci's exit status and the comment follow.
+                let v = results.verdict();
+                let state = match v.state {
+                    VerdictState::Error => StatusState::Error,
+                    VerdictState::Failure => StatusState::Failure,
+                    VerdictState::Success => StatusState::Success,
                 };
-                let mut d = format!("level {} ({})", results.level, results.level_name);
-                if let Some(why) = &results.interrupted {
-                    d.push_str(&format!(", interrupted: {why}"));
-                }
-                (state, d)
+                (state, v.description)
             }
             Findings::Nothing(why) => (StatusState::Error, why.clone()),
         };

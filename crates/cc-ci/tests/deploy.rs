@@ -25,6 +25,7 @@ fn native(d: &Docker) -> Native {
         vip: ipvs::probe(),
         lint_gate: true,
         post_cmd_timeout: Duration::from_secs(60),
+        owner: None,
     }
 }
 

@@ -14,7 +14,8 @@ use cc_ci::deploy::native::{default_cli, Native, ResolveImage};
 use cc_ci::deploy::Deployer;
 use cc_ci::host::ipvs::{self, VipSupport};
 use cc_ci::results::level::Status;
-use cc_ci::results::{Outcome, RunResults, RungResult};
+use cc_ci::results::verdict::State;
+use cc_ci::results::{RunResults, RungResult};
 use cc_ci::run::lifecycle::{deployer_info, Infra, Progress, Run};
 use cc_ci::run::plan::{RunEnv, RunPlan};
 use cc_ci::run::settings::Settings;
@@ -28,11 +29,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// checks; then teardown, always (Ctrl-C and SIGTERM included), and a level
 /// 0-8 in results.json.
 ///
-/// Exit status of `ccci test`: 0 when no rung failed or errored, 3 when a
-/// rung errored (an infrastructure problem: Docker down, a tool missing,
-/// disk full; it wins over a fail), 1 when a rung failed (a recipe
-/// problem), 2 when RECIPE was
-/// refused before anything deployed (the message names the file), 130/143
+/// Exit status of `ccci test` follows the run's verdict (results.json
+/// `verdict`): 0 success, only when nothing the recipe owes is unproven (no
+/// rung of 1-6 failed, errored or was skipped, and the level is at least
+/// the recipe's bar: its `min_level` setting, else the level of the last
+/// run of its newest release on this host, else 2); 1 failure (a recipe
+/// problem, or a level below the bar); 3 error (an infrastructure problem:
+/// Docker down, a tool missing, disk full; it wins); 2 when RECIPE was
+/// refused before anything deployed (the message names the file); 130/143
 /// when interrupted by Ctrl-C/SIGTERM (after the teardown).
 #[derive(Parser)]
 #[command(version, about, long_about)]
@@ -264,6 +268,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     std::fs::create_dir_all(&plan.results_dir)
         .with_context(|| format!("cannot create the results folder {}", plan.results_dir.display()))?;
 
+    // The state dir's id goes on the app's services: its janitor, and no
+    // other, reaps the app if this run dies.
+    let owner = match cc_ci::host::owner::Owner::of(&env.state_dir) {
+        Ok(o) => Some(o),
+        Err(e) => anyhow::bail!("refused before anything was deployed: the state dir's owner id: {e}"),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -300,6 +310,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         vip: vip.clone(),
                         lint_gate: true,
                         post_cmd_timeout: settings.timeouts.scripts,
+                        owner: owner.clone(),
                     }),
                     info,
                 )
@@ -379,13 +390,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     results.write(&file)?;
     print!("{}", results.summary());
     println!("results: {}", file.display());
-    Ok(match (interrupted, results.outcome()) {
+    Ok(match (interrupted, results.verdict().state) {
         (Some(s), _) if s.starts_with("SIGINT") => ExitCode::from(130),
         (Some(_), _) => ExitCode::from(143),
         // An infrastructure error makes the whole run unreliable: it wins.
-        (None, Outcome::Errored) => ExitCode::from(3),
-        (None, Outcome::Failed) => ExitCode::from(1),
-        (None, Outcome::Green) => ExitCode::SUCCESS,
+        (None, State::Error) => ExitCode::from(3),
+        (None, State::Failure) => ExitCode::from(1),
+        (None, State::Success) => ExitCode::SUCCESS,
     })
 }
 

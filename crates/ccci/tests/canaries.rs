@@ -40,6 +40,9 @@ struct Expect {
     status: &'static str,
     /// The level, exactly.
     level: u8,
+    /// The verdict (results.json `verdict.state`), which the exit status
+    /// must follow: success 0, failure 1, error 3.
+    verdict: &'static str,
     /// The rung's reason contains this.
     reason: Option<&'static str>,
     /// The rung took less than this, seconds (a budget, not the whole timeout).
@@ -55,11 +58,12 @@ struct Canary {
     expect: Expect,
 }
 
-const fn expect(rung: &'static str, status: &'static str, level: u8) -> Expect {
+const fn expect(rung: &'static str, status: &'static str, level: u8, verdict: &'static str) -> Expect {
     Expect {
         rung,
         status,
         level,
+        verdict,
         reason: None,
         under_s: None,
     }
@@ -221,7 +225,126 @@ fn failing_pre_hook(releases: &Path) {
     );
 }
 
+/// static-site: the tested release disables the app's healthcheck.
+fn healthcheck_disabled(releases: &Path) {
+    edit(
+        &release(releases, "1.1.0+1.22.1").join("compose.yml"),
+        "      test: [\"CMD\", \"curl\", \"-fsS\", \"-o\", \"/dev/null\", \"http://localhost/healthz\"]\n      interval: 10s\n      timeout: 5s\n      retries: 5\n      start_period: 10s\n",
+        "      disable: true\n",
+    );
+}
+
+/// static-site: the tested release ships no release notes of its own.
+fn no_release_notes(releases: &Path) {
+    std::fs::remove_file(release(releases, "1.1.0+1.22.1").join("release/1.1.0+1.22.1")).unwrap();
+}
+
+/// static-site: the tested release renames its volume (`content` ->
+/// `site`): the app now serves a new, empty volume while the witness sits
+/// intact in the old one.
+fn volume_renamed(releases: &Path) {
+    let compose = release(releases, "1.1.0+1.22.1").join("compose.yml");
+    edit(
+        &compose,
+        "      - content:/usr/share/nginx/html\n",
+        "      - site:/usr/share/nginx/html\n",
+    );
+    edit(&compose, "volumes:\n  content:\n", "volumes:\n  site:\n");
+}
+
+/// static-site: the backup pre-hook "dumps" nothing: the file it backs up
+/// is empty, so the restore would bring back nothing and pass.
+fn empty_dump(releases: &Path) {
+    backup_labels(
+        releases,
+        concat!(
+            "        - \"backupbot.backup.pre-hook=sh -c ': > /usr/share/nginx/html/dump.bin'\"\n",
+            "        - \"backupbot.backup.path=/usr/share/nginx/html/dump.bin\"\n",
+        ),
+    );
+}
+
+/// webapp-pg: the restore post-hook forgets to load the dump back into the
+/// database. The dump file itself comes back byte for byte (the old
+/// "truncated database restored successfully" class of false green); only
+/// the data witness read through the database tells.
+fn restore_skips_the_database(releases: &Path) {
+    let compose = release(releases, "1.1.0+1.1.0").join("compose.yml");
+    let text = std::fs::read_to_string(&compose).unwrap();
+    let mut hit = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("backupbot.restore.post-hook:") {
+                hit = true;
+                "        backupbot.restore.post-hook: \"rm -f /var/lib/postgresql/data/backup.sql\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert!(hit, "no restore post-hook in {}", compose.display());
+    std::fs::write(&compose, out.join("\n") + "\n").unwrap();
+}
+
 // ---- the settings -----------------------------------------------------------
+
+/// Copies this repository's settings of `recipe` into `dir` (then the
+/// canary changes them).
+fn repo_settings(recipe: &str, dir: &Path) {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), &target).unwrap();
+            }
+        }
+    }
+    copy(&test_support::workspace().join("tests/recipes").join(recipe), dir);
+}
+
+/// tmpl-site's own settings without `[volumes.ephemeral]`: its `content`
+/// volume is then protected by nothing.
+fn tmpl_site_volume_not_declared(dir: &Path) {
+    repo_settings("tmpl-site", dir);
+    let f = dir.join("ccci.toml");
+    let text = std::fs::read_to_string(&f).unwrap();
+    let start = text
+        .find("[volumes.ephemeral]")
+        .expect("tmpl-site declares its volume ephemeral");
+    let end = text[start..].find("\n\n").map_or(text.len(), |e| start + e);
+    std::fs::write(&f, format!("{}{}", &text[..start], &text[end..])).unwrap();
+}
+
+/// tmpl-site's own settings with a flaky custom test (it fails its first
+/// try) and `[tested] retries = 1`.
+fn flaky_check_retried(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    repo_settings("tmpl-site", dir);
+    let f = dir.join("ccci.toml");
+    let text = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(&f, format!("{text}\n[tested]\nretries = 1\n")).unwrap();
+    let t = dir.join("custom/flaky");
+    std::fs::write(
+        &t,
+        "#!/bin/sh\nm=\"$CCCI_RESULTS_DIR/flaky-tried\"\n[ -e \"$m\" ] && exit 0\n: > \"$m\"\necho 'first try fails (a flaky check)' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// static-site's own settings held to level 8, which a first run cannot
+/// reach (rung 8 needs history).
+fn bar_above_reach(dir: &Path) {
+    repo_settings("static-site", dir);
+    let f = dir.join("ccci.toml");
+    let text = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(&f, format!("min_level = 8\n{text}")).unwrap();
+}
 
 /// The upgrade base pinned to the tested release itself.
 fn pinned_to_itself(dir: &Path) {
@@ -245,21 +368,21 @@ fn canaries() -> Vec<Canary> {
             recipe: "static-site",
             variant: None,
             settings: Settings::Repo,
-            expect: expect("exemplary", "pass", 7),
+            expect: expect("exemplary", "pass", 7, "success"),
         },
         Canary {
             name: "good: tmpl-site",
             recipe: "tmpl-site",
             variant: None,
             settings: Settings::Repo,
-            expect: expect("exemplary", "pass", 7),
+            expect: expect("exemplary", "pass", 7, "success"),
         },
         Canary {
             name: "good: webapp-pg",
             recipe: "webapp-pg",
             variant: None,
             settings: Settings::Repo,
-            expect: expect("exemplary", "pass", 7),
+            expect: expect("exemplary", "pass", 7, "success"),
         },
         Canary {
             name: "install never converges",
@@ -269,7 +392,7 @@ fn canaries() -> Vec<Canary> {
             expect: Expect {
                 reason: Some("not ready"),
                 under_s: Some(60.0),
-                ..expect("install", "fail", 0)
+                ..expect("install", "fail", 0, "failure")
             },
         },
         Canary {
@@ -280,7 +403,7 @@ fn canaries() -> Vec<Canary> {
             expect: Expect {
                 reason: Some("5 tasks in a row ended `failed`"),
                 under_s: Some(90.0),
-                ..expect("install", "fail", 0)
+                ..expect("install", "fail", 0, "failure")
             },
         },
         Canary {
@@ -290,7 +413,7 @@ fn canaries() -> Vec<Canary> {
             settings: Settings::Zero,
             expect: Expect {
                 reason: Some("404"),
-                ..expect("serve", "fail", 1)
+                ..expect("serve", "fail", 1, "failure")
             },
         },
         Canary {
@@ -300,7 +423,7 @@ fn canaries() -> Vec<Canary> {
             settings: Settings::Zero,
             expect: Expect {
                 reason: Some("own default certificate"),
-                ..expect("serve", "fail", 1)
+                ..expect("serve", "fail", 1, "failure")
             },
         },
         Canary {
@@ -310,7 +433,7 @@ fn canaries() -> Vec<Canary> {
             settings: Settings::Zero,
             expect: Expect {
                 reason: Some("roll"),
-                ..expect("upgrade", "fail", 2)
+                ..expect("upgrade", "fail", 2, "failure")
             },
         },
         Canary {
@@ -320,7 +443,7 @@ fn canaries() -> Vec<Canary> {
             settings: Settings::Own(pinned_to_itself),
             expect: Expect {
                 reason: Some("itself"),
-                ..expect("upgrade", "unverified", 2)
+                ..expect("upgrade", "unverified", 2, "success")
             },
         },
         Canary {
@@ -330,7 +453,7 @@ fn canaries() -> Vec<Canary> {
             settings: Settings::Zero,
             expect: Expect {
                 reason: Some("dump.bin"),
-                ..expect("restore", "fail", 3)
+                ..expect("restore", "fail", 3, "failure")
             },
         },
         Canary {
@@ -340,7 +463,7 @@ fn canaries() -> Vec<Canary> {
             settings: Settings::Zero,
             expect: Expect {
                 reason: Some("pre-hook"),
-                ..expect("restore", "fail", 3)
+                ..expect("restore", "fail", 3, "failure")
             },
         },
         Canary {
@@ -348,8 +471,12 @@ fn canaries() -> Vec<Canary> {
             recipe: "tmpl-site",
             variant: None,
             settings: Settings::Zero,
-            // Climbed past to lint; rung 6 stops it (zero config has no checks).
-            expect: expect("restore", "n/a", 5),
+            // Climbed past to lint; rung 6 stops it (zero config has no
+            // checks: unverified), and level 5 clears the default bar 2.
+            expect: Expect {
+                reason: Some("no backup covers"),
+                ..expect("restore", "n/a", 5, "success")
+            },
         },
         Canary {
             name: "lint error (R012)",
@@ -359,7 +486,7 @@ fn canaries() -> Vec<Canary> {
             settings: Settings::Repo,
             expect: Expect {
                 reason: Some("R012"),
-                ..expect("lint", "fail", 4)
+                ..expect("lint", "fail", 4, "failure")
             },
         },
         Canary {
@@ -369,8 +496,85 @@ fn canaries() -> Vec<Canary> {
             settings: Settings::Own(skipping_check),
             expect: Expect {
                 reason: Some("sso-login"),
-                ..expect("tested", "skipped", 5)
+                ..expect("tested", "skipped", 5, "failure")
             },
+        },
+        Canary {
+            name: "exemplary: healthcheck disabled",
+            recipe: "static-site",
+            variant: Some(healthcheck_disabled),
+            settings: Settings::Repo,
+            expect: Expect {
+                reason: Some("healthcheck disabled"),
+                ..expect("exemplary", "fail", 6, "success")
+            },
+        },
+        Canary {
+            name: "exemplary: no release notes",
+            recipe: "static-site",
+            variant: Some(no_release_notes),
+            settings: Settings::Repo,
+            expect: Expect {
+                reason: Some("no release notes for 1.1.0+1.22.1"),
+                ..expect("exemplary", "fail", 6, "success")
+            },
+        },
+        Canary {
+            name: "exemplary: check passed on a retry",
+            recipe: "tmpl-site",
+            variant: None,
+            settings: Settings::Own(flaky_check_retried),
+            expect: Expect {
+                reason: Some("tested passed only on try 2"),
+                ..expect("exemplary", "fail", 6, "success")
+            },
+        },
+        Canary {
+            name: "exemplary: volume no backup covers",
+            recipe: "tmpl-site",
+            variant: None,
+            settings: Settings::Own(tmpl_site_volume_not_declared),
+            expect: Expect {
+                reason: Some("content hold data no backup covers"),
+                ..expect("exemplary", "fail", 6, "success")
+            },
+        },
+        Canary {
+            name: "upgrade renames the data volume",
+            recipe: "static-site",
+            variant: Some(volume_renamed),
+            settings: Settings::Repo,
+            expect: Expect {
+                reason: Some("no longer mounts volume"),
+                ..expect("upgrade", "fail", 2, "failure")
+            },
+        },
+        Canary {
+            name: "backup of an empty dump",
+            recipe: "static-site",
+            variant: Some(empty_dump),
+            settings: Settings::Zero,
+            expect: Expect {
+                reason: Some("empty in the snapshot"),
+                ..expect("restore", "fail", 3, "failure")
+            },
+        },
+        Canary {
+            name: "restore leaves the database empty",
+            recipe: "webapp-pg",
+            variant: Some(restore_skips_the_database),
+            settings: Settings::Repo,
+            expect: Expect {
+                reason: Some("did not bring the app's data back"),
+                ..expect("restore", "fail", 3, "failure")
+            },
+        },
+        Canary {
+            name: "level 7 below min_level 8",
+            recipe: "static-site",
+            variant: None,
+            settings: Settings::Own(bar_above_reach),
+            expect: expect("maintained", "unverified", 7, "failure"),
         },
     ]
 }
@@ -394,7 +598,7 @@ fn run(c: &Canary) -> Got {
     };
     let out = ccci.test(c.recipe, &[]);
     let e = &c.expect;
-    let mut want = format!("{} {}, level {}", e.rung, e.status, e.level);
+    let mut want = format!("{} {}, level {}, {}", e.rung, e.status, e.level, e.verdict);
     if let Some(s) = e.under_s {
         want.push_str(&format!(", < {s:.0} s"));
     }
@@ -405,7 +609,7 @@ fn run(c: &Canary) -> Got {
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
     let Some(r) = results else {
         return Got {
-            row: format!("{:<40} {:<38} no results.json", c.name, want),
+            row: format!("{:<40} {:<46} no results.json", c.name, want),
             ok: false,
             detail: test_support::output_text(&out),
         };
@@ -419,6 +623,8 @@ fn run(c: &Canary) -> Got {
     let reason = rung["reason"].as_str().unwrap_or("");
     let took = rung["duration_s"].as_f64().unwrap_or(f64::NAN);
     let level = r["level"].as_u64().unwrap_or(99);
+    let verdict = r["verdict"]["state"].as_str().unwrap_or("none");
+    let exit = out.status.code();
     let stack = r["app"]["stack"].as_str().unwrap_or("");
     let left = leftovers(stack);
     let mut problems = Vec::new();
@@ -427,6 +633,17 @@ fn run(c: &Canary) -> Got {
     }
     if level != u64::from(e.level) {
         problems.push(format!("level {level}"));
+    }
+    if verdict != e.verdict {
+        problems.push(format!("verdict {verdict}"));
+    }
+    let want_exit = match e.verdict {
+        "success" => 0,
+        "failure" => 1,
+        _ => 3,
+    };
+    if exit != Some(want_exit) {
+        problems.push(format!("exit status {exit:?}, the verdict says {want_exit}"));
     }
     if let Some(want) = e.reason {
         if !reason.contains(want) {
@@ -444,11 +661,11 @@ fn run(c: &Canary) -> Got {
     if r["clean_teardown"] != true {
         problems.push(format!("clean_teardown {}", r["clean_teardown"]));
     }
-    let got = format!("{} {status} ({took:.1} s), level {level}", e.rung);
+    let got = format!("{} {status} ({took:.1} s), level {level}, {verdict}", e.rung);
     let ok = problems.is_empty();
     Got {
         row: format!(
-            "{:<40} {:<38} {:<38} {}",
+            "{:<40} {:<46} {:<46} {}",
             c.name,
             want,
             got,
@@ -519,7 +736,7 @@ fn every_canary_gets_its_rung_and_status_and_the_good_fixtures_stay_green() {
     });
     let got: Vec<Got> = got.into_inner().unwrap().into_iter().map(Option::unwrap).collect();
     let mut table = format!(
-        "\n== regression canaries ({} runs, {parallel} at once, {:.0} s)\n{:<40} {:<38} {:<38} {}\n",
+        "\n== regression canaries ({} runs, {parallel} at once, {:.0} s)\n{:<40} {:<46} {:<46} {}\n",
         all.len(),
         start.elapsed().as_secs_f64(),
         "canary",

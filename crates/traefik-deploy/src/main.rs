@@ -75,6 +75,7 @@ async fn run(cli: Cli) -> Result<()> {
         vip: ipvs::probe(),
         lint_gate: true,
         post_cmd_timeout: Duration::from_secs(300),
+        owner: None,
     };
     let opts = TraefikOptions {
         recipe_source: cli.recipe_source,

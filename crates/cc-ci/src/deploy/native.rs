@@ -102,6 +102,10 @@ pub struct Native {
     pub lint_gate: bool,
     /// How long a post-deploy command may run.
     pub post_cmd_timeout: Duration,
+    /// The state dir that owns the apps this deployer makes: its labels go
+    /// on every service, so that only its own janitor reaps them
+    /// ([`crate::host::owner`]). None for apps no janitor manages (Traefik).
+    pub owner: Option<crate::host::owner::Owner>,
 }
 
 /// The default docker CLI: `$CCCI_DOCKER_CLI`, else `docker` on PATH.
@@ -432,7 +436,10 @@ impl Deployer for Native {
         };
         // 7. the override.
         let dnsrr = !self.vip.routes();
-        let ov = overrides::compute(&compose, &app.stack, &app.recipe, &req.version, &env, dnsrr);
+        let mut ov = overrides::compute(&compose, &app.stack, &app.recipe, &req.version, &env, dnsrr);
+        if let Some(o) = &self.owner {
+            ov.all_labels.extend(o.labels());
+        }
         let mut text = ov.render(&app.domain);
         if let Some(v) = compose.files.first().and_then(|f| f.version.clone()) {
             text = text.replacen("version: \"3.8\"\n", &format!("version: {}\n", serde_json::json!(v)), 1);

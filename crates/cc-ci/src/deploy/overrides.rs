@@ -13,7 +13,9 @@
 //!   not set itself is added to its `environment`;
 //! - `deploy.endpoint_mode: dnsrr` for services without published ports,
 //!   when virtual IPs do not route here (never for a service that sets its
-//!   own endpoint mode).
+//!   own endpoint mode);
+//! - cc-ci's own deploy labels on every service, when the deployer has any
+//!   (the owning state dir, [`crate::host::owner`], for the janitor).
 //!
 //! docker/cli merges an override's labels and environment into the earlier
 //! files' maps by key, and its `deploy.endpoint_mode` over theirs. Every `$`
@@ -45,6 +47,11 @@ pub struct Overrides {
     pub app_env: BTreeMap<String, String>,
     /// Services switched to `endpoint_mode: dnsrr`.
     pub dnsrr: Vec<String>,
+    /// Every service of the compose set, by name.
+    pub services: Vec<String>,
+    /// Deploy labels for every service (cc-ci's own, e.g. the owner's);
+    /// empty unless the caller sets them.
+    pub all_labels: BTreeMap<String, String>,
 }
 
 /// Which version a deploy puts live.
@@ -101,6 +108,8 @@ pub fn compute(
         app_labels,
         app_env,
         dnsrr,
+        services: compose.services.keys().cloned().collect(),
+        all_labels: BTreeMap::new(),
     }
 }
 
@@ -132,19 +141,27 @@ impl Overrides {
         for name in &self.dnsrr {
             services.entry(name).or_default();
         }
+        if !self.all_labels.is_empty() {
+            for name in &self.services {
+                services.entry(name).or_default();
+            }
+        }
         for (name, body) in services {
             let _ = writeln!(y, "  {}:", q(name));
             y.push_str(&body);
-            let labels = name == APP_SERVICE && !self.app_labels.is_empty();
+            let mut labels: BTreeMap<&String, &String> = self.all_labels.iter().collect();
+            if name == APP_SERVICE {
+                labels.extend(self.app_labels.iter());
+            }
             let dnsrr = self.dnsrr.iter().any(|d| d == name);
-            if labels || dnsrr {
+            if !labels.is_empty() || dnsrr {
                 y.push_str("    deploy:\n");
                 if dnsrr {
                     y.push_str("      endpoint_mode: dnsrr\n");
                 }
-                if labels {
+                if !labels.is_empty() {
                     y.push_str("      labels:\n");
-                    for (k, v) in &self.app_labels {
+                    for (k, v) in labels {
                         let _ = writeln!(y, "        {}: {}", q(k), q(&escape(v)));
                     }
                 }
@@ -212,5 +229,33 @@ mod tests {
         assert_eq!(r.app_labels["coop-cloud.a_ci_test.version"], "1.0.0+1");
         assert_eq!(r.app_labels["coop-cloud.a_ci_test.chaos"], "false");
         assert!(r.dnsrr.is_empty());
+    }
+
+    #[test]
+    fn cc_cis_own_labels_go_on_every_service() {
+        let mut o = compute(
+            &compose(),
+            "a_ci_test",
+            "r",
+            &Version::Release("1.0.0+1".into()),
+            &BTreeMap::new(),
+            false,
+        );
+        let y = o.render("a.ci.test");
+        assert!(!y.contains("db"), "nothing for db without labels: {y}");
+        o.all_labels.insert("cc-ci.owner".into(), "0123456789abcdef".into());
+        let doc = &YamlLoader::load_from_str(&o.render("a.ci.test")).unwrap()[0];
+        for s in ["app", "db", "proxy", "cache"] {
+            assert_eq!(
+                doc["services"][s]["deploy"]["labels"]["cc-ci.owner"].as_str(),
+                Some("0123456789abcdef"),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            doc["services"]["app"]["deploy"]["labels"]["coop-cloud.a_ci_test.version"].as_str(),
+            Some("1.0.0+1"),
+            "abra's labels stay on app"
+        );
     }
 }

@@ -198,6 +198,48 @@ pub(crate) async fn services_of(docker: &Docker, stack: &str) -> Result<Vec<boll
         .map_err(docker_err(format!("listing the services of stack `{stack}`")))
 }
 
+/// Where a service of the stack mounts a named volume, as its current spec
+/// says (`TaskTemplate.ContainerSpec.Mounts` of type `volume`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct VolumeMount {
+    /// The service (`<stack>_<name>`).
+    pub service: String,
+    /// The volume (`<stack>_<vol>` for the stack's own).
+    pub volume: String,
+    /// The path in the container.
+    pub target: String,
+}
+
+/// Every named-volume mount of the stack's services, sorted.
+///
+/// Errors: [`StackError::Docker`] when the services cannot be listed.
+pub async fn volume_mounts(docker: &Docker, stack: &str) -> Result<Vec<VolumeMount>, StackError> {
+    let mut out = Vec::new();
+    for s in services_of(docker, stack).await? {
+        let Some(spec) = s.spec else { continue };
+        let service = spec.name.clone().unwrap_or_default();
+        let mounts = spec
+            .task_template
+            .and_then(|t| t.container_spec)
+            .and_then(|c| c.mounts)
+            .unwrap_or_default();
+        for m in mounts {
+            if m.typ != Some(bollard::models::MountType::VOLUME) {
+                continue;
+            }
+            if let (Some(volume), Some(target)) = (m.source, m.target) {
+                out.push(VolumeMount {
+                    service: service.clone(),
+                    volume,
+                    target,
+                });
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Lists every object of `stack` (see the module doc for how membership is
 /// decided). Tasks are listed node-wide and matched by service id or by the
 /// namespace label of their container spec, so tasks of an already removed

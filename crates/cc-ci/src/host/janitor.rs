@@ -32,6 +32,14 @@
 //! no stack objects and no lease: its run is over (or never got further),
 //! and it is removed.
 //!
+//! Several state dirs may share one Docker engine, and a janitor sees only
+//! its own state dir's leases: a stack in Docker is its to reap only when
+//! its services carry its state dir's owner label, or carry the label of a
+//! state dir that no longer exists (an orphan nobody else will reap), or
+//! carry none but its state dir knows the app (a lease or run folder names
+//! it). Another live state dir's apps are left alone
+//! ([`crate::host::owner`], [`Outcome::Foreign`]).
+//!
 //! An app kept warm for `ccci test --quick` (a fresh record
 //! `<state_dir>/warm/<stack>.json`, [`crate::run::warm`]) is left, under the
 //! janitor's own lease for the instant it looks; once its record is older
@@ -52,6 +60,7 @@ use futures_util::StreamExt;
 
 use crate::deploy::stack::{self, docker_err, Leftover, StackError, StackObject, NAMESPACE_LABEL};
 use crate::host::lease::{Holder, Lease, LeaseError, LeaseFile, LeaseInfo, TryTake};
+use crate::host::owner::{Owner, Ownership};
 
 /// The folder under the state dir holding run folders.
 pub const RUNS_DIR: &str = "runs";
@@ -173,6 +182,13 @@ pub enum Outcome {
     /// Not an app of this wildcard domain (a lease for another domain's
     /// stack): left alone.
     NotOurs,
+    /// An app of another state dir (its services carry that state dir's
+    /// owner label, or no label and this state dir does not know it): that
+    /// state dir's janitor reaps it; left alone.
+    Foreign {
+        /// The owning state dir, when a label names it.
+        owner_dir: Option<String>,
+    },
     /// Something other than the engine failed (e.g. the run folder could
     /// not be removed).
     Failed {
@@ -272,6 +288,13 @@ impl std::fmt::Display for AppReport {
                 )
             }
             Outcome::NotOurs => write!(f, "left    {what}: not a test app of this wildcard domain"),
+            Outcome::Foreign { owner_dir: Some(d) } => {
+                write!(f, "left    {what}: an app of the state dir {d} (its janitor reaps it)")
+            }
+            Outcome::Foreign { owner_dir: None } => write!(
+                f,
+                "left    {what}: no owner label and no lease or run folder here: another state dir's app"
+            ),
             Outcome::Warm { record, kept_at } => write!(
                 f,
                 "left    {what}: kept warm for --quick since {kept_at} ({}; reaped once older than {} h)",
@@ -355,6 +378,8 @@ struct Candidate {
     run_dir: Option<PathBuf>,
     found_by: BTreeSet<Source>,
     ours: bool,
+    /// Whose it is, by its services' owner labels (Docker candidates).
+    ownership: Option<Ownership>,
 }
 
 /// [`sweep`] with every option.
@@ -368,6 +393,10 @@ pub async fn sweep_with(docker: &Docker, opts: &SweepOptions) -> Result<SweepRep
     let run_dirs = list_run_dirs(&opts.state_dir)?;
     let leases = Lease::list(&opts.state_dir)?;
     let in_docker = docker_stacks(docker, suffix).await?;
+    let me = Owner::existing(&opts.state_dir).map_err(|source| JanitorError::Io {
+        path: opts.state_dir.join(crate::host::owner::OWNER_FILE),
+        source,
+    })?;
 
     let mut apps: BTreeMap<String, Candidate> = BTreeMap::new();
     // run id -> stack, by authority: leases, then Docker, then env files.
@@ -387,10 +416,11 @@ pub async fn sweep_with(docker: &Docker, opts: &SweepOptions) -> Result<SweepRep
         }
         c.run_id = run_id;
     }
-    for s in &in_docker {
+    for (s, service_labels) in &in_docker {
         let c = apps.entry(s.clone()).or_default();
         c.found_by.insert(Source::Docker);
         c.ours = true;
+        c.ownership = Some(Ownership::of(service_labels.iter(), me.as_ref()));
         if c.run_id.is_none() {
             c.run_id = run_id_of(s, suffix);
         }
@@ -454,6 +484,22 @@ async fn reap_app(docker: &Docker, opts: &SweepOptions, stack: String, c: Candid
     };
     if !c.ours {
         return r;
+    }
+    // Another state dir's app is not this janitor's, whatever its name: by
+    // its owner label, or (unlabelled) when nothing here knows it.
+    let known = c.found_by.contains(&Source::Lease) || c.found_by.contains(&Source::RunFolder);
+    match &c.ownership {
+        Some(Ownership::Theirs { dir }) => {
+            r.outcome = Outcome::Foreign {
+                owner_dir: Some(dir.clone()),
+            };
+            return r;
+        }
+        Some(Ownership::Unlabelled) if !known => {
+            r.outcome = Outcome::Foreign { owner_dir: None };
+            return r;
+        }
+        _ => {}
     }
     let lease_path = crate::host::lease::lease_path(&opts.state_dir, &stack);
     let warm = |r: crate::run::warm::WarmRecord| Outcome::Warm {
@@ -681,11 +727,16 @@ fn env_file_stack(run_dir: &Path, suffix: &str) -> Option<String> {
     None
 }
 
-/// The test-app stacks of this suffix that have any object in Docker.
-async fn docker_stacks(docker: &Docker, suffix: &str) -> Result<BTreeSet<String>, StackError> {
+/// The test-app stacks of this suffix that have any object in Docker, each
+/// with its services' labels (for [`Ownership`]).
+async fn docker_stacks(
+    docker: &Docker,
+    suffix: &str,
+) -> Result<BTreeMap<String, Vec<std::collections::HashMap<String, String>>>, StackError> {
     let whole = app_regex(suffix, true);
     let prefix = app_regex(suffix, false);
     let mut out = BTreeSet::new();
+    let mut service_labels: BTreeMap<String, Vec<std::collections::HashMap<String, String>>> = BTreeMap::new();
     let mut add = |name: &str, labels: Option<&std::collections::HashMap<String, String>>| match labels
         .and_then(|l| l.get(NAMESPACE_LABEL))
     {
@@ -706,6 +757,12 @@ async fn docker_stacks(docker: &Docker, suffix: &str) -> Result<BTreeSet<String>
         .map_err(docker_err("listing services"))?
     {
         let spec = s.spec.unwrap_or_default();
+        if let Some(ns) = spec.labels.as_ref().and_then(|l| l.get(NAMESPACE_LABEL)) {
+            service_labels
+                .entry(ns.clone())
+                .or_default()
+                .push(spec.labels.clone().unwrap_or_default());
+        }
         add(&spec.name.unwrap_or_default(), spec.labels.as_ref());
     }
     let containers = docker
@@ -757,7 +814,13 @@ async fn docker_stacks(docker: &Docker, suffix: &str) -> Result<BTreeSet<String>
         let spec = c.spec.unwrap_or_default();
         add(&spec.name.unwrap_or_default(), spec.labels.as_ref());
     }
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|s| {
+            let l = service_labels.remove(&s).unwrap_or_default();
+            (s, l)
+        })
+        .collect())
 }
 
 #[cfg(test)]

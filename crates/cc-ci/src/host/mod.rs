@@ -8,6 +8,7 @@ pub mod cert;
 pub mod ipvs;
 pub mod janitor;
 pub mod lease;
+pub mod owner;
 pub mod sops;
 pub mod swarm;
 pub mod traefik;

@@ -39,8 +39,12 @@ pub struct Service {
     /// Only the `deploy.labels` (swarm service labels: where abra's
     /// `coop-cloud.${STACK_NAME}.*` and backupbot labels live).
     pub deploy_labels: BTreeMap<String, String>,
-    /// Whether the service declares a `healthcheck:` (not `disable: true`).
+    /// Whether the service has a healthcheck enabled: one declared, not
+    /// `disable: true` and not `test: ["NONE"]` (the last compose file
+    /// that mentions one decides).
     pub healthcheck: bool,
+    /// Whether any compose file mentions `healthcheck:` for it.
+    pub healthcheck_declared: bool,
     /// Named volumes it mounts (short `name:/path` or long `source:` form),
     /// with their mount paths.
     pub volumes: BTreeMap<String, String>,
@@ -192,13 +196,32 @@ impl ComposeFile {
     }
 }
 
+/// What a service's `healthcheck:` value says: None when there is none
+/// (absent or null), Some(false) when it is disabled (`disable: true`, or
+/// `test: ["NONE"]` / `test: NONE`, Docker's way of turning off the
+/// image's healthcheck), Some(true) otherwise.
+pub fn healthcheck_enabled(hc: &Yaml) -> Option<bool> {
+    if hc.is_badvalue() || hc.is_null() {
+        return None;
+    }
+    let none_test = match &hc["test"] {
+        Yaml::String(t) => t.trim() == "NONE",
+        Yaml::Array(a) => a.first().and_then(Yaml::as_str) == Some("NONE"),
+        _ => false,
+    };
+    Some(!(matches!(hc["disable"], Yaml::Boolean(true)) || none_test))
+}
+
 fn merge(into: &mut Service, from: Service) {
     if from.image.is_some() {
         into.image = from.image;
     }
     into.labels.extend(from.labels);
     into.deploy_labels.extend(from.deploy_labels);
-    into.healthcheck |= from.healthcheck;
+    if from.healthcheck_declared {
+        into.healthcheck = from.healthcheck;
+        into.healthcheck_declared = true;
+    }
     into.volumes.extend(from.volumes);
     into.environment.extend(from.environment);
     if from.publishes_ports {
@@ -278,8 +301,9 @@ fn service(name: String, body: &Yaml) -> Service {
     labels_of(&body["labels"], &mut s.labels);
     labels_of(&body["deploy"]["labels"], &mut s.deploy_labels);
     s.labels.extend(s.deploy_labels.clone());
-    let hc = &body["healthcheck"];
-    s.healthcheck = !hc.is_badvalue() && !matches!(hc["disable"], Yaml::Boolean(true));
+    let hc = healthcheck_enabled(&body["healthcheck"]);
+    s.healthcheck = hc == Some(true);
+    s.healthcheck_declared = hc.is_some();
     if let Yaml::Array(vols) = &body["volumes"] {
         for v in vols {
             match v {

@@ -479,7 +479,8 @@ struct ComposeDoc {
 #[derive(Debug, Default, Clone)]
 struct ServiceBits {
     image: Option<String>,
-    healthcheck: bool,
+    /// None: this file does not mention one; Some(enabled).
+    healthcheck: Option<bool>,
     labels: Vec<(String, String)>,
     uses_configs: bool,
 }
@@ -489,7 +490,8 @@ struct ServiceBits {
 struct Merged {
     /// Interpolated image; the last file that sets one wins.
     image: Option<String>,
-    healthcheck: bool,
+    /// As in [`ServiceBits`]; the last file that mentions one wins.
+    healthcheck: Option<bool>,
     /// Interpolated deploy labels; later files win.
     labels: BTreeMap<String, String>,
     uses_configs: bool,
@@ -577,7 +579,9 @@ impl Checkout {
                 if let Some(image) = &bits.image {
                     m.image = Some(interpolate_lenient(image, &vars));
                 }
-                m.healthcheck |= bits.healthcheck;
+                if bits.healthcheck.is_some() {
+                    m.healthcheck = bits.healthcheck;
+                }
                 m.uses_configs |= bits.uses_configs;
                 for (k, v) in &bits.labels {
                     m.labels.insert(k.clone(), interpolate_lenient(v, &vars));
@@ -620,7 +624,7 @@ fn parse_compose(path: &Path, file: String, text: &str) -> Result<ComposeDoc, Li
             let Some(name) = scalar(name) else { continue };
             let bits = ServiceBits {
                 image: scalar(&body["image"]).filter(|i| !i.is_empty()),
-                healthcheck: !body["healthcheck"].is_badvalue() && !body["healthcheck"].is_null(),
+                healthcheck: crate::recipe::compose::healthcheck_enabled(&body["healthcheck"]),
                 labels: labels(&body["deploy"]["labels"]),
                 uses_configs: matches!(&body["configs"], Yaml::Array(a) if !a.is_empty()),
             };
@@ -813,13 +817,22 @@ fn r001(c: &Checkout) -> Finding {
     Finding::from_problems(&R001, problems)
 }
 
-/// R002: every service has a `healthcheck` (abra: `HealthCheck != nil`).
+/// R002: every service has a healthcheck enabled. abra checks
+/// `HealthCheck != nil`, so `disable: true` would pass there; cc-ci takes
+/// the rule at its word ("healthcheck enabled for all services"): a
+/// disabled healthcheck (`disable: true`, or `test: ["NONE"]`, Docker's
+/// spelling of the same) is none, and keeps the recipe from exemplary.
 fn r002(c: &Checkout) -> Finding {
     let problems = c
         .services
         .iter()
-        .filter(|(_, s)| !s.healthcheck)
-        .map(|(n, _)| format!("service {n} has no healthcheck"))
+        .filter_map(|(n, s)| match s.healthcheck {
+            Some(true) => None,
+            Some(false) => Some(format!(
+                "service {n} has its healthcheck disabled (disable: true or test NONE)"
+            )),
+            None => Some(format!("service {n} has no healthcheck")),
+        })
         .collect();
     Finding::from_problems(&R002, problems)
 }
@@ -1243,9 +1256,24 @@ secrets:
         assert_eq!(outcome(&r, "R002"), Outcome::Failed);
         assert_eq!(detail(&r, "R002"), "service app has no healthcheck");
         // An overlay may add it: lint merges every compose file.
-        let overlay = "version: \"3.8\"\nservices:\n  app:\n    healthcheck:\n      disable: true\n";
+        let overlay = "version: \"3.8\"\nservices:\n  app:\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n";
         let r = lint_with(&[("compose.yml", Some(&compose)), ("compose.hc.yml", Some(overlay))]);
         assert_eq!(outcome(&r, "R002"), Outcome::Satisfied);
+        // A disabled healthcheck is none, also when an overlay disables the
+        // one compose.yml declares (the defect: `disable: true` counted).
+        for off in [
+            "    healthcheck:\n      disable: true\n",
+            "    healthcheck:\n      test: [\"NONE\"]\n",
+        ] {
+            let overlay = format!("version: \"3.8\"\nservices:\n  app:\n{off}");
+            // Lint merges the files in glob order: compose.zz.yml after compose.yml.
+            let r = lint_with(&[("compose.yml", Some(COMPOSE)), ("compose.zz.yml", Some(&overlay))]);
+            assert_eq!(outcome(&r, "R002"), Outcome::Failed, "{off}");
+            assert_eq!(
+                detail(&r, "R002"),
+                "service app has its healthcheck disabled (disable: true or test NONE)"
+            );
+        }
     }
 
     #[test]

@@ -235,6 +235,32 @@ impl Recipe {
     pub fn head(&self) -> Result<String, RecipeError> {
         Ok(git(&self.dir, &["rev-parse", "HEAD"])?.trim().to_string())
     }
+
+    /// The recipe's default branch and its tip commit (40 hex): the branch
+    /// `origin/HEAD` names in a clone (what Gitea's default branch is), else,
+    /// in a checkout without a remote, a `main` or `master` that HEAD is
+    /// on. None when neither (a detached PR head in a clone without
+    /// `origin/HEAD`, say).
+    pub fn default_branch_tip(&self) -> Option<(String, String)> {
+        let tip = |r: &str| {
+            git(&self.dir, &["rev-parse", "--verify", "-q", &format!("{r}^{{commit}}")])
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        if let Ok(remote) = git(
+            &self.dir,
+            &["symbolic-ref", "-q", "--short", "refs/remotes/origin/HEAD"],
+        ) {
+            let remote = remote.trim();
+            let branch = remote.strip_prefix("origin/").unwrap_or(remote).to_string();
+            return tip(remote).map(|c| (branch, c));
+        }
+        let head = git(&self.dir, &["symbolic-ref", "-q", "--short", "HEAD"]).ok()?;
+        let head = head.trim();
+        (head == "main" || head == "master")
+            .then(|| tip("HEAD").map(|c| (head.to_string(), c)))
+            .flatten()
+    }
 }
 
 /// A recipe's name: `TYPE=` (or abra's alternative `RECIPE=`) of its

@@ -6,7 +6,8 @@
 //! again after a restart instead of posting a second one.
 
 use super::level::{Rung, Status};
-use super::{Outcome, RunResults};
+use super::verdict::State;
+use super::RunResults;
 
 /// An HTML comment that marks cc-ci's `!testme` comment on a PR (invisible
 /// when rendered).
@@ -70,14 +71,16 @@ fn rung_label(r: Rung) -> String {
     )
 }
 
-/// The headline: level, name, and what it means for the commit.
+/// The headline: the verdict's description and what it means for the
+/// commit (the same verdict as the commit status and the exit status).
 pub fn headline(r: &RunResults) -> String {
-    let verdict = match r.outcome() {
-        Outcome::Green => "",
-        Outcome::Failed => " · a rung failed",
-        Outcome::Errored => " · the CI host failed (an error, not the recipe's fault)",
+    let v = r.verdict();
+    let meaning = match v.state {
+        State::Success => "",
+        State::Failure => " · not green",
+        State::Error => " · the CI host failed (an error, not the recipe's fault)",
     };
-    format!("level {} ({}){verdict}", r.level, r.level_name)
+    format!("{}{meaning}", v.description)
 }
 
 /// The whole comment for a finished run.
@@ -108,6 +111,13 @@ pub fn render(r: &RunResults, ctx: &CommentContext) -> String {
             x.duration_s,
             x.reason.as_deref().map(cell).unwrap_or_default()
         ));
+    }
+    let v = r.verdict();
+    if !v.why.is_empty() {
+        s.push_str(&format!("\n**Not green** (held to {}):\n", cell(&v.bar.describe())));
+        for w in &v.why {
+            s.push_str(&format!("- {}\n", cell(w)));
+        }
     }
     if let Some(red) = r.first_red() {
         if matches!(red.status, Status::Fail | Status::Error) && !r.service_logs.is_empty() {
@@ -222,6 +232,7 @@ mod tests {
                     reason: None,
                     duration_s: 17.8,
                     log: None,
+                    attempts: 1,
                 },
                 RungResult {
                     rung: Rung::Serve,
@@ -229,6 +240,7 @@ mod tests {
                     reason: None,
                     duration_s: 1.2,
                     log: None,
+                    attempts: 1,
                 },
                 RungResult {
                     rung: Rung::Upgrade,
@@ -238,6 +250,7 @@ mod tests {
                     ),
                     duration_s: 22.1,
                     log: None,
+                    attempts: 1,
                 },
             ],
             service_logs: vec![
@@ -273,7 +286,14 @@ mod tests {
         };
         let c = render(&results(), &ctx);
         assert!(c.starts_with(MARKER), "{c}");
-        assert!(c.contains("### cc-ci: level 2 (serves) · a rung failed"), "{c}");
+        assert!(
+            c.contains("### cc-ci: level 2 (serves), upgrade failed · not green"),
+            "{c}"
+        );
+        assert!(
+            c.contains("**Not green** (held to level 2 (the default bar)):\n- upgrade failed: service"),
+            "{c}"
+        );
         assert!(c.contains("| 3 upgrade | ❌ fail | 22.1 s | service static-site-1a2b3c_ci_test_app: task exited 1 \\| &lt;b&gt;bold&lt;/b&gt; second line |"), "{c}");
         // Only the service the reason names, and no fence broken by its output.
         assert!(
@@ -298,16 +318,37 @@ mod tests {
     }
 
     #[test]
-    fn outcome_and_headline_follow_the_worst_rung() {
+    fn the_headline_follows_the_verdict_and_unverified_below_the_bar_is_not_green() {
         let mut r = results();
-        assert_eq!(r.outcome(), Outcome::Failed);
+        assert_eq!(r.verdict().state, State::Failure);
         r.rungs[1].status = Status::Error;
-        assert_eq!(r.outcome(), Outcome::Errored, "an error wins over a fail");
+        r.finish();
+        assert_eq!(r.verdict().state, State::Error, "an error wins over a fail");
+        assert!(headline(&r).ends_with("the CI host failed (an error, not the recipe's fault)"));
         r.rungs[1].status = Status::Pass;
         r.rungs[2].status = Status::Unverified;
         r.finish();
-        assert_eq!(r.outcome(), Outcome::Green);
+        // Level 2 meets the default bar: green, and the headline says the level.
+        assert_eq!(r.verdict().state, State::Success);
         assert_eq!(headline(&r), "level 2 (serves)");
+        // The same run held to its newest release's level 7 is not green.
+        let bar = crate::results::verdict::Bar {
+            level: 7,
+            source: crate::results::verdict::BarSource::Release {
+                tag: "1.1.0+1.22.1".into(),
+                run_id: "abcdef".into(),
+            },
+        };
+        r.verdict = Some(crate::results::verdict::judge(&r, &bar));
+        assert_eq!(
+            headline(&r),
+            "level 2 (serves), below level 7 of 1.1.0+1.22.1 · not green"
+        );
+        // A skipped required check is never green (the old rule called it so).
+        r.verdict = None;
+        r.rungs[2].status = Status::Skipped;
+        r.finish();
+        assert_eq!(r.verdict().state, State::Failure);
     }
 
     #[test]

@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 pub mod comment;
 pub mod history;
 pub mod level;
+pub mod verdict;
 
 use level::{level, level_name, Rung, Status};
+use verdict::{Bar, Verdict};
 
 /// The schema identifier written into every results file; bump the number on
 /// any change that is not a pure addition of optional fields.
@@ -32,6 +34,49 @@ pub struct RungResult {
     /// Log file of the rung, relative to the results folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// How many tries the rung took (1: it passed or failed on its first;
+    /// more: something in it was retried, e.g. a custom test under
+    /// `[tested] retries`). A rung that passed only on a retry keeps the
+    /// run from exemplary.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub attempts: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+/// What kind of ref a run tested, which decides whether it counts towards
+/// rung 8 ("maintained") and the bar: only releases and the default branch
+/// speak for the recipe as published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum RefKind {
+    /// The commit a release tag points at.
+    Release {
+        /// The tag.
+        tag: String,
+    },
+    /// The tip of the recipe's default branch (`origin/HEAD`, else a local
+    /// `main` or `master` that HEAD is on), untagged.
+    DefaultBranch {
+        /// The branch.
+        branch: String,
+    },
+    /// Anything else: a pull request's head, a work in progress.
+    Change,
+}
+
+impl RefKind {
+    /// Whether runs of this ref count for rung 8 and the bar.
+    pub fn counts(&self) -> bool {
+        !matches!(self, RefKind::Change)
+    }
 }
 
 /// Wall time of one phase of the run (install, serve, upgrade, backup,
@@ -128,6 +173,46 @@ pub struct RunResults {
     /// of torn down (rung 7 is then unverified).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub kept_warm: bool,
+    /// The run was asked for `--quick` (a warm app reused or kept): it
+    /// neither counts towards rung 8 nor breaks it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quick: bool,
+    /// What kind of ref was tested (None in files older than this field:
+    /// such runs do not count for rung 8 or the bar).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_kind: Option<RefKind>,
+    /// The app's named volumes and what protects their data (a backup
+    /// label, a declared-ephemeral setting, or nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeCoverage>,
+    /// The verdict ([`verdict::judge`]), set when the run finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+}
+
+/// One named volume of the app and what protects its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeCoverage {
+    /// The volume's name in the compose file (`db-data`), without the
+    /// stack prefix.
+    pub volume: String,
+    /// How its data is protected.
+    pub covered: Coverage,
+}
+
+/// What protects a volume's data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "by")]
+pub enum Coverage {
+    /// A backupbot label of the service that mounts it.
+    Backup,
+    /// The recipe's settings declare it ephemeral, with this reason.
+    Ephemeral {
+        /// Why its data may be lost.
+        reason: String,
+    },
+    /// Nothing: its data would be lost, and the recipe is not exemplary.
+    None,
 }
 
 /// Where a reused warm app came from (results.json `warm`).
@@ -204,33 +289,14 @@ pub struct ResultsError {
     pub detail: String,
 }
 
-/// What a run means for the tested commit, by one rule for the exit status
-/// of `ccci test`, the commit status and the PR comment: an error among
-/// rungs 1-6 makes the run unreliable (the host failed), a fail blames the
-/// recipe, anything else is green (a level may still stop early, e.g. at an
-/// unverified upgrade: the level says how far it went).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// No rung of 1-6 failed or errored.
-    Green,
-    /// A rung of 1-6 failed (the recipe).
-    Failed,
-    /// A rung of 1-6 errored (the infrastructure); wins over a fail.
-    Errored,
-}
-
 impl RunResults {
-    /// The run's [`Outcome`].
-    pub fn outcome(&self) -> Outcome {
-        let any = |s| self.rungs.iter().any(|r| r.status == s && r.rung.level() <= 6);
-        if any(Status::Error) {
-            Outcome::Errored
-        } else if any(Status::Fail) {
-            Outcome::Failed
-        } else {
-            Outcome::Green
-        }
+    /// The run's verdict: the one results.json holds, else (a file written
+    /// before verdicts were stored) [`verdict::judge`] against the default
+    /// bar. The exit status, the commit status and the comment follow it.
+    pub fn verdict(&self) -> Verdict {
+        self.verdict
+            .clone()
+            .unwrap_or_else(|| verdict::judge(self, &Bar::default_bar()))
     }
 
     /// The first rung that did not climb (fail, error, unverified, skipped),
@@ -269,6 +335,10 @@ impl RunResults {
             service_logs: Vec::new(),
             warm: None,
             kept_warm: false,
+            quick: false,
+            ref_kind: None,
+            volumes: Vec::new(),
+            verdict: None,
         }
     }
 
@@ -389,6 +459,16 @@ impl RunResults {
         if let Some(why) = &self.interrupted {
             s.push_str(&format!("INTERRUPTED: {why}\n"));
         }
+        if let Some(v) = &self.verdict {
+            s.push_str(&format!(
+                "verdict: {} (held to {})\n",
+                v.state.as_str(),
+                v.bar.describe()
+            ));
+            for w in &v.why {
+                s.push_str(&format!("  not green: {w}\n"));
+            }
+        }
         s.push_str(&format!("LEVEL {} ({})\n", self.level, self.level_name));
         s
     }
@@ -414,6 +494,7 @@ mod tests {
                     reason: Some("no backupbot labels".into()),
                     duration_s: 0.0,
                     log: None,
+                    attempts: 1,
                 },
                 RungResult {
                     rung: Rung::Install,
@@ -421,6 +502,7 @@ mod tests {
                     reason: None,
                     duration_s: 12.5,
                     log: Some("install.log".into()),
+                    attempts: 1,
                 },
                 RungResult {
                     rung: Rung::Serve,
@@ -428,6 +510,7 @@ mod tests {
                     reason: None,
                     duration_s: 1.0,
                     log: None,
+                    attempts: 1,
                 },
                 RungResult {
                     rung: Rung::Upgrade,
@@ -435,6 +518,7 @@ mod tests {
                     reason: Some("base equals head".into()),
                     duration_s: 0.1,
                     log: None,
+                    attempts: 1,
                 },
             ],
             level: 99,

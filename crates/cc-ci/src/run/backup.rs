@@ -88,6 +88,7 @@ use zeroize::Zeroizing;
 
 use crate::deploy::exec::{copy_file_into, exec, running_container, tail_lines, ExecError, Tail};
 use crate::deploy::stack::{services_of, status_of, StackError, NAMESPACE_LABEL};
+use crate::run::data::{DataFault, DataProbe};
 use crate::run::witness::{Witness, WitnessState};
 
 /// The rung's n/a reason when no service carries the label.
@@ -571,6 +572,15 @@ pub struct RoundTripOptions {
     pub witness_name: String,
     /// A simulated fault (tests only).
     pub fault: Option<Fault>,
+    /// The data witness through the app, if the settings give one: it is
+    /// destroyed after the backup and must be back after the restore.
+    pub data: Option<DataProbe>,
+    /// Whether [`RoundTripOptions::data`] was already written (by the
+    /// upgrade rung); if not, the round trip writes it before the backup.
+    pub data_written: bool,
+    /// Where to say which service is being backed up or restored, as it
+    /// goes (`backing up service <s>`, `restoring service <s>`), if anywhere.
+    pub progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Default for RoundTripOptions {
@@ -581,6 +591,9 @@ impl Default for RoundTripOptions {
             restic_timeout: Duration::from_secs(1800),
             witness_name: "backup".into(),
             fault: None,
+            data: None,
+            data_written: false,
+            progress: None,
         }
     }
 }
@@ -762,6 +775,13 @@ struct OneOff {
     digest: Option<Digest>,
 }
 
+fn data_stop(e: DataFault) -> Stop {
+    match e {
+        DataFault::Recipe(m) => Stop::Fail(m),
+        DataFault::Infra(m) => Stop::Error(m),
+    }
+}
+
 fn infra_exec(context: &str) -> impl FnOnce(ExecError) -> Stop + '_ {
     move |e| Stop::Error(format!("{context}: {e}"))
 }
@@ -772,6 +792,14 @@ impl Runner<'_> {
         tracing::debug!(stack = self.stack, "backup: {line}");
         self.log
             .push(format!("[{:7.2} s] {line}", self.start.elapsed().as_secs_f64()));
+    }
+
+    /// Tells the caller's progress (if any) and the log.
+    fn say(&mut self, line: String) {
+        if let Some(p) = &self.opts.progress {
+            let _ = p.send(line.clone());
+        }
+        self.note(line);
     }
 
     fn step(&mut self, step: impl Into<String>, since: Instant) {
@@ -830,6 +858,16 @@ impl Runner<'_> {
         self.helper = Some(helper);
         self.step("helper container", t);
 
+        if let (Some(d), false) = (&self.opts.data, self.opts.data_written) {
+            let t = Instant::now();
+            d.write(self.docker, self.stack).await.map_err(data_stop)?;
+            self.note(format!(
+                "data witness written through service {} ([data] write)",
+                d.service
+            ));
+            self.step("data witness: write", t);
+        }
+
         // Backup, service by service.
         let mut proofs: Vec<(usize, Target, Proof)> = Vec::new();
         for (i, s) in plan.services.iter().enumerate() {
@@ -838,6 +876,7 @@ impl Runner<'_> {
                 continue;
             }
             let t = Instant::now();
+            self.say(format!("backing up service {}", s.service));
             self.hook(s, HookKind::BackupPre).await?;
             let res = self.backup_service(s, i, &mut proofs).await;
             // The post-hook runs whenever the pre-hook did (it may undo what
@@ -853,6 +892,18 @@ impl Runner<'_> {
         let t = Instant::now();
         self.destroy(&proofs).await?;
         self.step("destroy witnesses", t);
+        if let Some(d) = &self.opts.data {
+            let t = Instant::now();
+            d.destroy(self.docker, self.stack).await.map_err(data_stop)?;
+            if d.holds(self.docker, self.stack).await.map_err(data_stop)?.is_ok() {
+                return Err(Stop::Fail(format!(
+                    "after [data] destroy, [data] read in service {} still prints the data witness: the restore could not be told from no restore; make destroy remove what write stored",
+                    d.service
+                )));
+            }
+            self.note(format!("data witness destroyed through service {} and gone", d.service));
+            self.step("data witness: destroy", t);
+        }
 
         if self.opts.fault == Some(Fault::CorruptRepositoryData) {
             self.corrupt_repository_data()?;
@@ -864,6 +915,11 @@ impl Runner<'_> {
                 continue;
             };
             let t = Instant::now();
+            self.say(format!(
+                "restoring service {} from snapshot {}",
+                s.service,
+                short_id(&snapshot)
+            ));
             self.hook(s, HookKind::RestorePre).await?;
             self.restore_service(s, &snapshot).await?;
             if self.opts.fault == Some(Fault::TruncateAfterRestore) {
@@ -890,6 +946,20 @@ impl Runner<'_> {
             }
             self.hook(s, HookKind::RestorePost).await?;
             self.step(format!("restore {}", s.service), t);
+        }
+        if let Some(d) = &self.opts.data {
+            let t = Instant::now();
+            if let Err(out) = d.holds(self.docker, self.stack).await.map_err(data_stop)? {
+                return Err(Stop::Fail(format!(
+                    "the restore did not bring the app's data back: [data] read in service {} does not print the data witness written before the backup ({out})",
+                    d.service
+                )));
+            }
+            self.note(format!(
+                "data witness back through service {} after the restore",
+                d.service
+            ));
+            self.step("data witness: read", t);
         }
         Ok(Some(()))
     }
@@ -1140,6 +1210,14 @@ impl Runner<'_> {
                 target.container_path()
             ));
             self.step(format!("backup {}: restic dump", s.service), t);
+            if d.len == 0 {
+                // A dump of nothing restores "successfully" and proves nothing.
+                return Err(Stop::Fail(format!(
+                    "file target {} of service {} is empty in the snapshot: a backup of nothing proves nothing (does the backup pre-hook write the dump there?)",
+                    target.container_path(),
+                    s.service
+                )));
+            }
             proofs.push((idx, target, Proof::File(d)));
         }
         Ok(())

@@ -37,9 +37,13 @@ use crate::deploy::{App, DeployError, DeployRequest, Deployer, Fault, Kind, Vers
 use crate::host::ipvs::VipSupport;
 use crate::host::lease::Lease;
 use crate::recipe::lint::{Outcome, Severity};
-use crate::results::history;
+use crate::results::history::{self, Started};
 use crate::results::level::{Rung, Status};
-use crate::results::{Adaptation, AppIdentity, LintSummary, PhaseTiming, RunResults, RungResult, TimeSplit};
+use crate::results::verdict::{self, Bar, BarSource};
+use crate::results::{
+    Adaptation, AppIdentity, Coverage, LintSummary, PhaseTiming, RunResults, RungResult, TimeSplit, VolumeCoverage,
+};
+use crate::run::data::{DataFault, DataProbe};
 use crate::run::plan::{BaseProblem, RunPlan};
 use crate::run::script::{self, ScriptOutcome};
 use crate::run::settings::{rung_name, Settings, TestEnv, UpgradeBase};
@@ -116,6 +120,10 @@ pub struct Run<'a> {
     /// What runs now: (commit, label key, label value) of the last deploy
     /// that converged.
     live: Option<(String, String, String)>,
+    /// The data witness through the app (settings `[data]`), if any.
+    data: Option<DataProbe>,
+    /// Whether the upgrade rung wrote [`Run::data`] already.
+    data_written: bool,
 }
 
 /// A rung's outcome before it is recorded.
@@ -133,6 +141,13 @@ const BODY_RUNGS: [Rung; 6] = [
 
 fn pass() -> Decision {
     (Status::Pass, None)
+}
+
+fn from_data(e: DataFault) -> Decision {
+    match e {
+        DataFault::Recipe(m) => (Status::Fail, Some(m)),
+        DataFault::Infra(m) => (Status::Error, Some(m)),
+    }
 }
 
 fn from_deploy(e: &DeployError) -> Decision {
@@ -155,6 +170,7 @@ impl<'a> Run<'a> {
         results.base_version = plan.base.as_ref().ok().map(|b| b.tag.clone());
         results.settings = settings.manifest();
         results.deployer = Some(infra.deployer_info.clone());
+        results.ref_kind = Some(plan.ref_kind.clone());
         results.app = Some(AppIdentity {
             run_id: plan.run_id.clone(),
             domain: plan.domain.clone(),
@@ -181,6 +197,11 @@ impl<'a> Run<'a> {
             warm: None,
             keep_warm: false,
             live: None,
+            data: settings
+                .data
+                .as_ref()
+                .map(|d| DataProbe::new(d, settings.timeouts.scripts)),
+            data_written: false,
         }
     }
 
@@ -218,6 +239,7 @@ impl<'a> Run<'a> {
     /// unverified, as no teardown was proven).
     pub fn keep_warm(&mut self) {
         self.keep_warm = true;
+        self.results.quick = true;
     }
 
     /// Records a way this run departs from plain abra behaviour, and why
@@ -234,7 +256,12 @@ impl<'a> Run<'a> {
         self.results.rungs.iter().any(|r| r.rung == rung)
     }
 
-    fn decide(&mut self, rung: Rung, (status, reason): Decision, started: Instant) {
+    fn decide(&mut self, rung: Rung, decision: Decision, started: Instant) {
+        self.decide_after(rung, decision, started, 1);
+    }
+
+    /// [`Run::decide`] for a rung that took `attempts` tries.
+    fn decide_after(&mut self, rung: Rung, (status, reason): Decision, started: Instant, attempts: u32) {
         if status == Status::Error && rung <= Rung::Restore && self.app_unusable.is_none() {
             // The infrastructure failed under the app: what later rungs would
             // find says nothing about the recipe.
@@ -246,6 +273,7 @@ impl<'a> Run<'a> {
             reason,
             duration_s: started.elapsed().as_secs_f64(),
             log: None,
+            attempts,
         };
         self.progress.rung(&r);
         self.results.rungs.push(r);
@@ -442,6 +470,30 @@ impl<'a> Run<'a> {
                     return;
                 }
             }
+        }
+        // The start is on record before anything deploys: a run killed from
+        // here on (OOM, SIGKILL) is a start with no finish, which breaks
+        // rung 8 ([`history`]).
+        let started = Started {
+            schema: history::STARTED_SCHEMA.into(),
+            recipe: plan.recipe.name.clone(),
+            run_id: plan.run_id.clone(),
+            stack: plan.stack.clone(),
+            tested_ref: plan.tested_ref.clone(),
+            ref_kind: plan.ref_kind.clone(),
+            quick: self.results.quick,
+            started_at: self.results.started_at.clone(),
+        };
+        if let Err(e) = std::fs::create_dir_all(&plan.results_dir).and_then(|()| started.write(&plan.results_dir)) {
+            let d = (
+                Status::Error,
+                Some(format!(
+                    "cannot record the run's start in {}: {e}",
+                    plan.results_dir.display()
+                )),
+            );
+            self.decide(Rung::Install, d, t);
+            return;
         }
         self.phase_done("preflight", t, Duration::ZERO);
 
@@ -787,6 +839,10 @@ impl<'a> Run<'a> {
             Ok(o) => o.volumes.into_iter().map(|v| v.name).collect::<Vec<_>>(),
             Err(e) => return (Status::Error, Some(e.to_string())),
         };
+        if !volumes.is_empty() {
+            self.progress
+                .note(&format!("writing witnesses into {} named volume(s)", volumes.len()));
+        }
         for v in &volumes {
             let w = self
                 .wait(Witness::write_named(
@@ -806,6 +862,30 @@ impl<'a> Run<'a> {
                 "witnesses written in {} volume(s): {}",
                 volumes.len(),
                 volumes.join(", ")
+            ));
+        }
+        // Where the services mount the witnessed volumes now: the upgraded
+        // services must still mount each at the same path (a release that
+        // renames a volume or stops mounting it loses the app's data, while
+        // the witness sits intact in the old volume).
+        let mounts_before = match self
+            .wait(crate::deploy::stack::volume_mounts(
+                &self.infra.docker,
+                &self.plan.stack,
+            ))
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => return (Status::Error, Some(e.to_string())),
+        };
+        if let Some(d) = self.data.clone() {
+            if let Err(e) = self.wait(d.write(&self.infra.docker, &self.plan.stack)).await {
+                return from_data(e);
+            }
+            self.data_written = true;
+            self.progress.note(&format!(
+                "data witness written through service {} ([data] write)",
+                d.service
             ));
         }
         // The chaos deploy of the tested commit.
@@ -877,6 +957,41 @@ impl<'a> Run<'a> {
             return d;
         }
         self.screenshot("screenshot-upgrade", "screenshot-upgrade.png").await;
+        let mounts_after = match self
+            .wait(crate::deploy::stack::volume_mounts(
+                &self.infra.docker,
+                &self.plan.stack,
+            ))
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => return (Status::Error, Some(e.to_string())),
+        };
+        let witnessed: Vec<&str> = self.witnesses.iter().map(|w| w.volume.as_str()).collect();
+        for m in mounts_before.iter().filter(|m| witnessed.contains(&m.volume.as_str())) {
+            if mounts_after.contains(m) {
+                continue;
+            }
+            let now: Vec<String> = mounts_after
+                .iter()
+                .filter(|a| a.service == m.service && a.target == m.target)
+                .map(|a| format!("volume {}", a.volume))
+                .collect();
+            return (
+                Status::Fail,
+                Some(format!(
+                    "after the upgrade, service {} no longer mounts volume {} at {} ({}): the release renamed or dropped the volume, so the app lost its data",
+                    m.service,
+                    m.volume,
+                    m.target,
+                    if now.is_empty() {
+                        "nothing is mounted there now".to_string()
+                    } else {
+                        format!("it mounts {} there now", now.join(", "))
+                    }
+                )),
+            );
+        }
         for w in self.witnesses.clone() {
             match self.wait(w.state(&self.infra.docker, &self.infra.helper_image)).await {
                 Ok(WitnessState::Intact) => {}
@@ -894,9 +1009,26 @@ impl<'a> Run<'a> {
         }
         if !self.witnesses.is_empty() {
             self.progress.note(&format!(
-                "{} witness(es) intact after the upgrade",
+                "{} witness(es) intact after the upgrade, each volume mounted where it was",
                 self.witnesses.len()
             ));
+        }
+        if let Some(d) = self.data.clone() {
+            match self.wait(d.holds(&self.infra.docker, &self.plan.stack)).await {
+                Ok(Ok(())) => self
+                    .progress
+                    .note(&format!("data witness read back through service {}", d.service)),
+                Ok(Err(out)) => {
+                    return (
+                        Status::Fail,
+                        Some(format!(
+                            "the app lost its data in the upgrade: [data] read in service {} does not print the data witness written before it ({out})",
+                            d.service
+                        )),
+                    )
+                }
+                Err(e) => return from_data(e),
+            }
         }
         pass()
     }
@@ -910,24 +1042,102 @@ impl<'a> Run<'a> {
         self.phase_done("restore", t, w0);
     }
 
+    /// Records what protects each named volume of the app
+    /// (results.json `volumes`): a backupbot label of a service that mounts
+    /// it, the settings (`[volumes.ephemeral]`, or a declared-n/a restore
+    /// with its reason), or nothing.
+    async fn cover_volumes(&mut self, declared_na: Option<&str>) -> Result<(), Decision> {
+        let docker = self.infra.docker.clone();
+        let objects = self
+            .wait(crate::deploy::stack::list_objects(&docker, &self.plan.stack))
+            .await
+            .map_err(|e| (Status::Error, Some(e.to_string())))?;
+        let covered = match self.wait(backup::plan(&docker, &self.plan.stack)).await {
+            Ok(Some(p)) => p.volumes(),
+            Ok(None) => Vec::new(),
+            // The round trip fails on it, naming the label.
+            Err(e) if e.is_recipe_failure() => Vec::new(),
+            Err(e) => return Err((Status::Error, Some(e.to_string()))),
+        };
+        let prefix = format!("{}_", self.plan.stack);
+        let mut out: Vec<VolumeCoverage> = objects
+            .volumes
+            .iter()
+            .map(|v| {
+                let short = v.name.strip_prefix(&prefix).unwrap_or(&v.name).to_string();
+                let covered = if covered.contains(&v.name) {
+                    Coverage::Backup
+                } else if let Some(reason) = self.settings.ephemeral_volumes.get(&short) {
+                    Coverage::Ephemeral { reason: reason.clone() }
+                } else if let Some(reason) = declared_na {
+                    Coverage::Ephemeral {
+                        reason: format!("restore declared not applicable: {reason}"),
+                    }
+                } else {
+                    Coverage::None
+                };
+                VolumeCoverage { volume: short, covered }
+            })
+            .collect();
+        out.sort_by(|a, b| a.volume.cmp(&b.volume));
+        self.results.volumes = out;
+        Ok(())
+    }
+
+    /// The volumes nothing protects, as a clause for the restore rung's
+    /// reason, if there are any.
+    fn unprotected_note(&self) -> Option<String> {
+        let names: Vec<&str> = self
+            .results
+            .volumes
+            .iter()
+            .filter(|v| v.covered == Coverage::None)
+            .map(|v| v.volume.as_str())
+            .collect();
+        (!names.is_empty()).then(|| {
+            format!(
+                "named volume(s) {} hold data no backup covers, which keeps the recipe below exemplary: add backupbot labels, or declare them in [volumes.ephemeral] of tests/recipes/{}/ccci.toml with a reason",
+                names.join(", "),
+                self.plan.recipe.name
+            )
+        })
+    }
+
+    fn with_note(&self, d: Decision) -> Decision {
+        match (d, self.unprotected_note()) {
+            ((status, None), Some(n)) => (status, Some(n)),
+            ((status, Some(r)), Some(n)) => (status, Some(format!("{r}; {n}"))),
+            (d, None) => d,
+        }
+    }
+
     async fn restore_decision(&mut self) -> Decision {
-        if let Some(why) = self.settings.declared_na(Rung::Restore) {
-            return (Status::NotApplicable, Some(why));
-        }
-        if let Some(b) = &self.settings.backup {
-            if !b.capable {
-                return (Status::NotApplicable, Some(b.reason.clone()));
-            }
-        }
+        let declared = self.settings.declared_na(Rung::Restore).or_else(|| {
+            self.settings
+                .backup
+                .as_ref()
+                .filter(|b| !b.capable)
+                .map(|b| b.reason.clone())
+        });
         if let Some(why) = &self.app_unusable {
             return (Status::Skipped, Some(format!("not run: {why}")));
+        }
+        if let Err(d) = self.cover_volumes(declared.as_deref()).await {
+            return d;
+        }
+        if let Some(why) = declared {
+            return self.with_note((Status::NotApplicable, Some(why)));
         }
         if let Some(h) = self.hook(Rung::Restore).await {
             return h;
         }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let opts = backup::RoundTripOptions {
             restic_image: self.infra.restic_image.clone(),
             witness_name: self.plan.run_id.clone(),
+            data: self.data.clone(),
+            data_written: self.data_written,
+            progress: Some(tx),
             ..Default::default()
         };
         let repo = self
@@ -935,9 +1145,20 @@ impl<'a> Run<'a> {
             .join("runs")
             .join(&self.plan.run_id)
             .join("backup");
-        let rt = self
-            .wait(backup::round_trip(&self.infra.docker, &self.plan.stack, &repo, &opts))
-            .await;
+        // The round trip's progress is shown as it goes.
+        let waited = Instant::now();
+        let rt = {
+            let docker = self.infra.docker.clone();
+            let trip = backup::round_trip(&docker, &self.plan.stack, &repo, &opts);
+            tokio::pin!(trip);
+            loop {
+                tokio::select! {
+                    rt = &mut trip => break rt,
+                    Some(line) = rx.recv() => self.progress.note(&line),
+                }
+            }
+        };
+        self.waiting += waited.elapsed();
         self.write_artifact("backup-log", "backup.log", &rt.log);
         for c in &rt.checks {
             self.progress.note(&format!(
@@ -951,12 +1172,16 @@ impl<'a> Run<'a> {
             backup::RoundTripStatus::Pass => pass(),
             backup::RoundTripStatus::Fail(r) => (Status::Fail, Some(r)),
             backup::RoundTripStatus::Error(r) => (Status::Error, Some(r)),
-            backup::RoundTripStatus::NotApplicable(r) => return (Status::NotApplicable, Some(r)),
+            backup::RoundTripStatus::NotApplicable(r) => return self.with_note((Status::NotApplicable, Some(r))),
         };
         if d.0 != Status::Pass {
             return d;
         }
-        self.http_checks(Rung::Restore).await
+        let d = self.http_checks(Rung::Restore).await;
+        if d.0 != Status::Pass {
+            return d;
+        }
+        self.with_note(d)
     }
 
     async fn lint(&mut self) {
@@ -1011,64 +1236,107 @@ impl<'a> Run<'a> {
         self.progress.phase("tested");
         let t = Instant::now();
         let w0 = self.waiting;
-        let d = self.tested_decision().await;
-        self.decide(Rung::Tested, d, t);
+        let (d, attempts) = self.tested_decision().await;
+        self.decide_after(Rung::Tested, d, t, attempts);
         self.phase_done("tested", t, w0);
     }
 
-    async fn tested_decision(&mut self) -> Decision {
+    /// The tested rung's decision, and the most tries one of its custom
+    /// tests needed to pass (`[tested] retries`).
+    async fn tested_decision(&mut self) -> (Decision, u32) {
         if let Some(why) = &self.app_unusable {
-            return (Status::Skipped, Some(format!("not run: {why}")));
+            return ((Status::Skipped, Some(format!("not run: {why}"))), 1);
         }
         if let Some(h) = self.hook(Rung::Tested).await {
-            return h;
+            return (h, 1);
         }
         let mut tests = self.settings.custom.clone();
         if let Some(d) = self.settings.repo_local_decision.as_ref().filter(|d| d.used) {
             tests.extend(d.custom.iter().cloned());
         }
         if tests.is_empty() {
+            // Nothing was checked, so nothing is proven: unverified (not a
+            // skipped check: there is none). The verdict holds it against
+            // the recipe only when its bar is 6 or more.
             return (
-                Status::Skipped,
-                Some(format!(
-                    "the recipe has no checks of its own: add executables to tests/recipes/{}/custom/ (tests/recipes/README.md)",
-                    self.plan.recipe.name
-                )),
+                (
+                    Status::Unverified,
+                    Some(format!(
+                        "the recipe has no checks of its own: add executables to tests/recipes/{}/custom/ (tests/recipes/README.md)",
+                        self.plan.recipe.name
+                    )),
+                ),
+                1,
             );
         }
-        let (mut failed, mut skipped) = (Vec::new(), Vec::new());
+        let (mut failed, mut skipped, mut retried) = (Vec::new(), Vec::new(), Vec::new());
+        let mut most = 1;
         for test in tests {
             let name = test
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let env = self.env.clone();
-            let r = self
-                .wait(script::run(&test, Rung::Tested, &env, self.settings.timeouts.scripts))
-                .await;
-            self.progress.note(&format!(
-                "custom test {name}: {:?} in {:.1} s",
-                r.outcome,
-                r.took.as_secs_f64()
-            ));
+            let mut attempt = 1;
+            let r = loop {
+                let r = self
+                    .wait(script::run(&test, Rung::Tested, &env, self.settings.timeouts.scripts))
+                    .await;
+                self.progress.note(&format!(
+                    "custom test {name}: {:?} in {:.1} s{}",
+                    r.outcome,
+                    r.took.as_secs_f64(),
+                    if attempt > 1 {
+                        format!(" (try {attempt})")
+                    } else {
+                        String::new()
+                    }
+                ));
+                let failed = matches!(r.outcome, ScriptOutcome::Failed(_) | ScriptOutcome::NotStarted(_));
+                if failed && attempt <= self.settings.test_retries {
+                    attempt += 1;
+                    continue;
+                }
+                break r;
+            };
             match r.outcome {
-                ScriptOutcome::Passed => {}
+                ScriptOutcome::Passed => {
+                    if attempt > 1 {
+                        retried.push(format!("{name} (try {attempt})"));
+                        most = most.max(attempt);
+                    }
+                }
                 ScriptOutcome::Skipped => skipped.push(name),
                 ScriptOutcome::Failed(w) | ScriptOutcome::NotStarted(w) => {
-                    failed.push(format!("{name} {w}: {} (log {})", r.stderr_tail, r.log))
+                    let tries = if attempt > 1 {
+                        format!(" on each of {attempt} tries")
+                    } else {
+                        String::new()
+                    };
+                    failed.push(format!("{name} {w}{tries}: {} (log {})", r.stderr_tail, r.log))
                 }
             }
         }
-        if !failed.is_empty() {
+        let d = if !failed.is_empty() {
             (Status::Fail, Some(failed.join("; ")))
         } else if !skipped.is_empty() {
             (
                 Status::Skipped,
                 Some(format!("skipped by the test itself (exit 77): {}", skipped.join(", "))),
             )
+        } else if !retried.is_empty() {
+            (
+                Status::Pass,
+                Some(format!(
+                    "passed only on a retry ([tested] retries): {}",
+                    retried.join(", ")
+                )),
+            )
         } else {
             pass()
-        }
+        };
+        let attempts = if d.0 == Status::Pass { most } else { 1 };
+        (d, attempts)
     }
 
     /// Undeploys and removes the app and everything it made, then the run's
@@ -1153,7 +1421,14 @@ impl<'a> Run<'a> {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.infra_state_dir().join("runs").join(&self.plan.run_id));
-        if run_dir.exists() {
+        if self.results.clean_teardown == Some(false) {
+            // What is left of the app is found again through its run folder
+            // (its env file names the app): the janitor reaps it later.
+            self.progress.note(&format!(
+                "kept the run folder {} for the janitor, which reaps what the teardown left",
+                run_dir.display()
+            ));
+        } else if run_dir.exists() {
             if let Err(e) = std::fs::remove_dir_all(&run_dir) {
                 self.progress
                     .note(&format!("cannot remove {}: {e} (the janitor will)", run_dir.display()));
@@ -1211,6 +1486,7 @@ impl<'a> Run<'a> {
                     reason: Some(not_run.clone()),
                     duration_s: 0.0,
                     log: None,
+                    attempts: 1,
                 });
             }
         }
@@ -1232,7 +1508,13 @@ impl<'a> Run<'a> {
         self.results.finished_at = finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         self.results.interrupted = interrupted;
         self.results.finish();
-        let past = history::past_runs(&self.infra.results_root.join(&self.plan.recipe.name));
+        let state_dir = self.infra_state_dir();
+        let alive = |stack: &str| Lease::is_held(&crate::host::lease::lease_path(&state_dir, stack));
+        let past: Vec<history::PastRun> =
+            history::past_runs(&self.infra.results_root.join(&self.plan.recipe.name), &alive)
+                .into_iter()
+                .filter(|r| r.run_id != self.plan.run_id)
+                .collect();
         let eight = if self.results.level < Rung::Exemplary.level() {
             (
                 Status::Skipped,
@@ -1250,6 +1532,8 @@ impl<'a> Run<'a> {
         };
         self.decide(Rung::Maintained, eight, t);
         self.results.finish();
+        let bar = self.bar(&past);
+        self.results.verdict = Some(verdict::judge(&self.results, &bar));
         let wall = self.t0.elapsed().as_secs_f64();
         let waiting = self.waiting.as_secs_f64().min(wall);
         self.results.time_split = Some(TimeSplit {
@@ -1260,64 +1544,36 @@ impl<'a> Run<'a> {
         self.results
     }
 
-    /// Rung 7: healthchecks on every service, no unpinned images, release
-    /// notes for the tested version, a clean teardown, and rungs 1-6 green
-    /// on the first try (cc-ci retries no rung: a rung that passed did so
-    /// on its first try).
+    /// Rung 7, judged by [`crate::run::exemplary::judge`] on what the run found.
     fn exemplary(&self) -> Decision {
-        let mut missing = Vec::new();
-        let r = &self.plan.recipe;
-        // Healthchecks everywhere (R002) and pinned images (R003, R004), as lint found them.
-        match &self.lint_report {
-            None => missing.push("lint did not run, so healthchecks and image tags are unknown".into()),
-            Some(report) => {
-                for reference in ["R002", "R003", "R004"] {
-                    match report.finding(reference) {
-                        Some(f) if f.outcome == Outcome::Satisfied => {}
-                        Some(f) => missing.push(format!(
-                            "{reference} {}{}",
-                            f.rule.description,
-                            f.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
-                        )),
-                        None => missing.push(format!("{reference} was not checked")),
-                    }
-                }
-            }
+        let version = self.plan.tested_version.as_deref();
+        let notes = version.is_some_and(|v| self.plan.recipe.dir.join("release").join(v).is_file());
+        crate::run::exemplary::judge(&crate::run::exemplary::Evidence {
+            lint: self.lint_report.as_ref(),
+            tested_version: version,
+            release_notes: notes,
+            clean_teardown: self.results.clean_teardown,
+            kept_warm: self.results.kept_warm,
+            rungs: &self.results.rungs,
+            volumes: &self.results.volumes,
+        })
+    }
+
+    /// The bar this run is held to: the settings' `min_level`, else the
+    /// level of the last run of the newest release on this host, else the
+    /// default ([`crate::results::verdict`]).
+    fn bar(&self, past: &[history::PastRun]) -> Bar {
+        if let Some(level) = self.settings.min_level {
+            return Bar {
+                level,
+                source: BarSource::Setting,
+            };
         }
-        match &self.plan.tested_version {
-            Some(v) if r.dir.join("release").join(v).is_file() => {}
-            Some(v) => missing.push(format!("no release notes for {v} (release/{v})")),
-            None => missing.push("no version, so no release notes".into()),
-        }
-        match self.results.clean_teardown {
-            Some(true) => {}
-            Some(false) => missing.push("the teardown left objects behind".into()),
-            None if self.results.kept_warm => {}
-            None => missing.push("no teardown ran".into()),
-        }
-        let red: Vec<String> = self
-            .results
-            .rungs
-            .iter()
-            .filter(|x| x.rung < Rung::Exemplary && !x.status.climbs())
-            .map(|x| rung_name(x.rung).to_string())
-            .collect();
-        if !red.is_empty() {
-            missing.push(format!("not green: {}", red.join(", ")));
-        }
-        if missing.is_empty() && self.results.kept_warm {
-            (
-                Status::Unverified,
-                Some(
-                    "the app was kept warm for --quick: its teardown is not proven (run without --quick for level 7)"
-                        .into(),
-                ),
-            )
-        } else if missing.is_empty() {
-            pass()
-        } else {
-            (Status::Fail, Some(missing.join("; ")))
-        }
+        self.plan
+            .newest_release
+            .as_deref()
+            .and_then(|tag| history::release_bar(past, tag))
+            .unwrap_or_else(Bar::default_bar)
     }
 }
 

@@ -4,6 +4,8 @@
 //! ([`lifecycle`]).
 
 pub mod backup;
+pub mod data;
+pub mod exemplary;
 pub mod lifecycle;
 pub mod plan;
 pub mod screenshot;

@@ -11,6 +11,7 @@ pub use crate::deploy::app::stack_name;
 use crate::deploy::app::MAX_STACK_NAME;
 use crate::deploy::secret::MAX_SECRET_NAME;
 use crate::recipe::{upgrade_base, Recipe, RecipeError, Release};
+use crate::results::RefKind;
 
 /// Where runs keep their state and results, and which wildcard domain apps get.
 #[derive(Debug, Clone)]
@@ -66,6 +67,12 @@ pub struct RunPlan {
     pub tested_ref: String,
     /// The tested version as declared, if any.
     pub tested_version: Option<String>,
+    /// What the tested commit is: a release, the default branch's tip, or a
+    /// change (a pull request): only the first two count for rung 8 and the bar.
+    pub ref_kind: RefKind,
+    /// The newest release of the recipe, if it has one (the default bar is
+    /// the level of its last run on this host).
+    pub newest_release: Option<String>,
     /// The upgrade base, or why there is none.
     pub base: Result<Release, BaseProblem>,
     /// Six hex digits naming the run.
@@ -204,6 +211,12 @@ impl RunPlan {
             .rev()
             .find(|r| r.commit == tested_ref)
             .map(|r| r.tag.clone());
+        let ref_kind = match (&tagged, recipe.default_branch_tip()) {
+            (Some(tag), _) => RefKind::Release { tag: tag.clone() },
+            (None, Some((branch, tip))) if tip == tested_ref => RefKind::DefaultBranch { branch },
+            _ => RefKind::Change,
+        };
+        let newest_release = releases.last().map(|r| r.tag.clone());
         let tested_version = recipe.declared_version().or(tagged);
         let base = match &tested_version {
             None => Err(BaseProblem::NoVersion),
@@ -237,6 +250,8 @@ impl RunPlan {
             recipe,
             tested_ref,
             tested_version,
+            ref_kind,
+            newest_release,
             base,
             run_id,
             domain,
@@ -308,6 +323,41 @@ mod tests {
         assert_ne!(p.run_id, q.run_id, "each run has its own identity");
         assert_ne!(p.abra_dir, q.abra_dir);
         assert!(!d.path().join("state").exists(), "planning creates nothing");
+    }
+
+    #[test]
+    fn the_ref_kind_tells_releases_the_default_branch_and_changes_apart() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("x");
+        std::fs::create_dir(&r).unwrap();
+        std::fs::write(r.join(".env.sample"), "TYPE=x\n").unwrap();
+        git(&r, &["init", "-q", "-b", "main"]);
+        release(&r, "1.0.0+1.0", true);
+        let p = RunPlan::new(&r, &env(d.path())).unwrap();
+        assert_eq!(
+            p.ref_kind,
+            RefKind::Release {
+                tag: "1.0.0+1.0".into()
+            }
+        );
+        assert_eq!(p.newest_release.as_deref(), Some("1.0.0+1.0"));
+        release(&r, "1.1.0+1.0", false);
+        let p = RunPlan::new(&r, &env(d.path())).unwrap();
+        assert_eq!(p.ref_kind, RefKind::DefaultBranch { branch: "main".into() });
+        git(&r, &["checkout", "-q", "-b", "feature"]);
+        release(&r, "1.2.0+1.0", false);
+        let p = RunPlan::new(&r, &env(d.path())).unwrap();
+        assert_eq!(p.ref_kind, RefKind::Change, "a branch that is not the default");
+        // A clone: origin/HEAD names the default branch; a detached PR head is a change.
+        git(&r, &["checkout", "-q", "main"]);
+        let c = d.path().join("clone");
+        git(d.path(), &["clone", "-q", r.to_str().unwrap(), c.to_str().unwrap()]);
+        git(&c, &["checkout", "-q", "--detach", "origin/feature"]);
+        let p = RunPlan::new(&c, &env(d.path())).unwrap();
+        assert_eq!(p.ref_kind, RefKind::Change);
+        git(&c, &["checkout", "-q", "--detach", "origin/main"]);
+        let p = RunPlan::new(&c, &env(d.path())).unwrap();
+        assert_eq!(p.ref_kind, RefKind::DefaultBranch { branch: "main".into() });
     }
 
     #[test]

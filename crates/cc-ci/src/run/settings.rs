@@ -53,6 +53,21 @@
 //!
 //! [overlay]                  # required exactly when compose.ccci.yml is present
 //! reason = "the upstream image needs a writable /tmp under cc-ci's read-only test"
+//!
+//! min_level = 5              # the bar a run must reach to be green (0-8); default:
+//!                            # the level of the newest release's last run here, else 2
+//!
+//! [volumes.ephemeral]        # named volumes whose loss is fine, each with why
+//! cache = "a page cache, rebuilt on start"
+//!
+//! [data]                     # a data witness written and read THROUGH the app
+//! service = "db"             # commands run with `sh -c` in its running container,
+//! write = "psql -c \"insert into w values ('$CCCI_DATA_WITNESS')\""   # with CCCI_DATA_WITNESS set
+//! read = "psql -tAc 'select v from w'"    # must print the witness after upgrade and restore
+//! destroy = "psql -c 'delete from w'"     # damages the data before the restore
+//!
+//! [tested]
+//! retries = 1                # rerun a failing custom test once (a pass on a retry is not exemplary)
 //! ```
 //!
 //! Every problem is a [`SettingsError`] naming the file, the line (where there
@@ -322,7 +337,37 @@ pub struct Settings {
     pub defaulted: Vec<&'static str>,
     /// The repo-local decision, once [`Settings::repo_local`] made it.
     pub repo_local_decision: Option<RepoLocal>,
+    /// The bar a run must reach to be green (`min_level`), if set; see
+    /// [`crate::results::verdict`].
+    pub min_level: Option<u8>,
+    /// Named volumes declared ephemeral (`[volumes.ephemeral]`): short
+    /// volume name (as in the compose file) -> why its loss is fine.
+    pub ephemeral_volumes: BTreeMap<String, String>,
+    /// The data witness through the app (`[data]`), if declared.
+    pub data: Option<DataWitness>,
+    /// How many times a failing custom test is run again (`[tested]
+    /// retries`, 0-3, default 0).
+    pub test_retries: u32,
 }
+
+/// A data witness written and read through the app (`[data]`): each
+/// command runs as `sh -c <command>` in a running container of `service`,
+/// with `CCCI_DATA_WITNESS` set to a fresh random token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataWitness {
+    /// The service (short compose name, e.g. `db`).
+    pub service: String,
+    /// Stores the token (before the upgrade, or before the backup).
+    pub write: String,
+    /// Prints what is stored: its output must hold the token after the
+    /// upgrade and after the restore, and must not after `destroy`.
+    pub read: String,
+    /// Damages the data before the restore (deletes the token).
+    pub destroy: String,
+}
+
+/// Most retries `[tested] retries` allows.
+pub const MAX_TEST_RETRIES: u32 = 3;
 
 // ---------------------------------------------------------------- raw TOML
 
@@ -345,6 +390,34 @@ struct RawSettings {
     #[serde(default)]
     expect_na: BTreeMap<Spanned<String>, Spanned<String>>,
     overlay: Option<Spanned<RawOverlay>>,
+    min_level: Option<Spanned<i64>>,
+    #[serde(default)]
+    volumes: RawVolumes,
+    data: Option<Spanned<RawData>>,
+    #[serde(default)]
+    tested: RawTested,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawVolumes {
+    #[serde(default)]
+    ephemeral: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawData {
+    service: Spanned<String>,
+    write: Spanned<String>,
+    read: Spanned<String>,
+    destroy: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTested {
+    retries: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -615,6 +688,10 @@ impl Settings {
                 "backup",
             ],
             repo_local_decision: None,
+            min_level: None,
+            ephemeral_volumes: BTreeMap::new(),
+            data: None,
+            test_retries: 0,
         }
     }
 
@@ -1026,6 +1103,80 @@ impl Settings {
             self.expect_na.insert(rung, reason.get_ref().trim().to_string());
         }
 
+        // The bar.
+        if let Some(m) = &raw.min_level {
+            let v = *m.get_ref();
+            if !(0..=8).contains(&v) {
+                return Err(err(
+                    Some(m.span()),
+                    format!("min_level must be a level from 0 to 8, not {v}"),
+                ));
+            }
+            self.min_level = Some(v as u8);
+        }
+
+        // Ephemeral volumes.
+        for (name, reason) in &raw.volumes.ephemeral {
+            let n = name.get_ref();
+            if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(err(
+                    Some(name.span()),
+                    format!("volumes.ephemeral: {n:?} is not a volume name as the recipe's compose file names it (letters, digits, - _ .)"),
+                ));
+            }
+            if reason.get_ref().trim().is_empty() {
+                return Err(err(
+                    Some(reason.span()),
+                    format!("volumes.ephemeral.{n} needs a reason: say why losing its data is fine"),
+                ));
+            }
+            self.ephemeral_volumes
+                .insert(n.clone(), reason.get_ref().trim().to_string());
+        }
+
+        // The data witness.
+        if let Some(d) = &raw.data {
+            let d = d.get_ref();
+            for (key, v) in [
+                ("service", &d.service),
+                ("write", &d.write),
+                ("read", &d.read),
+                ("destroy", &d.destroy),
+            ] {
+                if v.get_ref().trim().is_empty() {
+                    return Err(err(
+                        Some(v.span()),
+                        format!("data.{key} is empty; [data] needs service, write, read and destroy (tests/recipes/README.md)"),
+                    ));
+                }
+            }
+            if !d.write.get_ref().contains("CCCI_DATA_WITNESS") {
+                return Err(err(
+                    Some(d.write.span()),
+                    "data.write must store $CCCI_DATA_WITNESS (the token cc-ci reads back); it does not mention it"
+                        .into(),
+                ));
+            }
+            self.data = Some(DataWitness {
+                service: d.service.get_ref().trim().to_string(),
+                write: d.write.get_ref().clone(),
+                read: d.read.get_ref().clone(),
+                destroy: d.destroy.get_ref().clone(),
+            });
+        }
+
+        // Retries of custom tests.
+        if let Some(r) = &raw.tested.retries {
+            let v = *r.get_ref();
+            if !(0..=i64::from(MAX_TEST_RETRIES)).contains(&v) {
+                return Err(err(
+                    Some(r.span()),
+                    format!("tested.retries must be 0 to {MAX_TEST_RETRIES}, not {v}"),
+                ));
+            }
+            self.test_retries = v as u32;
+        }
+
         let overlay = match &raw.overlay {
             None => None,
             Some(o) => {
@@ -1191,6 +1342,10 @@ impl Settings {
             "custom_tests": self.custom.iter().map(rel).collect::<Vec<_>>(),
             "overlay": self.overlay.as_ref().map(|o| json!({ "file": rel(&o.file), "reason": o.reason })),
             "approved": self.approved,
+            "min_level": self.min_level,
+            "volumes": { "ephemeral": self.ephemeral_volumes },
+            "data": self.data.as_ref().map(|d| json!({ "service": d.service, "write": d.write, "read": d.read, "destroy": d.destroy })),
+            "tested": { "retries": self.test_retries },
             "repo_local": match &self.repo_local_decision {
                 Some(d) => d.manifest(),
                 None => json!({ "used": false, "reason": "not decided: no recipe checkout was examined" }),
@@ -1301,6 +1456,28 @@ impl Settings {
                 Some(o) => format!("{OVERLAY_FILE}: {}", o.reason),
             },
         );
+        line(
+            "bar",
+            match self.min_level {
+                Some(l) => format!("min_level {l}"),
+                None => "the level of the newest release's last run on this host, else 2 (default)".into(),
+            },
+        );
+        for (v, why) in &self.ephemeral_volumes {
+            line("ephemeral", format!("volume {v}: {why}"));
+        }
+        if let Some(d) = &self.data {
+            line(
+                "data witness",
+                format!("through service {}: write, read, destroy", d.service),
+            );
+        }
+        if self.test_retries > 0 {
+            line(
+                "retries",
+                format!("a failing custom test runs up to {} more time(s)", self.test_retries),
+            );
+        }
         let rl = &m["repo_local"];
         line(
             "repo-local",

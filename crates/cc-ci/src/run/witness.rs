@@ -276,19 +276,27 @@ struct Helper(String);
 
 impl Helper {
     async fn create(docker: &Docker, volume: &str, image: &str, cmd: Vec<String>) -> Result<Helper, WitnessError> {
-        match docker.inspect_volume(volume).await {
-            Ok(_) => {}
+        let v = match docker.inspect_volume(volume).await {
+            Ok(v) => v,
             Err(e) if crate::deploy::stack::status_of(&e) == Some(404) => {
                 return Err(WitnessError::NoVolume { volume: volume.into() })
             }
             Err(e) => return Err(docker_err(format!("inspecting volume `{volume}`"))(e)),
+        };
+        // The volume's stack label goes on the helper: a run killed while
+        // the helper exists leaves it to the stack's teardown and the
+        // janitor, with the volume it pins.
+        let mut labels: std::collections::HashMap<String, String> =
+            [(HELPER_LABEL.to_string(), volume.to_string())].into();
+        if let Some(ns) = v.labels.get(crate::deploy::stack::NAMESPACE_LABEL) {
+            labels.insert(crate::deploy::stack::NAMESPACE_LABEL.to_string(), ns.clone());
         }
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             cmd: Some(cmd),
             entrypoint: Some(vec![]),
             network_disabled: Some(true),
-            labels: Some([(HELPER_LABEL.to_string(), volume.to_string())].into()),
+            labels: Some(labels),
             host_config: Some(HostConfig {
                 mounts: Some(vec![Mount {
                     target: Some(MOUNT_POINT.to_string()),
