@@ -137,7 +137,8 @@ fn file_err(file: &Path, message: String) -> SettingsError {
 /// Which release the upgrade rung starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpgradeBase {
-    /// The newest release older than the tested version (the default).
+    /// The newest release at or below the tested version whose commit is
+    /// not the tested one ([`crate::recipe::upgrade_base`]; the default).
     Previous,
     /// This release tag.
     Pinned(String),
