@@ -798,6 +798,11 @@ impl Settings {
                         ),
                     ));
                 }
+                // Written into the app's env file: refused here, naming this
+                // file, if no env-file quoting keeps it as given.
+                if let Err(why) = crate::recipe::env_file::quote(v.get_ref()) {
+                    return Err(err(Some(v.span()), format!("[{table}] {key}: {why}")));
+                }
                 out.insert(key.clone(), v.get_ref().clone());
             }
             Ok(out)
