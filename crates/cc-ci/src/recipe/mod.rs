@@ -129,25 +129,31 @@ impl Recipe {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        // A compose file that is missing or does not parse does not make the
-        // checkout "not a recipe": the deploy of this version fails on it,
-        // naming the file and line, at the rung that deploys it.
-        let (services, compose_error) = match compose_files.iter().find(|f| !dir.join(f).is_file()) {
-            Some(f) => (
-                BTreeMap::new(),
-                Some(
-                    RecipeError::Missing {
-                        path: dir.to_path_buf(),
-                        file: f.clone(),
-                        why: "named by COMPOSE_FILE in .env.sample",
-                    }
-                    .to_string(),
+        // A compose file that is outside the folder, missing or does not
+        // parse does not make the checkout "not a recipe": the deploy of
+        // this version fails on it, naming the file and line, at the rung
+        // that deploys it. Nothing outside the folder is read.
+        let outside = compose_files.iter().find_map(|f| ComposeSet::confined(dir, f).err());
+        let (services, compose_error) = if let Some(e) = outside {
+            (BTreeMap::new(), Some(e.to_string()))
+        } else {
+            match compose_files.iter().find(|f| !dir.join(f).is_file()) {
+                Some(f) => (
+                    BTreeMap::new(),
+                    Some(
+                        RecipeError::Missing {
+                            path: dir.to_path_buf(),
+                            file: f.clone(),
+                            why: "named by COMPOSE_FILE in .env.sample",
+                        }
+                        .to_string(),
+                    ),
                 ),
-            ),
-            None => match ComposeSet::load(dir, &compose_files) {
-                Ok(set) => (set.services, None),
-                Err(e) => (BTreeMap::new(), Some(e.to_string())),
-            },
+                None => match ComposeSet::load(dir, &compose_files) {
+                    Ok(set) => (set.services, None),
+                    Err(e) => (BTreeMap::new(), Some(e.to_string())),
+                },
+            }
         };
         let name = recipe_name(Some(&env_sample), dir);
         Ok(Recipe {
