@@ -283,3 +283,125 @@ fn refusals_name_the_key_and_the_fix() {
         );
     });
 }
+
+/// A `POST_DEPLOY_CMDS` function that exits 127 under `bash -c` is the
+/// recipe's own failure, not a sign of an image without bash: it runs
+/// exactly once (never again under `sh`), and the deploy fails naming it.
+/// The tmpl-site image (ccci/nginx on ccci/debian:bookworm) has bash.
+#[test]
+fn a_post_deploy_function_exiting_127_runs_once_and_fails_the_deploy() {
+    let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
+        return;
+    };
+    let n = native(&d);
+    let v = variant(|rel| {
+        let p = rel.join("abra.sh");
+        let t = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(
+            &p,
+            format!("{t}\n# Counts its runs, then fails as a missing command would.\ncount_then_127() {{\n  echo \"run $1\" >> /usr/share/nginx/html/count.txt\n  exit 127\n}}\n"),
+        )
+        .unwrap();
+        let p = rel.join(".env.sample");
+        let t = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(
+            &p,
+            t.replace(
+                "POST_DEPLOY_CMDS=\"app write_marker deployed\"",
+                "POST_DEPLOY_CMDS=\"app count_then_127 first\"",
+            ),
+        )
+        .unwrap();
+    });
+    let abra_dir = tempfile::tempdir().unwrap();
+    let app = App::new(
+        abra_dir.path(),
+        "tmpl-site",
+        &format!("c{}.ci.test", &test_support::token()[..6]),
+    );
+    let _guard = Cleanup(n.clone(), app.clone());
+    test_support::rt().block_on(async {
+        n.new_app(&app, &v.recipes.join("tmpl-site"), "1.0.0+1.22.1", &BTreeMap::new())
+            .await
+            .unwrap();
+        let req = request("1.0.0+1.22.1", Version::Release("1.0.0+1.22.1".into()), Kind::Install);
+        let e = n.deploy(&app, &req, &BTreeMap::new()).await.unwrap_err();
+        assert_eq!((e.step, e.fault), (Step::PostDeploy, Fault::Recipe), "{e}");
+        assert!(
+            e.detail
+                .contains("POST_DEPLOY_CMDS `app count_then_127 first` exited 127"),
+            "{e}"
+        );
+        assert_eq!(
+            sh(&d, &app.stack, "cat /usr/share/nginx/html/count.txt").await,
+            "run first\n",
+            "the function ran exactly once"
+        );
+    });
+}
+
+/// ccci/nginx without bash, for the `sh` fallback (built by the test below
+/// from the fixture image, locally; kept, so a second run builds nothing).
+const NO_BASH_IMAGE: &str = "ccci/nginx:1.22.1-nobash";
+
+/// In an image without bash, a `POST_DEPLOY_CMDS` function runs under `sh`
+/// (abra's fallback), once, and the deploy goes through.
+#[test]
+fn a_post_deploy_function_runs_under_sh_where_the_image_has_no_bash() {
+    let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
+        return;
+    };
+    let mut build = std::process::Command::new("/usr/bin/docker")
+        .args(["build", "-q", "-t", NO_BASH_IMAGE, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut build.stdin.take().unwrap(),
+        b"FROM ccci/nginx:1.22.1\nRUN rm -f /usr/bin/bash /bin/bash && ! command -v bash\n",
+    )
+    .unwrap();
+    let out = build.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker build: {}",
+        test_support::output_text(&out)
+    );
+    let n = native(&d);
+    let v = variant(|rel| {
+        let p = rel.join("compose.yml");
+        let t = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(
+            &p,
+            t.replace("image: ccci/nginx:1.22.1\n", &format!("image: {NO_BASH_IMAGE}\n")),
+        )
+        .unwrap();
+    });
+    let abra_dir = tempfile::tempdir().unwrap();
+    let app = App::new(
+        abra_dir.path(),
+        "tmpl-site",
+        &format!("s{}.ci.test", &test_support::token()[..6]),
+    );
+    let _guard = Cleanup(n.clone(), app.clone());
+    test_support::rt().block_on(async {
+        n.new_app(&app, &v.recipes.join("tmpl-site"), "1.0.0+1.22.1", &BTreeMap::new())
+            .await
+            .unwrap();
+        let req = request("1.0.0+1.22.1", Version::Release("1.0.0+1.22.1".into()), Kind::Install);
+        let done = n.deploy(&app, &req, &BTreeMap::new()).await.unwrap();
+        assert_eq!(
+            sh(&d, &app.stack, "command -v bash || echo none").await,
+            "none\n",
+            "the app runs the image without bash"
+        );
+        assert_eq!(done.post_cmds.len(), 1, "{:?}", done.post_cmds);
+        assert_eq!(done.post_cmds[0].command, "write_marker deployed");
+        assert_eq!(
+            sh(&d, &app.stack, "cat /usr/share/nginx/html/post-deploy.txt").await,
+            "deployed token_len=24 phrase_words=4\n"
+        );
+    });
+}

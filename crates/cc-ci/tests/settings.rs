@@ -183,6 +183,21 @@ fn bad_values_name_line_and_fix() {
     let e = error_of("[env]\nDOMAIN = \"x.ci.test\"\n");
     assert_eq!(e.line, Some(2), "{e}");
     assert!(e.message.contains("cc-ci sets it"), "{e}");
+    // Values no env-file quoting keeps are refused here, naming the key,
+    // before anything is written into an app's env file.
+    let e = error_of("[env]\nA = \"1\"\nSITE_TITLE = \"two\\nlines\"\n");
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(
+        e.message.starts_with("[env] SITE_TITLE: the value holds a line break"),
+        "{e}"
+    );
+    let e = error_of("[upgrade.env]\nQUOTE = \"it's \\\"x\\\"\"\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(
+        e.message
+            .starts_with("[upgrade.env] QUOTE: the value holds a `'` together with"),
+        "{e}"
+    );
     let e = error_of("[[checks.backup]]\npath = \"/\"\n");
     assert_eq!(e.line, Some(1), "{e}");
     assert!(e.message.contains("restore"), "{e}");

@@ -67,9 +67,10 @@ enum Vip {
 enum Command {
     /// Run the lifecycle on a recipe checkout and write results.json.
     ///
-    /// The recipe's upgrade base (the newest release older than the tested
-    /// version) is installed first, then the checked-out commit is deployed
-    /// over it. Per-recipe settings come from SETTINGS_DIR/<recipe>/.
+    /// The recipe's upgrade base (the newest release at or below the tested
+    /// version whose commit is not the tested one: the release a pull
+    /// request builds on, or the release before a tested release) is
+    /// installed first, then the checked-out commit is deployed over it. Per-recipe settings come from SETTINGS_DIR/<recipe>/.
     Test(Box<TestArgs>),
     /// Print the summary table of a results.json.
     Report {

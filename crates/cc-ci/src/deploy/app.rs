@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::recipe::abra_sh::{AbraSh, AbraShError};
-use crate::recipe::env_file::{set_in_text, EnvFile, EnvFileError};
+use crate::recipe::env_file::{set_in_text, EnvFile, EnvFileError, UnwritableValue};
 
 /// The server name abra gives the local Docker (`abra server add --local`).
 pub const LOCAL_SERVER: &str = "default";
@@ -67,6 +67,15 @@ pub enum AppError {
     /// abra.sh cannot be read.
     #[error(transparent)]
     AbraSh(#[from] AbraShError),
+    /// A value cannot be written into the env file so that it reads back
+    /// as given (nothing was written).
+    #[error("{path}: cannot set {source}")]
+    Value {
+        /// The env file.
+        path: PathBuf,
+        /// The key and why.
+        source: UnwritableValue,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AppError + '_ {
@@ -175,14 +184,21 @@ impl App {
     /// then `DOMAIN`, `TYPE`, an empty `LETS_ENCRYPT_ENV`, then `overrides`.
     ///
     /// # Errors
-    /// [`AppError::Io`] when the file cannot be written.
+    /// [`AppError::Io`] when the file cannot be written,
+    /// [`AppError::Value`] for a value no env-file quoting keeps (nothing
+    /// is written then).
     pub fn write_env(&self, sample: &str, overrides: &BTreeMap<String, String>) -> Result<(), AppError> {
+        let path = self.env_path();
+        let value_err = |source| AppError::Value {
+            path: path.clone(),
+            source,
+        };
         let mut text = sample.replace(&format!("{}.example.com", self.recipe), &self.domain);
-        text = set_in_text(&text, "TYPE", &self.recipe);
-        text = set_in_text(&text, "DOMAIN", &self.domain);
-        text = set_in_text(&text, "LETS_ENCRYPT_ENV", "");
+        text = set_in_text(&text, "TYPE", &self.recipe).map_err(value_err)?;
+        text = set_in_text(&text, "DOMAIN", &self.domain).map_err(value_err)?;
+        text = set_in_text(&text, "LETS_ENCRYPT_ENV", "").map_err(value_err)?;
         for (k, v) in overrides {
-            text = set_in_text(&text, k, v);
+            text = set_in_text(&text, k, v).map_err(value_err)?;
         }
         self.write_env_text(&text)
     }
@@ -190,11 +206,17 @@ impl App {
     /// Sets `key` in the env file, keeping the rest as it is.
     ///
     /// # Errors
-    /// [`AppError`] when the file cannot be read or written.
+    /// [`AppError`] when the file cannot be read or written, or the value
+    /// cannot be written so that it reads back ([`AppError::Value`]; the
+    /// file is left as it was).
     pub fn set(&self, key: &str, value: &str) -> Result<(), AppError> {
         let path = self.env_path();
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        self.write_env_text(&set_in_text(&text, key, value))
+        let text = set_in_text(&text, key, value).map_err(|source| AppError::Value {
+            path: path.clone(),
+            source,
+        })?;
+        self.write_env_text(&text)
     }
 
     fn write_env_text(&self, text: &str) -> Result<(), AppError> {
@@ -285,5 +307,24 @@ mod tests {
         let (m, _) = app.deploy_env().unwrap();
         assert_eq!(m["STACK_NAME"], "webapp-pg-1a2b3c_ci_test");
         assert_eq!(m["SECRET_DB_PASSWORD_VERSION"], "v1");
+        // A value no quoting keeps: refused naming the file and the key,
+        // the file untouched.
+        let before = std::fs::read_to_string(app.env_path()).unwrap();
+        let e = app.set("SITE_TITLE", "it's \"quoted\"").unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}: cannot set SITE_TITLE: the value holds a `'`",
+                app.env_path().display()
+            )),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(app.env_path()).unwrap(), before);
+        let over = BTreeMap::from([("SITE_TITLE".to_string(), "two\nlines".to_string())]);
+        assert!(matches!(app.write_env(sample, &over), Err(AppError::Value { .. })));
+        assert_eq!(
+            std::fs::read_to_string(app.env_path()).unwrap(),
+            before,
+            "nothing half-written"
+        );
     }
 }

@@ -24,8 +24,9 @@
 //!     `"<service> <fn> [args]|..."`, each `<fn>` a function of abra.sh,
 //!     copied into a running container of the service as `/tmp/abra.sh` and
 //!     run as `bash -c "source /tmp/abra.sh; <fn> <args>"`, `sh` when the
-//!     image has no bash (ABRA.md §2 step 16, [I-src]); any failure fails
-//!     the deploy;
+//!     image has no bash (asked first with `bash -c :`; ABRA.md §2 step
+//!     16, [I-src]); an entry that is not `<service> <fn> [args]` and any
+//!     failure fail the deploy;
 //! 11. `TYPE=<recipe>:<version>` written to the env file (chaos: the short
 //!     SHA abra labels the deploy with).
 //!
@@ -132,14 +133,60 @@ fn timeout_label(compose: &ComposeSet, env: &BTreeMap<String, String>) -> Option
     })
 }
 
-/// Parses `POST_DEPLOY_CMDS`-style text: `"<service> <fn> [args]|..."`.
-pub fn parse_post_cmds(text: &str) -> Vec<(String, String, Vec<String>)> {
+/// One command of `POST_DEPLOY_CMDS` / `POST_UPGRADE_CMDS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostCmdSpec {
+    /// The compose service whose running container runs it.
+    pub service: String,
+    /// The abra.sh function.
+    pub function: String,
+    /// Its arguments (words, as written).
+    pub args: Vec<String>,
+}
+
+/// A `POST_DEPLOY_CMDS`-style value with an entry that is not
+/// `<service> <function> [args]` (abra refuses it too: "not enough
+/// arguments", [I-src]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{var}: entry {entry} ({text:?}) is not `<service> <function> [args]`; fix {var} in the recipe's .env.sample (commands are separated by `|`)"
+)]
+pub struct PostCmdsError {
+    /// The variable.
+    pub var: String,
+    /// The entry, 1-based, counted by `|`.
+    pub entry: usize,
+    /// The entry as written.
+    pub text: String,
+}
+
+/// Parses `POST_DEPLOY_CMDS`-style text (the value of `var`):
+/// `"<service> <fn> [args]|..."`, words separated by blanks. A blank value
+/// has no command.
+///
+/// # Errors
+/// [`PostCmdsError`] naming `var` and the first entry with fewer than two
+/// words (an empty one included: a stray `|` drops no command silently).
+pub fn parse_post_cmds(var: &str, text: &str) -> Result<Vec<PostCmdSpec>, PostCmdsError> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
     text.split('|')
-        .filter_map(|c| {
-            let mut w = c.split_whitespace();
-            let service = w.next()?.to_string();
-            let function = w.next()?.to_string();
-            Some((service, function, w.map(str::to_string).collect()))
+        .enumerate()
+        .map(|(i, c)| {
+            let mut w = c.split_whitespace().map(str::to_string);
+            match (w.next(), w.next()) {
+                (Some(service), Some(function)) => Ok(PostCmdSpec {
+                    service,
+                    function,
+                    args: w.collect(),
+                }),
+                _ => Err(PostCmdsError {
+                    var: var.to_string(),
+                    entry: i + 1,
+                    text: c.to_string(),
+                }),
+            }
         })
         .collect()
 }
@@ -251,7 +298,13 @@ impl Native {
         abra_sh: &crate::recipe::abra_sh::AbraSh,
     ) -> Result<Vec<PostCmd>, DeployError> {
         let mut done = Vec::new();
-        for (service, function, args) in parse_post_cmds(text) {
+        let cmds = parse_post_cmds(var, text).map_err(|e| DeployError::recipe(Step::PostDeploy, e.to_string()))?;
+        for PostCmdSpec {
+            service,
+            function,
+            args,
+        } in cmds
+        {
             if !abra_sh.functions.iter().any(|f| f == &function) {
                 return Err(DeployError::recipe(
                     Step::PostDeploy,
@@ -290,25 +343,28 @@ impl Native {
                 .chain(args.iter().map(String::as_str))
                 .collect::<Vec<_>>()
                 .join(" ");
-            let mut out = exec::exec(
+            // abra runs the function under bash, under sh in an image
+            // without bash. Which is asked of the container first (`:` is a
+            // bash builtin), never read from the function's exit status: a
+            // function that exits 126 or 127 itself must run only once.
+            let bash = exec::exec(
                 &self.docker,
                 &container,
-                &["bash".into(), "-c".into(), format!("source /tmp/abra.sh; {call}")],
+                &["bash".into(), "-c".into(), ":".into()],
                 self.post_cmd_timeout,
             )
             .await
-            .map_err(e2d)?;
-            if out.exit_code == 126 || out.exit_code == 127 {
-                // No bash in the image: abra falls back to sh.
-                out = exec::exec(
-                    &self.docker,
-                    &container,
-                    &["sh".into(), "-c".into(), format!(". /tmp/abra.sh; {call}")],
-                    self.post_cmd_timeout,
-                )
+            .map_err(e2d)?
+            .exit_code
+                == 0;
+            let argv = if bash {
+                ["bash".into(), "-c".into(), format!("source /tmp/abra.sh; {call}")]
+            } else {
+                ["sh".into(), "-c".into(), format!(". /tmp/abra.sh; {call}")]
+            };
+            let out = exec::exec(&self.docker, &container, &argv, self.post_cmd_timeout)
                 .await
                 .map_err(e2d)?;
-            }
             let cmd = PostCmd {
                 service: service.clone(),
                 command: call.clone(),
@@ -503,13 +559,29 @@ mod tests {
 
     #[test]
     fn post_cmds_and_labels_parse_as_abra_writes_them() {
+        let cmd = |s: &str, f: &str, a: &[&str]| PostCmdSpec {
+            service: s.into(),
+            function: f.into(),
+            args: a.iter().map(|x| x.to_string()).collect(),
+        };
         assert_eq!(
-            parse_post_cmds("app set_admin alice|db migrate --all| |app"),
-            [
-                ("app".to_string(), "set_admin".to_string(), vec!["alice".to_string()]),
-                ("db".to_string(), "migrate".to_string(), vec!["--all".to_string()]),
-            ]
+            parse_post_cmds("X", "app set_admin alice|db  migrate --all "),
+            Ok(vec![
+                cmd("app", "set_admin", &["alice"]),
+                cmd("db", "migrate", &["--all"])
+            ])
         );
+        assert_eq!(parse_post_cmds("X", "  "), Ok(vec![]));
+        // An entry that is not a command is refused, never dropped.
+        for (text, entry) in [("app set_admin alice|db migrate| |app", 3), ("app", 1), ("app f|", 2)] {
+            let e = parse_post_cmds("POST_DEPLOY_CMDS", text).unwrap_err();
+            assert_eq!(e.entry, entry, "{text}");
+            assert!(
+                e.to_string().starts_with("POST_DEPLOY_CMDS: entry ")
+                    && e.to_string().contains("is not `<service> <function> [args]`"),
+                "{e}"
+            );
+        }
         assert_eq!(small_sha("0123456789abcdef"), "01234567");
         let d = tempfile::tempdir().unwrap();
         std::fs::write(

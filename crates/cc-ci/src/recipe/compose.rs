@@ -104,28 +104,53 @@ pub struct ComposeSet {
 }
 
 impl ComposeSet {
+    /// The path of compose file `name` (as `COMPOSE_FILE` names it) in the
+    /// recipe folder `dir`. abra joins the name onto the folder: one that is
+    /// absolute, climbs out with `..`, or leads out through a symlink (the
+    /// file's or a folder's on the way) would be read outside the recipe,
+    /// and is refused before anything of it is read. A name that does not
+    /// exist is left to the reader to report.
+    ///
+    /// # Errors
+    /// [`ComposeError`] naming the recipe folder (`file`) and the name.
+    pub fn confined(dir: &Path, name: &str) -> Result<PathBuf, ComposeError> {
+        let outside = |how: &str| ComposeError {
+            file: dir.to_path_buf(),
+            line: 0,
+            detail: format!(
+                "COMPOSE_FILE names {name:?}, {how} outside the recipe folder; name files inside it \
+                 (relative, no `..`, no symlink leading out) in .env.sample"
+            ),
+        };
+        let p = Path::new(name);
+        if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(outside("which is"));
+        }
+        let path = dir.join(p);
+        if let (Ok(real), Ok(root)) = (path.canonicalize(), dir.canonicalize()) {
+            if !real.starts_with(&root) {
+                return Err(outside("a symlink that leads"));
+            }
+        }
+        Ok(path)
+    }
+
     /// Reads `files` (relative to `dir`) and merges them in order.
     ///
     /// # Errors
-    /// [`ComposeError`] for the first file that is missing, does not parse,
-    /// or has no `services:` mapping (an overlay may omit it: only the first
-    /// file must have one).
+    /// [`ComposeError`] for the first file that is outside the recipe
+    /// folder ([`ComposeSet::confined`]: naming the folder, checked for
+    /// every file before any is read), is missing, does not parse, or has
+    /// no `services:` mapping (an overlay may omit it: only the first file
+    /// must have one).
     pub fn load(dir: &Path, files: &[String]) -> Result<ComposeSet, ComposeError> {
+        let paths = files
+            .iter()
+            .map(|f| Self::confined(dir, f))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut set = ComposeSet::default();
-        for (i, f) in files.iter().enumerate() {
-            // abra joins COMPOSE_FILE's names onto the recipe folder; one that
-            // is absolute or climbs out (`..`) would read outside the recipe.
-            let name = Path::new(f);
-            if name.is_absolute() || name.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-                return Err(ComposeError {
-                    file: dir.to_path_buf(),
-                    line: 0,
-                    detail: format!(
-                        "COMPOSE_FILE names {f:?}, which is outside the recipe folder; name files inside it (relative, no `..`) in .env.sample"
-                    ),
-                });
-            }
-            let c = ComposeFile::read(&dir.join(f), i == 0)?;
+        for (i, path) in paths.iter().enumerate() {
+            let c = ComposeFile::read(path, i == 0)?;
             for s in &c.services {
                 merge(
                     set.services.entry(s.name.clone()).or_insert_with(|| Service {

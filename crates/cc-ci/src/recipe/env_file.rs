@@ -6,6 +6,14 @@
 //! value is kept: abra reads secret options such as `# length=32` from it),
 //! and `$KEY` / `${KEY}` references to earlier keys, which is how
 //! `COMPOSE_FILE` is built up in steps.
+//!
+//! Values cc-ci writes ([`set_in_text`], [`quote`]) read back as written
+//! both here and in abra, whose `envfile` package reads app env files with
+//! joho/godotenv's parser (v1.5 `parser.go`: a bare value is cut at ` #`
+//! and trimmed, `$` expands outside single quotes, double quotes take `\`
+//! escapes, a quote right after `\` does not close, and `---` before a
+//! line break is dropped). A value no quoting keeps is refused
+//! ([`UnwritableValue`]) rather than written changed.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +27,17 @@ pub struct EnvFileError {
     pub line: usize,
     /// What is wrong and what to do.
     pub detail: String,
+}
+
+/// A value that cannot be written into an env file so that it reads back
+/// as given (see [`quote`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {why}")]
+pub struct UnwritableValue {
+    /// The key it was for.
+    pub key: String,
+    /// What in the value cannot be written, and the fix.
+    pub why: &'static str,
 }
 
 /// One assignment.
@@ -137,41 +156,83 @@ impl EnvFile {
         out
     }
 
-    /// The file's text: `KEY=value` lines with their comments (values quoted when needed).
-    pub fn render(&self) -> String {
+    /// The file's text: `KEY=value` lines with their comments (values
+    /// quoted as [`quote`] does).
+    ///
+    /// # Errors
+    /// [`UnwritableValue`] for the first value [`quote`] refuses.
+    pub fn render(&self) -> Result<String, UnwritableValue> {
         let mut s = String::new();
         for e in &self.entries {
-            let needs_quotes =
-                e.value.is_empty() || e.value.contains(|c: char| c.is_whitespace() || c == '#' || c == '$');
-            if needs_quotes {
-                s.push_str(&format!("{}='{}'", e.key, e.value.replace('\'', "'\\''")));
-            } else {
-                s.push_str(&format!("{}={}", e.key, e.value));
-            }
-            if let Some(c) = &e.comment {
-                s.push_str(&format!(" # {c}"));
-            }
+            s.push_str(&line_for(&e.key, &e.value, e.comment.as_deref())?);
             s.push('\n');
         }
-        s
+        Ok(s)
     }
 }
 
-/// `value` as an env-file value: bare when it is safe, else single-quoted
-/// (so that `$` is not expanded and `#` does not start a comment); a
-/// value holding `'` is double-quoted, with any `"` and `$` in it dropped.
-pub fn quote(value: &str) -> String {
-    let bare =
-        !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || matches!(c, '#' | '$' | '\'' | '"' | '\\'));
-    if bare {
-        value.to_string()
-    } else if !value.contains('\'') {
-        format!("'{value}'")
-    } else {
-        // Double quotes expand `$` and this reader knows no escapes: a value
-        // with both a `'` and a `"` or `$` cannot be written exactly.
-        format!("\"{}\"", value.replace(['"', '$'], ""))
+/// `value` as an env-file value that reads back as `value` here and in abra
+/// (godotenv; see the module docs): bare when it holds no blank, `#`, `$`
+/// or quote (and does not end in `---`), else single-quoted (nothing is
+/// expanded or escaped inside), else, holding a `'`, double-quoted.
+///
+/// # Errors
+/// What in the value no quoting keeps, with the fix: a line break (`\n`,
+/// `\r`) or NUL; a `'` together with a `"`, `$` or `\` (inside double
+/// quotes `$` expands and `\` escapes, and no quote can hold a `'` in
+/// single quotes); a trailing `\` on a value that needs quotes (godotenv
+/// takes the closing quote after it as escaped).
+pub fn quote(value: &str) -> Result<String, &'static str> {
+    if value.contains(['\n', '\r']) {
+        return Err("the value holds a line break, which an env-file line cannot carry; give it on one line");
     }
+    if value.contains('\0') {
+        return Err("the value holds a NUL character, which no environment variable can hold; remove it");
+    }
+    let bare = !value.is_empty()
+        && !value.ends_with("---")
+        && !value.contains(|c: char| c.is_whitespace() || matches!(c, '#' | '$' | '\'' | '"'));
+    if bare {
+        return Ok(value.to_string());
+    }
+    if value.ends_with('\\') {
+        return Err(TRAILING_BACKSLASH);
+    }
+    if !value.contains('\'') {
+        Ok(format!("'{value}'"))
+    } else if value.contains(['"', '$', '\\']) {
+        Err(
+            "the value holds a `'` together with a `\"`, `$` or `\\`, which no quoting of an env file keeps \
+             as written (in double quotes `$` expands and `\\` escapes); drop one of them",
+        )
+    } else {
+        Ok(format!("\"{value}\""))
+    }
+}
+
+const TRAILING_BACKSLASH: &str = "the value needs quotes (it holds a blank, `#`, `$` or a quote, or is \
+     followed by a comment holding `#`) and ends in `\\`, which abra's env-file reader takes as escaping \
+     the closing quote; drop the trailing `\\`";
+
+/// The line `KEY=<quoted value>[ # comment]`, without its line break. A
+/// value followed by a comment that holds a `#` is quoted (godotenv cuts a
+/// bare value at the last ` #` of the line).
+fn line_for(key: &str, value: &str, comment: Option<&str>) -> Result<String, UnwritableValue> {
+    let refused = |why| UnwritableValue {
+        key: key.to_string(),
+        why,
+    };
+    let mut quoted = quote(value).map_err(refused)?;
+    let Some(c) = comment else {
+        return Ok(format!("{key}={quoted}"));
+    };
+    if c.contains('#') && quoted == value {
+        if value.ends_with('\\') {
+            return Err(refused(TRAILING_BACKSLASH));
+        }
+        quoted = format!("'{value}'");
+    }
+    Ok(format!("{key}={quoted} # {c}"))
 }
 
 /// The key an env-file line assigns, if it is an active assignment
@@ -193,8 +254,12 @@ fn assigned_key(line: &str) -> Option<&str> {
 /// replaced (its trailing comment, e.g. `# length=32`, kept); earlier ones
 /// (a value built in steps, `COMPOSE_FILE="$COMPOSE_FILE:..."`) are
 /// commented out, since the new value is complete; with none, the line is
-/// appended.
-pub fn set_in_text(text: &str, key: &str, value: &str) -> String {
+/// appended. The value is quoted as [`quote`] does.
+///
+/// # Errors
+/// [`UnwritableValue`] naming `key` when [`quote`] refuses the value
+/// (nothing is changed).
+pub fn set_in_text(text: &str, key: &str, value: &str) -> Result<String, UnwritableValue> {
     let lines: Vec<&str> = text.lines().collect();
     let hits: Vec<usize> = (0..lines.len())
         .filter(|&i| assigned_key(lines[i]) == Some(key))
@@ -203,24 +268,22 @@ pub fn set_in_text(text: &str, key: &str, value: &str) -> String {
         let comment = old
             .and_then(|l| l.split_once('=').map(|(_, r)| r))
             .and_then(split_value)
-            .and_then(|(_, c)| c)
-            .map(|c| format!(" # {c}"))
-            .unwrap_or_default();
-        format!("{key}={}{comment}", quote(value))
+            .and_then(|(_, c)| c);
+        line_for(key, value, comment.as_deref())
     };
     let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     match hits.split_last() {
-        None => out.push(new_line(None)),
+        None => out.push(new_line(None)?),
         Some((&last, earlier)) => {
             for &i in earlier {
                 out[i] = format!("# (cc-ci: superseded below) {}", lines[i]);
             }
-            out[last] = new_line(Some(lines[last]));
+            out[last] = new_line(Some(lines[last]))?;
         }
     }
     let mut s = out.join("\n");
     s.push('\n');
-    s
+    Ok(s)
 }
 
 /// Splits `rest` (after `=`) into ((value, single-quoted), trailing comment).
@@ -281,7 +344,7 @@ mod tests {
     #[test]
     fn render_round_trips() {
         let e = parse("A=1\nB='two words' # note\nC=\nD=\"x#y\"\n").unwrap();
-        let again = parse(&e.render()).unwrap();
+        let again = parse(&e.render().unwrap()).unwrap();
         assert_eq!(e, again);
     }
 
@@ -289,24 +352,68 @@ mod tests {
     fn set_in_text_keeps_the_rest_of_the_file() {
         let t = "# app\nTYPE=x\n\nSECRET_A_VERSION=v1 # length=32\nCOMPOSE_FILE=\"compose.yml\"\n\
                  #COMPOSE_FILE=\"$COMPOSE_FILE:compose.off.yml\"\nCOMPOSE_FILE=\"$COMPOSE_FILE:compose.b.yml\"\n";
-        let t2 = set_in_text(t, "TYPE", "x:1.0.0+1");
+        let t2 = set_in_text(t, "TYPE", "x:1.0.0+1").unwrap();
         assert!(
             t2.starts_with("# app\nTYPE=x:1.0.0+1\n\nSECRET_A_VERSION=v1 # length=32\n"),
             "{t2}"
         );
-        let t3 = set_in_text(&t2, "SECRET_A_VERSION", "v2");
+        let t3 = set_in_text(&t2, "SECRET_A_VERSION", "v2").unwrap();
         assert!(t3.contains("SECRET_A_VERSION=v2 # length=32\n"), "{t3}");
-        let t4 = set_in_text(&t3, "COMPOSE_FILE", "compose.yml:compose.c.yml");
+        let t4 = set_in_text(&t3, "COMPOSE_FILE", "compose.yml:compose.c.yml").unwrap();
         let e = parse(&t4).unwrap();
         assert_eq!(e.get("COMPOSE_FILE"), Some("compose.yml:compose.c.yml"), "{t4}");
         assert!(t4.contains("#COMPOSE_FILE=\"$COMPOSE_FILE:compose.off.yml\""), "{t4}");
-        let t5 = set_in_text(&t4, "LETS_ENCRYPT_ENV", "");
+        let t5 = set_in_text(&t4, "LETS_ENCRYPT_ENV", "").unwrap();
         assert!(t5.ends_with("LETS_ENCRYPT_ENV=''\n"), "{t5}");
         assert_eq!(parse(&t5).unwrap().get("LETS_ENCRYPT_ENV"), Some(""));
-        let t6 = set_in_text(&t5, "P", "a$b #c");
+        let t6 = set_in_text(&t5, "P", "a$b #c").unwrap();
         assert_eq!(parse(&t6).unwrap().get("P"), Some("a$b #c"));
-        let t7 = set_in_text(&t6, "Q", "it's");
+        let t7 = set_in_text(&t6, "Q", "it's").unwrap();
         assert_eq!(parse(&t7).unwrap().get("Q"), Some("it's"));
+    }
+
+    /// Values with both quote kinds, `$`, `\`, `#`, blanks or line breaks:
+    /// each is written so that it reads back equal, or refused naming the
+    /// key (abra's reading of each line is checked by the fuzz test).
+    #[test]
+    fn awkward_values_read_back_or_are_refused_by_key() {
+        for v in [
+            "a'b",
+            "it's fine",
+            "a\"b",
+            "$NOT expanded",
+            "a b # c",
+            "C:\\dir\\",
+            "back\\slash inside",
+            "ends---",
+            "'",
+            "\"",
+            "",
+            "\u{a0}",
+        ] {
+            let t = set_in_text("K=old # length=32\n", "K", v).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+            assert_eq!(parse(&t).unwrap().get("K"), Some(v), "{v:?} written as {t:?}");
+            assert!(t.ends_with(" # length=32\n"), "{t:?}");
+        }
+        for (v, says) in [
+            ("two\nlines", "line break"),
+            ("cr\r", "line break"),
+            ("nul\0", "NUL"),
+            ("it's \"quoted\"", "together with"),
+            ("it's $5", "together with"),
+            ("it's \\o/", "together with"),
+            ("a b\\", "ends in `\\`"),
+        ] {
+            let e = set_in_text("A=1\n", "SITE_TITLE", v).unwrap_err();
+            assert_eq!(e.key, "SITE_TITLE");
+            assert!(
+                e.to_string().starts_with("SITE_TITLE: the value ") && e.to_string().contains(says),
+                "{v:?}: {e}"
+            );
+        }
+        // A comment holding `#` after a bare value: the value is quoted.
+        let t = set_in_text("K=v1 # a # b\n", "K", "v2").unwrap();
+        assert_eq!(t, "K='v2' # a # b\n");
     }
 
     #[test]

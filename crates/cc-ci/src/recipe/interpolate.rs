@@ -8,7 +8,14 @@
 
 use std::collections::BTreeMap;
 
-/// A required variable (`${VAR:?msg}`) is unset, or a `${` is not closed.
+/// How deep `${...}` may nest in defaults and alternatives
+/// (`${A:-${B:-x}}` is 2). Recipes nest one or two levels; a limit keeps a
+/// label nesting thousands deep from overflowing the stack (docker/cli has
+/// none: Go's stacks grow).
+pub const MAX_NESTING: usize = 32;
+
+/// A required variable (`${VAR:?msg}`) is unset, a `${` is not closed, or
+/// `${...}` nests too deep.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InterpolateError {
     /// `${VAR:?message}` or `${VAR?message}` with VAR missing.
@@ -25,18 +32,30 @@ pub enum InterpolateError {
         /// The text.
         text: String,
     },
+    /// `${...}` nested deeper than [`MAX_NESTING`].
+    #[error("{text:?} nests `${{...}}` deeper than {MAX_NESTING} levels; nest fewer defaults")]
+    TooDeep {
+        /// The text, cut to its first 100 characters.
+        text: String,
+    },
 }
 
 /// Interpolates `text` with `env` (a missing variable becomes empty, as
 /// docker/cli does, with a warning there).
 ///
 /// # Errors
-/// [`InterpolateError`] for a missing required variable or a `${` without `}`.
+/// [`InterpolateError`] for a missing required variable, a `${` without
+/// `}`, or nesting deeper than [`MAX_NESTING`].
 pub fn interpolate(text: &str, env: &BTreeMap<String, String>) -> Result<String, InterpolateError> {
-    interp(text, env, true)
+    interp(text, env, true, 0)
 }
 
-fn interp(text: &str, env: &BTreeMap<String, String>, strict: bool) -> Result<String, InterpolateError> {
+fn interp(text: &str, env: &BTreeMap<String, String>, strict: bool, depth: usize) -> Result<String, InterpolateError> {
+    if depth > MAX_NESTING {
+        return Err(InterpolateError::TooDeep {
+            text: text.chars().take(100).collect(),
+        });
+    }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('$') {
@@ -47,7 +66,7 @@ fn interp(text: &str, env: &BTreeMap<String, String>, strict: bool) -> Result<St
             rest = r;
         } else if let Some(inner) = after.strip_prefix('{') {
             let end = closing_brace(inner).ok_or_else(|| InterpolateError::Unclosed { text: text.into() })?;
-            out.push_str(&braced(&inner[..end], env, strict)?);
+            out.push_str(&braced(&inner[..end], env, strict, depth)?);
             rest = &inner[end + 1..];
         } else {
             let end = after
@@ -80,7 +99,7 @@ fn closing_brace(s: &str) -> Option<usize> {
     None
 }
 
-fn braced(expr: &str, env: &BTreeMap<String, String>, strict: bool) -> Result<String, InterpolateError> {
+fn braced(expr: &str, env: &BTreeMap<String, String>, strict: bool, depth: usize) -> Result<String, InterpolateError> {
     let name_end = expr
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .unwrap_or(expr.len());
@@ -91,7 +110,7 @@ fn braced(expr: &str, env: &BTreeMap<String, String>, strict: bool) -> Result<St
         Ok(if cond {
             value.cloned().unwrap_or_default()
         } else {
-            interp(alt, env, strict)?
+            interp(alt, env, strict, depth + 1)?
         })
     };
     let required = |cond: bool, msg: &str| {
@@ -106,7 +125,7 @@ fn braced(expr: &str, env: &BTreeMap<String, String>, strict: bool) -> Result<St
     };
     let alt = |cond: bool, word: &str| -> Result<String, InterpolateError> {
         if cond {
-            interp(word, env, strict)
+            interp(word, env, strict, depth + 1)
         } else {
             Ok(String::new())
         }
@@ -129,10 +148,10 @@ fn braced(expr: &str, env: &BTreeMap<String, String>, strict: bool) -> Result<St
 }
 
 /// [`interpolate`] for reading, never failing: a missing required variable
-/// gives its (empty) value and an unclosed `${` is kept as written (lint
-/// reads recipes that need not deploy).
+/// gives its (empty) value, and text with an unclosed `${` or nested too
+/// deep is kept as written (lint reads recipes that need not deploy).
 pub fn interpolate_lenient(text: &str, env: &BTreeMap<String, String>) -> String {
-    interp(text, env, false).unwrap_or_else(|_| text.to_string())
+    interp(text, env, false, 0).unwrap_or_else(|_| text.to_string())
 }
 
 /// `text` with every `$` doubled, so that compose interpolation gives the
@@ -177,5 +196,25 @@ mod tests {
         assert_eq!(i("a$"), "a$");
         assert_eq!(interpolate_lenient("${MISSING:?no}x", &e), "x");
         assert_eq!(interpolate_lenient("${V", &e), "${V");
+    }
+
+    /// A recipe's label nesting defaults thousands deep is refused, not a
+    /// stack overflow that kills the run (5000 levels, 30 KB, overflowed a
+    /// 2 MiB thread stack before the limit).
+    #[test]
+    fn deep_nesting_is_refused_not_a_crash() {
+        let e = env();
+        let nested = |n: usize| format!("{}x{}", "${MISSING:-".repeat(n), "}".repeat(n));
+        assert_eq!(interpolate(&nested(MAX_NESTING), &e).unwrap(), "x");
+        for n in [MAX_NESTING + 1, 5000] {
+            let t = nested(n);
+            let err = interpolate(&t, &e).unwrap_err();
+            assert!(matches!(err, InterpolateError::TooDeep { .. }), "{n}: {err}");
+            assert!(
+                err.to_string().contains("nests `${...}` deeper than 32 levels"),
+                "{err}"
+            );
+            assert_eq!(interpolate_lenient(&t, &e), t, "lenient: kept as written");
+        }
     }
 }

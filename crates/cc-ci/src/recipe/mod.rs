@@ -129,25 +129,31 @@ impl Recipe {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        // A compose file that is missing or does not parse does not make the
-        // checkout "not a recipe": the deploy of this version fails on it,
-        // naming the file and line, at the rung that deploys it.
-        let (services, compose_error) = match compose_files.iter().find(|f| !dir.join(f).is_file()) {
-            Some(f) => (
-                BTreeMap::new(),
-                Some(
-                    RecipeError::Missing {
-                        path: dir.to_path_buf(),
-                        file: f.clone(),
-                        why: "named by COMPOSE_FILE in .env.sample",
-                    }
-                    .to_string(),
+        // A compose file that is outside the folder, missing or does not
+        // parse does not make the checkout "not a recipe": the deploy of
+        // this version fails on it, naming the file and line, at the rung
+        // that deploys it. Nothing outside the folder is read.
+        let outside = compose_files.iter().find_map(|f| ComposeSet::confined(dir, f).err());
+        let (services, compose_error) = if let Some(e) = outside {
+            (BTreeMap::new(), Some(e.to_string()))
+        } else {
+            match compose_files.iter().find(|f| !dir.join(f).is_file()) {
+                Some(f) => (
+                    BTreeMap::new(),
+                    Some(
+                        RecipeError::Missing {
+                            path: dir.to_path_buf(),
+                            file: f.clone(),
+                            why: "named by COMPOSE_FILE in .env.sample",
+                        }
+                        .to_string(),
+                    ),
                 ),
-            ),
-            None => match ComposeSet::load(dir, &compose_files) {
-                Ok(set) => (set.services, None),
-                Err(e) => (BTreeMap::new(), Some(e.to_string())),
-            },
+                None => match ComposeSet::load(dir, &compose_files) {
+                    Ok(set) => (set.services, None),
+                    Err(e) => (BTreeMap::new(), Some(e.to_string())),
+                },
+            }
         };
         let name = recipe_name(Some(&env_sample), dir);
         Ok(Recipe {
@@ -277,14 +283,19 @@ pub fn recipe_name(env_sample: Option<&EnvFile>, dir: &Path) -> String {
         })
 }
 
-/// The upgrade base for a tested version: the newest release strictly older
-/// than `tested`. When the tested ref is itself the newest tag this is the tag
-/// before it; `None` when there is no older release (the upgrade rung is then
-/// unverified).
-pub fn upgrade_base<'r>(releases: &'r [Release], tested: &semver::Version) -> Option<&'r Release> {
+/// The upgrade base for the tested commit `tested_commit` (40 hex), which
+/// declares version `tested`: the newest release whose version is at most
+/// `tested` and whose commit is not the tested commit. A pull request that
+/// does not bump the version upgrades from the newest release (the one it
+/// builds on, same version), a bumped one from the newest release below
+/// it, and a release tested at its own tag from the release before it (a
+/// tag on the tested commit is never the base: an upgrade to itself proves
+/// nothing). `None` when there is no such release (the upgrade rung is
+/// then unverified).
+pub fn upgrade_base<'r>(releases: &'r [Release], tested: &semver::Version, tested_commit: &str) -> Option<&'r Release> {
     releases
         .iter()
-        .filter(|r| r.version < *tested)
+        .filter(|r| r.version <= *tested && r.commit != tested_commit)
         .max_by(|a, b| a.version.cmp(&b.version))
 }
 
@@ -435,22 +446,32 @@ volumes:
     }
 
     #[test]
-    fn upgrade_base_is_the_newest_older_release() {
+    fn upgrade_base_is_the_newest_release_at_or_below_the_tested_version_on_another_commit() {
         let rs = [rel("1.0.0+1.22.1"), rel("1.1.0+1.22.1"), rel("2.0.0+1.24.0")];
-        let v = |s| semver::Version::parse(s).unwrap();
+        let v = |s: &str| semver::Version::parse(s).unwrap();
+        let base = |tested: &str, commit: &str| upgrade_base(&rs, &v(tested), commit).map(|r| r.tag.clone());
+        // rel() gives each release its tag as its commit.
+        let some = |t: &str| Some(t.to_string());
         assert_eq!(
-            upgrade_base(&rs, &v("2.0.0+1.24.0")).unwrap().tag,
-            "1.1.0+1.22.1",
+            base("2.0.0+1.24.0", "2.0.0+1.24.0"),
+            some("1.1.0+1.22.1"),
             "tested = newest tag"
         );
+        assert_eq!(base("2.1.0+1.25.0", "head"), some("2.0.0+1.24.0"), "a bumped PR head");
         assert_eq!(
-            upgrade_base(&rs, &v("2.1.0+1.25.0")).unwrap().tag,
-            "2.0.0+1.24.0",
-            "a bumped PR head"
+            base("2.0.0+1.24.0", "head"),
+            some("2.0.0+1.24.0"),
+            "a PR head that did not bump: from the release it builds on"
         );
-        assert_eq!(upgrade_base(&rs, &v("1.1.0+1.22.1")).unwrap().tag, "1.0.0+1.22.1");
-        assert!(upgrade_base(&rs, &v("1.0.0+1.22.1")).is_none(), "no older release");
-        assert!(upgrade_base(&[], &v("1.0.0")).is_none());
+        assert_eq!(base("1.1.0+1.22.1", "1.1.0+1.22.1"), some("1.0.0+1.22.1"));
+        assert_eq!(
+            base("1.5.0+1.22.1", "head"),
+            some("1.1.0+1.22.1"),
+            "never a newer release"
+        );
+        assert_eq!(base("1.0.0+1.22.1", "1.0.0+1.22.1"), None, "no other release");
+        assert_eq!(base("0.9.0+1.22.1", "head"), None, "every release is newer");
+        assert!(upgrade_base(&[], &v("1.0.0"), "head").is_none());
     }
 
     #[test]

@@ -401,6 +401,64 @@ fn split_list(v: &str) -> Vec<&str> {
     v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
 }
 
+/// The paths of a path label: its comma-separated list, refused when it
+/// lists none (an empty label would back up nothing of what it names, and
+/// say nothing).
+fn path_list<'v>(service: &str, label: &str, value: &'v str) -> Result<Vec<&'v str>, BackupError> {
+    let list = split_list(value);
+    if list.is_empty() {
+        return Err(BackupError::BadPath {
+            service: service.into(),
+            label: label.into(),
+            path: value.into(),
+            detail: "lists no path (remove the label to back up the whole volume, or set \
+                     backupbot.backup.volumes.<volume>=false to leave the volume out)"
+                .into(),
+        });
+    }
+    Ok(list)
+}
+
+/// A named volume a service mounts, as the plan needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// The engine's volume name (`<stack>_<vol>`).
+    pub volume: String,
+    /// The name labels use (`<vol>`: `<stack>_` stripped).
+    pub short: String,
+    /// Where the service mounts it: an absolute, normalised container path.
+    pub target: String,
+}
+
+/// One service's part of the plan from its (interpolated) `labels` and its
+/// named-volume `mounts`, and notes for the log; `None` when the service
+/// does not turn backup on ([`contract::enabled`]).
+///
+/// # Errors
+/// [`BackupError::PathNotInVolume`] and [`BackupError::BadPath`] (the
+/// recipe's labels), naming the service and the label.
+pub fn service_plan(
+    service: &str,
+    labels: &HashMap<String, String>,
+    mounts: &[VolumeMount],
+) -> Result<Option<(ServicePlan, Vec<String>)>, BackupError> {
+    if !labels.get(contract::ENABLE).is_some_and(|v| contract::enabled(v)) {
+        return Ok(None);
+    }
+    let (targets, notes) = targets_of(service, labels, mounts)?;
+    let plan = ServicePlan {
+        service: service.to_string(),
+        hooks: Hooks {
+            backup_pre: labels.get(contract::BACKUP_PRE_HOOK).cloned(),
+            backup_post: labels.get(contract::BACKUP_POST_HOOK).cloned(),
+            restore_pre: labels.get(contract::RESTORE_PRE_HOOK).cloned(),
+            restore_post: labels.get(contract::RESTORE_POST_HOOK).cloned(),
+        },
+        targets,
+    };
+    Ok(Some((plan, notes)))
+}
+
 /// Plans the backup of `stack` from its live services (see the module doc).
 ///
 /// Returns None when no service carries `backupbot.backup=true` (the rung
@@ -422,10 +480,7 @@ pub async fn plan(docker: &Docker, stack: &str) -> Result<Option<BackupPlan>, Ba
         let full = spec.name.clone().unwrap_or_default();
         let service = full.strip_prefix(&prefix).unwrap_or(&full).to_string();
         let labels = spec.labels.clone().unwrap_or_default();
-        if !labels.get(contract::ENABLE).is_some_and(|v| contract::enabled(v)) {
-            continue;
-        }
-        let mounts: Vec<(String, String, String)> = spec
+        let mounts: Vec<VolumeMount> = spec
             .task_template
             .as_ref()
             .and_then(|t| t.container_spec.as_ref())
@@ -437,31 +492,27 @@ pub async fn plan(docker: &Docker, stack: &str) -> Result<Option<BackupPlan>, Ba
                 let source = m.source.filter(|s| !s.is_empty())?;
                 let target = normalise_abs(m.target.as_deref().unwrap_or("")).ok()?;
                 let short = source.strip_prefix(&prefix).unwrap_or(&source).to_string();
-                Some((source, short, target))
+                Some(VolumeMount {
+                    volume: source,
+                    short,
+                    target,
+                })
             })
             .collect();
-        let (targets, notes) = targets_of(&service, &labels, &mounts)?;
-        out.notes.extend(notes);
-        out.services.push(ServicePlan {
-            service,
-            hooks: Hooks {
-                backup_pre: labels.get(contract::BACKUP_PRE_HOOK).cloned(),
-                backup_post: labels.get(contract::BACKUP_POST_HOOK).cloned(),
-                restore_pre: labels.get(contract::RESTORE_PRE_HOOK).cloned(),
-                restore_post: labels.get(contract::RESTORE_POST_HOOK).cloned(),
-            },
-            targets,
-        });
+        if let Some((p, notes)) = service_plan(&service, &labels, &mounts)? {
+            out.notes.extend(notes);
+            out.services.push(p);
+        }
     }
     Ok(if out.services.is_empty() { None } else { Some(out) })
 }
 
 /// The targets of one labelled service from its labels and its named-volume
-/// mounts `(engine name, short name, container path)`, plus notes.
+/// mounts, plus notes.
 fn targets_of(
     service: &str,
     labels: &HashMap<String, String>,
-    mounts: &[(String, String, String)],
+    mounts: &[VolumeMount],
 ) -> Result<(Vec<Target>, Vec<String>), BackupError> {
     let mut notes = Vec::new();
     // Legacy paths: each mapped to the volume mounted at its longest prefix.
@@ -469,7 +520,7 @@ fn targets_of(
         None => None,
         Some(v) => {
             let mut mapped = Vec::new();
-            for p in split_list(v) {
+            for p in path_list(service, contract::LEGACY_PATH, v)? {
                 let norm = normalise_abs(p).map_err(|d| BackupError::BadPath {
                     service: service.into(),
                     label: contract::LEGACY_PATH.into(),
@@ -479,7 +530,7 @@ fn targets_of(
                 let best = mounts
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, (_, _, target))| under(&norm, target).map(|rel| (i, rel, target.len())))
+                    .filter_map(|(i, m)| under(&norm, &m.target).map(|rel| (i, rel, m.target.len())))
                     .max_by_key(|(_, _, len)| *len);
                 match best {
                     Some((i, rel, _)) => mapped.push((i, rel)),
@@ -495,11 +546,12 @@ fn targets_of(
         }
     };
     let mut targets = BTreeSet::new();
-    for (i, (volume, short, mount)) in mounts.iter().enumerate() {
+    for (i, m) in mounts.iter().enumerate() {
+        let short = &m.short;
         let mk = |rel: String| Target {
-            volume: volume.clone(),
+            volume: m.volume.clone(),
             short: short.clone(),
-            mount: mount.clone(),
+            mount: m.target.clone(),
             rel,
         };
         if labels
@@ -519,7 +571,7 @@ fn targets_of(
             continue;
         }
         if let Some(v) = labels.get(&contract::volume_paths(short)) {
-            for p in split_list(v) {
+            for p in path_list(service, &contract::volume_paths(short), v)? {
                 let rel = normalise_rel(p).map_err(|d| BackupError::BadPath {
                     service: service.into(),
                     label: contract::volume_paths(short),
@@ -1831,12 +1883,19 @@ mod tests {
         l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
-    fn mounts() -> Vec<(String, String, String)> {
-        vec![
-            ("s_content".into(), "content".into(), "/usr/share/nginx/html".into()),
-            ("s_data".into(), "data".into(), "/var/lib/app".into()),
-            ("s_deep".into(), "deep".into(), "/var/lib/app/cache".into()),
+    fn mounts() -> Vec<VolumeMount> {
+        [
+            ("content", "/usr/share/nginx/html"),
+            ("data", "/var/lib/app"),
+            ("deep", "/var/lib/app/cache"),
         ]
+        .into_iter()
+        .map(|(short, target)| VolumeMount {
+            volume: format!("s_{short}"),
+            short: short.into(),
+            target: target.into(),
+        })
+        .collect()
     }
 
     fn rels(t: &[Target]) -> Vec<(String, String)> {
@@ -1907,6 +1966,24 @@ mod tests {
         // `/usr/share/nginx/htmlx` is not under `/usr/share/nginx/html`.
         let l = labels(&[("backupbot.backup.path", "/usr/share/nginx/htmlx")]);
         assert!(targets_of("s", &l, &mounts()).is_err());
+    }
+
+    /// A path label that lists no path is refused naming it: it would
+    /// leave its volume out of the backup without a word.
+    #[test]
+    fn a_path_label_listing_no_path_is_refused() {
+        for (label, value) in [
+            ("backupbot.backup.volumes.data.path", ""),
+            ("backupbot.backup.volumes.data.path", " , "),
+            ("backupbot.backup.path", ","),
+        ] {
+            let l = labels(&[("backupbot.backup", "true"), (label, value)]);
+            let e = targets_of("app", &l, &mounts()).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("label `{label}` of service app: ")) && e.contains("lists no path"),
+                "{label}={value:?}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -31,9 +31,12 @@ pub enum BaseProblem {
     NoVersion,
     /// The declared version is not a recipe version (`<semver>+<upstream>`).
     BadVersion(String),
-    /// No release is older than the tested version.
+    /// No release other than the tested commit is at or below the tested
+    /// version (see [`upgrade_base`]).
     NoOlderRelease(String),
-    /// The base release is the very commit under test: an upgrade to itself proves nothing.
+    /// The only releases at or below the tested version are tags on the
+    /// very commit under test (the newest of them is named): an upgrade to
+    /// itself proves nothing.
     BaseIsHead(String),
 }
 
@@ -47,7 +50,10 @@ impl std::fmt::Display for BaseProblem {
                 )
             }
             BaseProblem::BadVersion(v) => write!(f, "the declared version {v:?} is not <semver>+<upstream>"),
-            BaseProblem::NoOlderRelease(v) => write!(f, "no release tag is older than {v}: nothing to upgrade from"),
+            BaseProblem::NoOlderRelease(v) => write!(
+                f,
+                "no release tag other than the tested commit is at or below {v}: nothing to upgrade from"
+            ),
             BaseProblem::BaseIsHead(t) => {
                 write!(
                     f,
@@ -222,10 +228,17 @@ impl RunPlan {
             None => Err(BaseProblem::NoVersion),
             Some(v) => match semver::Version::parse(v.trim_start_matches('v')) {
                 Err(_) => Err(BaseProblem::BadVersion(v.clone())),
-                Ok(tested) => match upgrade_base(&releases, &tested) {
-                    None => Err(BaseProblem::NoOlderRelease(v.clone())),
-                    Some(b) if b.commit == tested_ref => Err(BaseProblem::BaseIsHead(b.tag.clone())),
+                Ok(tested) => match upgrade_base(&releases, &tested, &tested_ref) {
                     Some(b) => Ok(b.clone()),
+                    // An older tag on the tested commit itself is no base.
+                    None => match releases
+                        .iter()
+                        .rev()
+                        .find(|r| r.commit == tested_ref && r.version < tested)
+                    {
+                        Some(on_head) => Err(BaseProblem::BaseIsHead(on_head.tag.clone())),
+                        None => Err(BaseProblem::NoOlderRelease(v.clone())),
+                    },
                 },
             },
         };
@@ -395,15 +408,33 @@ mod tests {
         release(&r, "1.0.0+1.0", true);
         let p = RunPlan::new(&r, &env(d.path())).unwrap();
         assert_eq!(p.base.unwrap_err(), BaseProblem::NoOlderRelease("1.0.0+1.0".into()));
-        // A head whose version was not bumped upgrades from the previous tag...
+        // A head whose version was not bumped upgrades from the newest
+        // release (the one it builds on), not from the one before it...
         release(&r, "1.1.0+1.0", true);
         std::fs::write(r.join("README.md"), "change").unwrap();
         git(&r, &["add", "."]);
         git(&r, &["commit", "-q", "-m", "unbumped"]);
         let p = RunPlan::new(&r, &env(d.path())).unwrap();
+        assert_eq!(p.tested_version.as_deref(), Some("1.1.0+1.0"));
+        assert_eq!(p.base.unwrap().tag, "1.1.0+1.0");
+        // ...a release tested at its own tag upgrades from the one before...
+        git(&r, &["checkout", "-q", "1.1.0+1.0"]);
+        let p = RunPlan::new(&r, &env(d.path())).unwrap();
         assert_eq!(p.base.unwrap().tag, "1.0.0+1.0");
-        // ...and a base tag on the head commit itself is refused as proof.
+        // ...and an older tag on the tested commit is never the base.
+        git(&r, &["checkout", "-q", "-"]);
         git(&r, &["tag", "-a", "1.0.5+1.0", "-m", "same commit"]);
+        let p = RunPlan::new(&r, &env(d.path())).unwrap();
+        assert_eq!(p.base.unwrap().tag, "1.1.0+1.0");
+
+        // A tag on the tested commit is refused as proof: here the only
+        // release at or below the tested version is on the head itself.
+        let r = d.path().join("y");
+        std::fs::create_dir(&r).unwrap();
+        std::fs::write(r.join(".env.sample"), "TYPE=y\n").unwrap();
+        git(&r, &["init", "-q"]);
+        release(&r, "1.1.0+1.0", false);
+        git(&r, &["tag", "-a", "1.0.5+1.0", "-m", "on the head"]);
         let p = RunPlan::new(&r, &env(d.path())).unwrap();
         assert_eq!(p.base.unwrap_err(), BaseProblem::BaseIsHead("1.0.5+1.0".into()));
     }

@@ -152,7 +152,8 @@ fn file_err(file: &Path, message: String) -> SettingsError {
 /// Which release the upgrade rung starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpgradeBase {
-    /// The newest release older than the tested version (the default).
+    /// The newest release at or below the tested version whose commit is
+    /// not the tested one ([`crate::recipe::upgrade_base`]; the default).
     Previous,
     /// This release tag.
     Pinned(String),
@@ -873,6 +874,11 @@ impl Settings {
                             RESERVED_ENV.join(", ")
                         ),
                     ));
+                }
+                // Written into the app's env file: refused here, naming this
+                // file, if no env-file quoting keeps it as given.
+                if let Err(why) = crate::recipe::env_file::quote(v.get_ref()) {
+                    return Err(err(Some(v.span()), format!("[{table}] {key}: {why}")));
                 }
                 out.insert(key.clone(), v.get_ref().clone());
             }
