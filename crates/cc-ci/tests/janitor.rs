@@ -934,9 +934,11 @@ async fn other_apps_stacks_are_never_touched() {
     std::fs::create_dir_all(w.state().join("leases")).unwrap();
     std::fs::write(w.lease_path(&other_domain), serde_json::to_vec(&other_lease).unwrap()).unwrap();
     std::fs::create_dir_all(w.run_dir("abc123").join("abra")).unwrap();
-    // And one dead app of ours, so the sweep has work to do.
+    // And one dead app of ours (its run folder is here), so the sweep has
+    // work to do.
     let ours = format!("app-def456{}", w.suffix);
     test_support::make_stack_objects(&d, &ours).await;
+    std::fs::create_dir_all(w.run_dir("def456")).unwrap();
 
     let mut before = BTreeMap::new();
     for s in &foreign {
@@ -956,6 +958,7 @@ async fn other_apps_stacks_are_never_touched() {
     assert!(stack::verify_clean(&d, &ours).await.unwrap().is_empty());
     // Dry run: says, removes nothing.
     test_support::make_stack_objects(&d, &ours).await;
+    std::fs::create_dir_all(w.run_dir("def456")).unwrap();
     let dry = janitor::sweep_with(
         &d,
         &janitor::SweepOptions {
@@ -980,6 +983,96 @@ async fn other_apps_stacks_are_never_touched() {
         let r = stack::teardown(&d, s, TEARDOWN).await.unwrap();
         assert!(r.is_clean(), "{r:?}");
     }
+}
+
+/// A service of `stack` (busybox, sleeping) with the namespace label and
+/// `extra` labels, as the native deployer's owner labels would be.
+async fn labelled_service(d: &Docker, stack: &str, extra: &BTreeMap<String, String>) {
+    let mut l = labels(stack);
+    l.extend(extra.clone());
+    d.create_service(
+        ServiceSpec {
+            name: Some(format!("{stack}_app")),
+            labels: Some(l),
+            task_template: Some(TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec {
+                    image: Some(IMAGE.into()),
+                    labels: Some(labels(stack)),
+                    command: Some(vec!["/bin/sh".into(), "-c".into(), "exec sleep 100000".into()]),
+                    stop_grace_period: Some(SEC),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_state_dirs_apps_are_left_to_their_own_janitor() {
+    let Some(d) = docker() else { return };
+    let w = World::new(&d);
+    let other = w.tmp.path().join("state-b");
+    let sweep_other = || async {
+        let r = janitor::sweep(&d, &other, &w.suffix, TEARDOWN).await.expect("sweep");
+        for a in &r.apps {
+            eprintln!("  other state's sweep: {a}");
+        }
+        r
+    };
+    // A live run of this state dir (its lease is here, not in the other).
+    let mut run = w.spawn_standin();
+    run.wait_for("READY ", Duration::from_secs(90));
+    wait_running(&d, &run.stack).await;
+    let before = snapshot(&d, &run.stack).await;
+    // An app labelled as this state dir's (no lease or run folder of it
+    // anywhere), and one labelled as a state dir that no longer exists.
+    let me = cc_ci::host::owner::Owner::of(&w.state()).unwrap();
+    let mine = format!("app-aaa111{}", w.suffix);
+    labelled_service(&d, &mine, &me.labels()).await;
+    let gone_dir = w.tmp.path().join("state-gone");
+    let gone = cc_ci::host::owner::Owner::of(&gone_dir).unwrap();
+    let orphan = format!("app-bbb222{}", w.suffix);
+    labelled_service(&d, &orphan, &gone.labels()).await;
+    std::fs::remove_dir_all(&gone_dir).unwrap();
+
+    // The other state dir's janitor: the live run and this state's app are
+    // not its to reap (the defect: it took a lease in its own state dir,
+    // found it free, and tore the live run down); the orphan is.
+    let rep = sweep_other().await;
+    assert_eq!(
+        outcome(&rep, &run.stack),
+        Some(&Outcome::Foreign { owner_dir: None }),
+        "{rep:#?}"
+    );
+    assert!(
+        matches!(outcome(&rep, &mine), Some(Outcome::Foreign { owner_dir: Some(dir) }) if *dir == me.dir.display().to_string()),
+        "{rep:#?}"
+    );
+    assert!(rep.app(&orphan).is_some_and(|a| a.reaped()), "{rep:#?}");
+    assert!(stack::verify_clean(&d, &orphan).await.unwrap().is_empty());
+    assert_eq!(snapshot(&d, &run.stack).await, before, "the live run is intact");
+    assert!(Lease::is_held(&w.lease_path(&run.stack)));
+    assert!(!stack::verify_clean(&d, &mine).await.unwrap().is_empty());
+    assert!(
+        !other.join("leases").exists() || std::fs::read_dir(other.join("leases")).unwrap().next().is_none(),
+        "no lease of another's app is left in the other state dir"
+    );
+
+    // The run dies: still not the other's to reap; its own janitor reaps
+    // both its apps.
+    run.kill();
+    let rep = sweep_other().await;
+    assert_eq!(outcome(&rep, &run.stack), Some(&Outcome::Foreign { owner_dir: None }));
+    assert!(!stack::verify_clean(&d, &run.stack).await.unwrap().is_empty());
+    let rep = w.sweep().await;
+    assert!(rep.app(&run.stack).is_some_and(|a| a.reaped()), "{rep:#?}");
+    assert!(rep.app(&mine).is_some_and(|a| a.reaped()), "{rep:#?}");
+    assert!(w.leftovers().await.is_empty(), "{:?}", w.leftovers().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 6)]
