@@ -12,7 +12,8 @@
 //! `CCCI_CANARY_PARALLEL` (default 3) runs that many at once; each run has
 //! its own state, results and settings folders, domain and stack.
 //! `CCCI_CANARY_ONLY=lint,certificate` runs only the rows whose names hold
-//! one of those fragments (for reruns by hand; CI runs them all).
+//! one of those fragments (for reruns by hand; CI runs them all); a filter
+//! that matches no row fails.
 
 mod ccci_run;
 
@@ -481,8 +482,40 @@ fn short(s: &str) -> String {
     }
 }
 
+/// The rows `only` (CCCI_CANARY_ONLY's comma-separated fragments) selects:
+/// all when empty; a filter that selects nothing is an error (a rerun by
+/// hand that tests nothing must not pass).
+fn selected(only: &str) -> Result<Vec<Canary>, String> {
+    let only: Vec<&str> = only.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let all: Vec<Canary> = canaries()
+        .into_iter()
+        .filter(|c| only.is_empty() || only.iter().any(|o| c.name.contains(o)))
+        .collect();
+    if all.is_empty() {
+        return Err(format!(
+            "CCCI_CANARY_ONLY={} matches no canary; the names are:\n  {}",
+            only.join(","),
+            canaries().iter().map(|c| c.name).collect::<Vec<_>>().join("\n  ")
+        ));
+    }
+    Ok(all)
+}
+
+#[test]
+fn a_canary_filter_that_matches_nothing_fails() {
+    let e = selected("no such canary").err().expect("an empty selection is refused");
+    assert!(
+        e.contains("matches no canary") && e.contains("good: static-site"),
+        "{e}"
+    );
+    assert_eq!(selected("").unwrap().len(), canaries().len());
+    assert_eq!(selected(" restore ,nothing").unwrap().len(), 1);
+}
+
 #[test]
 fn every_canary_gets_its_rung_and_status_and_the_good_fixtures_stay_green() {
+    // CCCI_CANARY_ONLY: a comma-separated list of name fragments, to rerun a few by hand.
+    let all = selected(&std::env::var("CCCI_CANARY_ONLY").unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
     if !test_support::need(Component::Swarm)
         || !test_support::need(Component::FixtureImages)
         || !test_support::need(Component::TraefikStack)
@@ -490,13 +523,6 @@ fn every_canary_gets_its_rung_and_status_and_the_good_fixtures_stay_green() {
     {
         return;
     }
-    // CCCI_CANARY_ONLY: a comma-separated list of name fragments, to rerun a few by hand.
-    let only = std::env::var("CCCI_CANARY_ONLY").unwrap_or_default();
-    let only: Vec<&str> = only.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    let all: Vec<Canary> = canaries()
-        .into_iter()
-        .filter(|c| only.is_empty() || only.iter().any(|o| c.name.contains(o)))
-        .collect();
     let parallel: usize = std::env::var("CCCI_CANARY_PARALLEL")
         .ok()
         .and_then(|v| v.parse().ok())
