@@ -13,7 +13,10 @@
 //!   not set itself is added to its `environment`;
 //! - `deploy.endpoint_mode: dnsrr` for services without published ports,
 //!   when virtual IPs do not route here (never for a service that sets its
-//!   own endpoint mode).
+//!   own endpoint mode);
+//! - `deploy.resources` of a test app's services: the caps of
+//!   [`super::limits`], so that one recipe under test cannot starve the runs
+//!   beside it (set by the native deployer after [`compute`]).
 //!
 //! docker/cli merges an override's labels and environment into the earlier
 //! files' maps by key, and its `deploy.endpoint_mode` over theirs. Every `$`
@@ -45,6 +48,8 @@ pub struct Overrides {
     pub app_env: BTreeMap<String, String>,
     /// Services switched to `endpoint_mode: dnsrr`.
     pub dnsrr: Vec<String>,
+    /// Resource limits by service (empty: none written).
+    pub limits: BTreeMap<String, super::limits::ServiceLimits>,
 }
 
 /// Which version a deploy puts live.
@@ -101,6 +106,7 @@ pub fn compute(
         app_labels,
         app_env,
         dnsrr,
+        limits: BTreeMap::new(),
     }
 }
 
@@ -132,15 +138,22 @@ impl Overrides {
         for name in &self.dnsrr {
             services.entry(name).or_default();
         }
+        for name in self.limits.keys() {
+            services.entry(name).or_default();
+        }
         for (name, body) in services {
             let _ = writeln!(y, "  {}:", q(name));
             y.push_str(&body);
             let labels = name == APP_SERVICE && !self.app_labels.is_empty();
             let dnsrr = self.dnsrr.iter().any(|d| d == name);
-            if labels || dnsrr {
+            let limits = self.limits.get(name);
+            if labels || dnsrr || limits.is_some() {
                 y.push_str("    deploy:\n");
                 if dnsrr {
                     y.push_str("      endpoint_mode: dnsrr\n");
+                }
+                if let Some(l) = limits {
+                    y.push_str(&l.render("      "));
                 }
                 if labels {
                     y.push_str("      labels:\n");
@@ -212,5 +225,36 @@ mod tests {
         assert_eq!(r.app_labels["coop-cloud.a_ci_test.version"], "1.0.0+1");
         assert_eq!(r.app_labels["coop-cloud.a_ci_test.chaos"], "false");
         assert!(r.dnsrr.is_empty());
+        assert!(!r.render("a.ci.test").contains("resources"), "no limits unless set");
+    }
+
+    #[test]
+    fn resource_limits_on_every_service() {
+        let c = compose();
+        let mut o = compute(
+            &c,
+            "a_ci_test",
+            "r",
+            &Version::Release("1".into()),
+            &BTreeMap::new(),
+            true,
+        );
+        o.limits = crate::deploy::limits::per_service(&c, &BTreeMap::new(), &Default::default());
+        let y = o.render("a.ci.test");
+        let doc = &YamlLoader::load_from_str(&y).unwrap()[0];
+        for s in ["app", "db", "proxy", "cache"] {
+            let l = &doc["services"][s]["deploy"]["resources"]["limits"];
+            assert_eq!(
+                (l["cpus"].as_str(), l["memory"].as_str()),
+                (Some("1"), Some("1073741824")),
+                "{s}: {y}"
+            );
+        }
+        assert_eq!(doc["services"]["db"]["deploy"]["endpoint_mode"].as_str(), Some("dnsrr"));
+        assert_eq!(
+            doc["services"]["app"]["deploy"]["labels"]["coop-cloud.a_ci_test.recipe"].as_str(),
+            Some("r"),
+            "one deploy: block per service"
+        );
     }
 }

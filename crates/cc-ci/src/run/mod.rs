@@ -4,6 +4,7 @@
 //! ([`lifecycle`]).
 
 pub mod backup;
+pub mod confinement;
 pub mod lifecycle;
 pub mod plan;
 pub mod screenshot;
