@@ -639,10 +639,13 @@ fn run_refused(c: &Canary, ccci: &Ccci, fragments: &[&str]) -> Got {
         Some(2) => "refused (exit 2)".to_string(),
         other => format!("exit {other:?}"),
     };
+    // The violations, one a line between the header and the fix.
     let message = stderr
         .lines()
         .skip_while(|l| !l.contains("refused before anything was deployed"))
-        .take(3)
+        .skip(1)
+        .take_while(|l| !l.starts_with("fix:"))
+        .map(str::trim)
         .collect::<Vec<_>>()
         .join(" | ");
     Got {
