@@ -26,6 +26,8 @@ fn native(d: &Docker) -> Native {
         lint_gate: true,
         post_cmd_timeout: Duration::from_secs(60),
         owner: None,
+        allow: Some(Default::default()),
+        limits: Some(Default::default()),
     }
 }
 
@@ -402,6 +404,131 @@ fn a_post_deploy_function_runs_under_sh_where_the_image_has_no_bash() {
         assert_eq!(
             sh(&d, &app.stack, "cat /usr/share/nginx/html/post-deploy.txt").await,
             "deployed token_len=24 phrase_words=4\n"
+        );
+    });
+}
+
+#[test]
+fn a_test_apps_services_run_under_resource_limits_and_confinement() {
+    let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
+        return;
+    };
+    let n = native(&d);
+    // The release's app asks for 4 CPUs (capped to 1) and 256 MiB (kept:
+    // lower than the cap); a second service asks for nothing (the caps).
+    let v = variant(|rel| {
+        let p = rel.join("compose.yml");
+        let t = std::fs::read_to_string(&p).unwrap();
+        let t = t.replace(
+            "      update_config:\n",
+            "      resources:\n        limits: {cpus: \"4\", memory: 256M}\n      update_config:\n",
+        );
+        let t = t.replace(
+            "\nnetworks:\n",
+            "  side:\n    image: ccci/nginx:1.22.1\n    deploy:\n      labels: [\"traefik.enable=false\"]\n\nnetworks:\n",
+        );
+        std::fs::write(&p, t).unwrap();
+    });
+    let abra_dir = tempfile::tempdir().unwrap();
+    let app = App::new(
+        abra_dir.path(),
+        "tmpl-site",
+        &format!("l{}.ci.test", &test_support::token()[..6]),
+    );
+    let _guard = Cleanup(n.clone(), app.clone());
+    test_support::rt().block_on(async {
+        n.new_app(&app, &v.recipes.join("tmpl-site"), "1.0.0+1.22.1", &BTreeMap::new())
+            .await
+            .unwrap();
+        let req = request("1.0.0+1.22.1", Version::Release("1.0.0+1.22.1".into()), Kind::Install);
+        let done = n.deploy(&app, &req, &BTreeMap::new()).await.unwrap();
+        assert!(
+            done.log
+                .iter()
+                .any(|l| l.contains("resource limits (at most 1 CPU and 1 GiB per service)")),
+            "{:?}",
+            done.log
+        );
+        let gib = 1i64 << 30;
+        for (service, cpus, memory) in [("app", 1_000_000_000i64, 256i64 << 20), ("side", 1_000_000_000, gib)] {
+            // The service's spec: what swarm enforces on every task.
+            let limits = d
+                .inspect_service(&format!("{}_{service}", app.stack), None)
+                .await
+                .unwrap()
+                .spec
+                .and_then(|s| s.task_template)
+                .and_then(|t| t.resources)
+                .and_then(|r| r.limits)
+                .unwrap_or_default();
+            assert_eq!(
+                (limits.nano_cpus, limits.memory_bytes),
+                (Some(cpus), Some(memory)),
+                "{service}"
+            );
+            // And the running container's cgroup settings.
+            let c = running_container(&d, &app.stack, service).await.unwrap();
+            let host = d.inspect_container(&c, None).await.unwrap().host_config.unwrap();
+            assert_eq!((host.nano_cpus, host.memory), (Some(cpus), Some(memory)), "{service}");
+        }
+    });
+}
+
+#[test]
+fn a_test_app_that_leaves_its_app_is_not_deployed() {
+    let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
+        return;
+    };
+    let n = native(&d);
+    let v = variant(|rel| {
+        let p = rel.join("compose.yml");
+        let t = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(
+            &p,
+            t.replace(
+                "      - content:/usr/share/nginx/html\n",
+                "      - content:/usr/share/nginx/html\n      - /var/run/docker.sock:/var/run/docker.sock\n",
+            ),
+        )
+        .unwrap();
+    });
+    let abra_dir = tempfile::tempdir().unwrap();
+    let app = App::new(
+        abra_dir.path(),
+        "tmpl-site",
+        &format!("c{}.ci.test", &test_support::token()[..6]),
+    );
+    let _guard = Cleanup(n.clone(), app.clone());
+    test_support::rt().block_on(async {
+        n.new_app(&app, &v.recipes.join("tmpl-site"), "1.0.0+1.22.1", &BTreeMap::new())
+            .await
+            .unwrap();
+        let req = request("1.0.0+1.22.1", Version::Release("1.0.0+1.22.1".into()), Kind::Install);
+        let e = n.deploy(&app, &req, &BTreeMap::new()).await.unwrap_err();
+        assert_eq!((e.step, e.fault), (Step::Compose, Fault::Recipe), "{e}");
+        assert!(
+            e.detail
+                .contains("compose.yml: services.app.volumes[1]: bind mount of the host path /var/run/docker.sock"),
+            "{e}"
+        );
+        let made = cc_ci::deploy::stack::verify_clean(&d, &app.stack).await.unwrap();
+        assert!(made.is_empty(), "nothing was deployed, no secret generated: {made:?}");
+        // Allowed by name, with a reason: the same deploy goes through.
+        let mut allowed = n.clone();
+        let mut allow = cc_ci::recipe::confine::Allowances::default();
+        allow.allow(
+            cc_ci::recipe::confine::Kind::BindMount,
+            "/var/run/docker.sock",
+            "the test's reason",
+        );
+        allowed.allow = Some(allow);
+        let done = allowed.deploy(&app, &req, &BTreeMap::new()).await.unwrap();
+        assert!(
+            done.log
+                .iter()
+                .any(|l| l.contains("allowed by the settings") && l.contains("the test's reason")),
+            "{:?}",
+            done.log
         );
     });
 }

@@ -116,10 +116,18 @@ capable = false
 reason = "data is rebuilt on start"
 [expect_na]
 serve = "no web interface"
+[limits]
+memory = "1536m"
+reason = "a JVM"
 "#,
     );
     let s = Settings::load(d.path(), "r").unwrap();
     assert_eq!(s.timeouts.deploy, Duration::from_secs_f64(45.5));
+    assert_eq!(
+        (s.limits.nano_cpus, s.limits.memory_bytes),
+        (1_000_000_000, 1536 << 20),
+        "cpus stay 1"
+    );
     assert_eq!(s.upgrade_base, UpgradeBase::Pinned("1.0.0+1.22.1".into()));
     assert_eq!(s.serve_checks[0].status, ExpectStatus::AnyOf(vec![200, 302]));
     assert_eq!(s.checks[&Rung::Restore][0].status, ExpectStatus::SuccessOrRedirect);
@@ -205,6 +213,94 @@ fn bad_values_name_line_and_fix() {
     assert_eq!(e.line, Some(2), "{e}");
     let e = error_of("[backup]\ncapable = false\nreason = \"\"\n");
     assert_eq!(e.line, Some(3), "{e}");
+}
+
+#[test]
+fn allowances_and_limits_resolve_with_their_reasons() {
+    use cc_ci::recipe::confine::Kind;
+    let d = root_with(
+        r#"[allow]
+privileged = "the image needs it until 2.0"
+[allow.bind_mounts]
+"/var/run/docker.sock" = "Traefik reads the services from the Docker API"
+[allow.cap_add]
+cap_net_admin = "it routes"
+[allow.host_modes]
+network_mode = "a VPN"
+[allow.traefik_hosts]
+"*" = "the Traefik recipe routes every host"
+[limits]
+cpus = 2
+memory = "2g"
+reason = "the search index is built at start"
+"#,
+    );
+    let s = Settings::load(d.path(), "r").unwrap();
+    assert_eq!(
+        s.allow.reason(Kind::Privileged, ""),
+        Some("the image needs it until 2.0")
+    );
+    assert!(s.allow.reason(Kind::BindMount, "/var/run/docker.sock").is_some());
+    assert!(s.allow.reason(Kind::BindMount, "/etc").is_none(), "by name only");
+    assert_eq!(s.allow.reason(Kind::CapAdd, "NET_ADMIN"), Some("it routes"));
+    assert!(
+        s.allow.reason(Kind::TraefikHost, "example.org").is_some(),
+        "* covers every host"
+    );
+    assert_eq!((s.limits.nano_cpus, s.limits.memory_bytes), (2_000_000_000, 2 << 30));
+    let m = s.manifest();
+    assert_eq!(m["allow"]["privileged"], "the image needs it until 2.0");
+    assert_eq!(m["allow"]["cap_add"]["NET_ADMIN"], "it routes");
+    assert_eq!(m["limits"]["memory"], "2 GiB");
+    assert_eq!(m["limits"]["reason"], "the search index is built at start");
+    assert!(!m["defaulted"].as_array().unwrap().contains(&"limits".into()));
+    let text = s.describe();
+    assert!(
+        text.contains("2 CPUs and 2 GiB per service: the search index")
+            && text.contains("bind_mounts /var/run/docker.sock: Traefik"),
+        "{text}"
+    );
+    // Zero config: nothing allowed, 1 CPU and 1 GiB per service.
+    let z = Settings::load(d.path(), "other").unwrap();
+    assert!(z.allow.is_empty());
+    assert_eq!(z.limits, Default::default());
+    assert_eq!(z.manifest()["limits"]["cpus"], 1.0);
+    assert!(
+        z.describe().contains("1 CPU and 1 GiB per service (default)"),
+        "{}",
+        z.describe()
+    );
+}
+
+#[test]
+fn allowances_and_limits_errors_name_line_and_fix() {
+    let e = error_of("[allow]\nprivileged = \"\"\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("needs a reason"), "{e}");
+    let e = error_of("[allow.bind_mounts]\n\"/etc\" = \"   \"\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("allow.bind_mounts \"/etc\" needs a reason"), "{e}");
+    let e = error_of("[allow]\ndocker_socket = \"x\"\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(
+        e.message.contains("docker_socket") && e.message.contains("bind_mounts"),
+        "the keys are listed: {e}"
+    );
+    let e = error_of("[allow]\nprivileged = true\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    let e = error_of("[allow.host_modes]\nnetwork = \"x\"\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("network_mode"), "{e}");
+    let e = error_of("\n[limits]\ncpus = 2\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("needs a reason"), "{e}");
+    let e = error_of("[limits]\ncpus = 0\nreason = \"x\"\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    let e = error_of("[limits]\nmemory = \"2 gigs\"\nreason = \"x\"\n");
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.message.contains("\"2g\""), "{e}");
+    let e = error_of("[limits]\nmemory = \"1m\"\nreason = \"x\"\n");
+    assert!(e.message.contains("6 MiB"), "{e}");
 }
 
 #[test]

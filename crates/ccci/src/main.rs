@@ -266,6 +266,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .repo_local(&plan.recipe.dir)
         .context("refused before anything was deployed")?;
     eprint!("{}", settings.describe());
+    // Both versions the run deploys, checked before anything deploys: a
+    // recipe under test stays inside its test app unless the settings allow
+    // it by name, with a reason.
+    let confinement = cc_ci::run::confinement::check(&plan, &settings)
+        .context("refused before anything was deployed: the recipe is not confined")?;
+    eprint!("{}", confinement.describe());
     std::fs::create_dir_all(&plan.results_dir)
         .with_context(|| format!("cannot create the results folder {}", plan.results_dir.display()))?;
 
@@ -301,6 +307,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         ("docker_cli", cli.display().to_string()),
                         ("resolve_image", resolve_image.as_str().to_string()),
                         ("vip", format!("{vip:?}")),
+                        ("limits", format!("{} per service", settings.limits.describe())),
                     ],
                 );
                 (
@@ -312,6 +319,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         lint_gate: true,
                         post_cmd_timeout: settings.timeouts.scripts,
                         owner: owner.clone(),
+                        allow: Some(settings.allow.clone()),
+                        limits: Some(settings.limits),
                     }),
                     info,
                 )
@@ -321,7 +330,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let bin = abra
                     .or_else(|| on_path("abra"))
                     .unwrap_or_else(|| PathBuf::from("abra"));
-                let info = deployer_info("abra", &[("abra", bin.display().to_string())]);
+                let info = deployer_info(
+                    "abra",
+                    &[
+                        ("abra", bin.display().to_string()),
+                        ("limits", "none: abra deploys without cc-ci's override".to_string()),
+                    ],
+                );
                 (
                     Box::new(Abra {
                         abra: bin,
@@ -357,7 +372,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
         if let Some(cc_ci::run::warm::Claim::Adopted { record, .. }) = &claim {
             plan.adopt_warm(record);
         }
+        let native = infra.deployer.name() == "native";
         let mut run = Run::new(&plan, &settings, &infra, &mut progress);
+        for (v, why) in confinement.allowed() {
+            run.adapt(&format!("allowed beyond the test app by the settings: {v}"), &why);
+        }
+        if native {
+            run.adapt(
+                &format!(
+                    "every service runs under deploy.resources.limits of at most {} (cc-ci's override; a recipe's own lower limits stay)",
+                    settings.limits.describe()
+                ),
+                &match &settings.limits_reason {
+                    Some(r) => format!("one test app must not starve the runs beside it; raised by the settings: {r}"),
+                    None => "one test app must not starve the runs beside it ([limits] in the recipe's ccci.toml raises it)".into(),
+                },
+            );
+        }
         match claim {
             Some(cc_ci::run::warm::Claim::Adopted { record, lease }) => {
                 run.adopt_warm(*record, *lease);

@@ -9,10 +9,17 @@
 //! row also proves that nothing of its app is left (the stack module's
 //! clean-up proof) and that teardown said so.
 //!
+//! A confinement canary (a recipe that would leave its test app) must be
+//! refused before anything deploys: exit status 2, a message naming the
+//! version, file and compose key, no results folder (a refused run claims
+//! no level), nothing of its run's state, and no object of its stack (the
+//! row runs under a known `--run-id`, so its stack is known).
+//!
 //! `CCCI_CANARY_PARALLEL` (default 3) runs that many at once; each run has
 //! its own state, results and settings folders, domain and stack.
 //! `CCCI_CANARY_ONLY=lint,certificate` runs only the rows whose names hold
-//! one of those fragments (for reruns by hand; CI runs them all).
+//! one of those fragments (for reruns by hand; CI runs them all); a filter
+//! that matches no row fails.
 
 mod ccci_run;
 
@@ -36,6 +43,9 @@ enum Settings {
 
 /// What a canary must get.
 struct Expect {
+    /// Refused before anything deployed (exit 2), the message holding each
+    /// of these; the other fields are then unused.
+    refused: Option<&'static [&'static str]>,
     rung: &'static str,
     status: &'static str,
     /// The level, exactly.
@@ -60,12 +70,21 @@ struct Canary {
 
 const fn expect(rung: &'static str, status: &'static str, level: u8, verdict: &'static str) -> Expect {
     Expect {
+        refused: None,
         rung,
         status,
         level,
         verdict,
         reason: None,
         under_s: None,
+    }
+}
+
+/// Refused before anything deployed, the message holding each of `message`.
+const fn refused(message: &'static [&'static str]) -> Expect {
+    Expect {
+        refused: Some(message),
+        ..expect("", "", 0, "")
     }
 }
 
@@ -225,6 +244,41 @@ fn failing_pre_hook(releases: &Path) {
     );
 }
 
+/// tmpl-site: the tested release mounts the Docker socket into the app.
+fn docker_socket(releases: &Path) {
+    edit(
+        &release(releases, "1.1.0+1.22.1").join("compose.yml"),
+        "      - content:/usr/share/nginx/html\n",
+        "      - content:/usr/share/nginx/html\n      - /var/run/docker.sock:/var/run/docker.sock:ro\n",
+    );
+}
+
+/// tmpl-site: the tested release's router also takes another app's host
+/// (not a sub-domain of the run's domain).
+fn rule_for_another_host(releases: &Path) {
+    edit(
+        &release(releases, "1.1.0+1.22.1").join("compose.yml"),
+        "rule=Host(`${DOMAIN}`)",
+        "rule=Host(`${DOMAIN}`) || Host(`dashboard.ci.test`)",
+    );
+}
+
+/// tmpl-site: the upgrade base (the release deployed first) is privileged.
+fn privileged_base(releases: &Path) {
+    edit(
+        &release(releases, "1.0.0+1.22.1").join("compose.yml"),
+        "    image: ccci/nginx:1.22.1\n",
+        "    image: ccci/nginx:1.22.1\n    privileged: true\n",
+    );
+}
+
+/// tmpl-site: the tested release's config file is a symlink to /etc/passwd.
+fn config_symlink_to_etc(releases: &Path) {
+    let conf = release(releases, "1.1.0+1.22.1").join("nginx.conf.tmpl");
+    std::fs::remove_file(&conf).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", &conf).unwrap();
+}
+
 /// static-site: the tested release disables the app's healthcheck.
 fn healthcheck_disabled(releases: &Path) {
     edit(
@@ -305,6 +359,15 @@ fn repo_settings(recipe: &str, dir: &Path) {
         }
     }
     copy(&test_support::workspace().join("tests/recipes").join(recipe), dir);
+}
+
+/// This repository's settings of tmpl-site, and `privileged` allowed with a reason.
+fn allow_privileged(dir: &Path) {
+    repo_settings("tmpl-site", dir);
+    let toml = dir.join("ccci.toml");
+    let mut t = std::fs::read_to_string(&toml).unwrap();
+    t.push_str("\n[allow]\nprivileged = \"a canary: swarm ignores it, the allowance is what is tested\"\n");
+    std::fs::write(toml, t).unwrap();
 }
 
 /// tmpl-site's own settings without `[volumes.ephemeral]`: its `content`
@@ -490,6 +553,53 @@ fn canaries() -> Vec<Canary> {
             },
         },
         Canary {
+            name: "confinement: Docker socket mount",
+            recipe: "tmpl-site",
+            variant: Some(docker_socket),
+            settings: Settings::Zero,
+            expect: refused(&[
+                "(the tested commit): compose.yml: services.app.volumes[1]: bind mount of the host path /var/run/docker.sock",
+                "\"/var/run/docker.sock\" = \"<why",
+            ]),
+        },
+        Canary {
+            name: "confinement: rule for another host",
+            recipe: "tmpl-site",
+            variant: Some(rule_for_another_host),
+            settings: Settings::Zero,
+            expect: refused(&[
+                "(the tested commit): compose.yml: services.app.deploy.labels[2]: the router rule",
+                "names the host dashboard.ci.test",
+            ]),
+        },
+        Canary {
+            name: "confinement: privileged",
+            recipe: "tmpl-site",
+            variant: Some(privileged_base),
+            settings: Settings::Zero,
+            expect: refused(&[
+                "1.0.0+1.22.1 (the upgrade base): compose.yml: services.app.privileged",
+                "[allow]\n  privileged = ",
+            ]),
+        },
+        Canary {
+            name: "confinement: config file symlink to /etc",
+            recipe: "tmpl-site",
+            variant: Some(config_symlink_to_etc),
+            settings: Settings::Zero,
+            expect: refused(&[
+                "(the tested commit): compose.yml: configs.nginx_conf.file: the config file nginx.conf.tmpl resolves outside the recipe (/etc/passwd)",
+                "nginx.conf.tmpl: a symlink to /etc/passwd",
+            ]),
+        },
+        Canary {
+            name: "confinement: privileged, allowed",
+            recipe: "tmpl-site",
+            variant: Some(privileged_base),
+            settings: Settings::Own(allow_privileged),
+            expect: expect("exemplary", "pass", 7, "success"),
+        },
+        Canary {
             name: "required custom check skipped",
             recipe: "tmpl-site",
             variant: None,
@@ -596,8 +706,11 @@ fn run(c: &Canary) -> Got {
             cc
         }
     };
-    let out = ccci.test(c.recipe, &[]);
     let e = &c.expect;
+    if let Some(fragments) = e.refused {
+        return run_refused(c, &ccci, fragments);
+    }
+    let out = ccci.test(c.recipe, &[]);
     let mut want = format!("{} {}, level {}, {}", e.rung, e.status, e.level, e.verdict);
     if let Some(s) = e.under_s {
         want.push_str(&format!(", < {s:.0} s"));
@@ -689,6 +802,82 @@ fn run(c: &Canary) -> Got {
     }
 }
 
+/// A row that must be refused before anything deploys.
+fn run_refused(c: &Canary, ccci: &Ccci, fragments: &[&str]) -> Got {
+    let token = test_support::token();
+    let id: String = token[..6]
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_hexdigit() {
+                ch.to_ascii_lowercase()
+            } else {
+                'a'
+            }
+        })
+        .collect();
+    let stack = format!("{}-{id}_ci_test", c.recipe);
+    let out = ccci.test(c.recipe, &["--run-id", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let code = out.status.code();
+    let mut problems = Vec::new();
+    if code != Some(2) {
+        problems.push(format!("exit {code:?}"));
+    }
+    if !stderr.contains("refused before anything was deployed") {
+        problems.push("no `refused before anything was deployed`".into());
+    }
+    for f in fragments {
+        if !stderr.contains(f) {
+            problems.push(format!("message lacks {f:?}"));
+        }
+    }
+    let results = ccci.results.path().join(c.recipe);
+    if results.exists() {
+        problems.push(format!("results written: {}", results.display()));
+    }
+    let run_state = ccci.state_dir.join("runs").join(&id);
+    if run_state.exists() {
+        problems.push(format!("run state made: {}", run_state.display()));
+    }
+    let left = leftovers(&stack);
+    if !left.is_empty() {
+        problems.push(format!("deployed: {}", left.join(", ")));
+    }
+    let ok = problems.is_empty();
+    let got = match code {
+        Some(2) => "refused (exit 2)".to_string(),
+        other => format!("exit {other:?}"),
+    };
+    // The violations, one a line between the header and the fix.
+    let message = stderr
+        .lines()
+        .skip_while(|l| !l.contains("refused before anything was deployed"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("fix:"))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" | ");
+    Got {
+        row: format!(
+            "{:<40} {:<46} {:<46} {}",
+            c.name,
+            "refused (exit 2), nothing deployed",
+            got,
+            if ok {
+                "ok".to_string()
+            } else {
+                format!("MISMATCH: {}", problems.join("; "))
+            }
+        ),
+        ok,
+        detail: if ok {
+            format!("{}: {}", c.name, short(&message))
+        } else {
+            format!("{}: {}", c.name, test_support::output_text(&out))
+        },
+    }
+}
+
 fn short(s: &str) -> String {
     let s = s.replace('\n', " ");
     if s.chars().count() > 160 {
@@ -698,8 +887,40 @@ fn short(s: &str) -> String {
     }
 }
 
+/// The rows `only` (CCCI_CANARY_ONLY's comma-separated fragments) selects:
+/// all when empty; a filter that selects nothing is an error (a rerun by
+/// hand that tests nothing must not pass).
+fn selected(only: &str) -> Result<Vec<Canary>, String> {
+    let only: Vec<&str> = only.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let all: Vec<Canary> = canaries()
+        .into_iter()
+        .filter(|c| only.is_empty() || only.iter().any(|o| c.name.contains(o)))
+        .collect();
+    if all.is_empty() {
+        return Err(format!(
+            "CCCI_CANARY_ONLY={} matches no canary; the names are:\n  {}",
+            only.join(","),
+            canaries().iter().map(|c| c.name).collect::<Vec<_>>().join("\n  ")
+        ));
+    }
+    Ok(all)
+}
+
+#[test]
+fn a_canary_filter_that_matches_nothing_fails() {
+    let e = selected("no such canary").err().expect("an empty selection is refused");
+    assert!(
+        e.contains("matches no canary") && e.contains("good: static-site"),
+        "{e}"
+    );
+    assert_eq!(selected("").unwrap().len(), canaries().len());
+    assert_eq!(selected(" confinement: priv ,nothing").unwrap().len(), 2);
+}
+
 #[test]
 fn every_canary_gets_its_rung_and_status_and_the_good_fixtures_stay_green() {
+    // CCCI_CANARY_ONLY: a comma-separated list of name fragments, to rerun a few by hand.
+    let all = selected(&std::env::var("CCCI_CANARY_ONLY").unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
     if !test_support::need(Component::Swarm)
         || !test_support::need(Component::FixtureImages)
         || !test_support::need(Component::TraefikStack)
@@ -707,13 +928,6 @@ fn every_canary_gets_its_rung_and_status_and_the_good_fixtures_stay_green() {
     {
         return;
     }
-    // CCCI_CANARY_ONLY: a comma-separated list of name fragments, to rerun a few by hand.
-    let only = std::env::var("CCCI_CANARY_ONLY").unwrap_or_default();
-    let only: Vec<&str> = only.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    let all: Vec<Canary> = canaries()
-        .into_iter()
-        .filter(|c| only.is_empty() || only.iter().any(|o| c.name.contains(o)))
-        .collect();
     let parallel: usize = std::env::var("CCCI_CANARY_PARALLEL")
         .ok()
         .and_then(|v| v.parse().ok())

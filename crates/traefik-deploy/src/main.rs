@@ -76,6 +76,9 @@ async fn run(cli: Cli) -> Result<()> {
         lint_gate: true,
         post_cmd_timeout: Duration::from_secs(300),
         owner: None,
+        // The host's own Traefik: neither confined nor limited like a test app.
+        allow: None,
+        limits: None,
     };
     let opts = TraefikOptions {
         recipe_source: cli.recipe_source,

@@ -19,6 +19,7 @@ pub mod abra;
 pub mod app;
 pub mod converge;
 pub mod exec;
+pub mod limits;
 pub mod native;
 pub mod overrides;
 pub mod secret;
@@ -169,14 +170,7 @@ pub(crate) fn read_version(
     env: &std::collections::BTreeMap<String, String>,
     reference: &str,
 ) -> Result<(Vec<String>, crate::recipe::compose::ComposeSet, Vec<secret::SecretPlan>), DeployError> {
-    let files: Vec<String> = env
-        .get("COMPOSE_FILE")
-        .filter(|v| !v.is_empty())
-        .map_or("compose.yml", String::as_str)
-        .split(':')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let files = compose_files(env);
     if let Some(f) = files.iter().find(|f| !app.checkout().join(f).is_file()) {
         return Err(DeployError::recipe(
             Step::Compose,
@@ -193,6 +187,19 @@ pub(crate) fn read_version(
     let plans =
         secret::plan(&compose, env, &env_file).map_err(|e| DeployError::recipe(Step::Secrets, e.to_string()))?;
     Ok((files, compose, plans))
+}
+
+/// The compose files the app env's `COMPOSE_FILE` names, in order: split
+/// on `:`, empty names dropped, `compose.yml` when unset or empty (abra's
+/// `GetComposeFiles`).
+pub fn compose_files(env: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    env.get("COMPOSE_FILE")
+        .filter(|v| !v.is_empty())
+        .map_or("compose.yml", String::as_str)
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// A new app: what `abra app new` made.

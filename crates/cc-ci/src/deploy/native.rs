@@ -10,12 +10,19 @@
 //! 3. the app env: the env file, abra.sh `export`s over it (read, never
 //!    run), `STACK_NAME`;
 //! 4. `COMPOSE_FILE` split on `:` (default `compose.yml`), each file read;
+//!    a test app's (with [`Native::allow`] set): the recipe's confinement
+//!    checked again on exactly what is deployed ([`crate::recipe::confine`];
+//!    `ccci test` checked both versions before anything deployed, this is
+//!    the backstop), a violation failing the deploy before anything of it
+//!    exists;
 //! 5. secrets the compose files use, generated where the swarm lacks them
 //!    (abra's `app secret generate --all` on `app new`; also before an
 //!    upgrade that brings a new secret, as an operator would);
 //! 6. the convergence timeout: the `coop-cloud.${STACK_NAME}.timeout` label
 //!    on `app` (integer seconds, [D S6/S10]), else the run's default;
-//! 7. the override of labels, env and adaptations ([`super::overrides`]);
+//! 7. the override of labels, env and adaptations ([`super::overrides`]),
+//!    and for a test app ([`Native::limits`] set) the resource limits of
+//!    every service ([`super::limits`]);
 //! 8. `docker stack deploy --resolve-image <mode> -c <each file> -c
 //!    <override> <stack>`, in the checkout, with the app env (and nothing of
 //!    cc-ci's own environment) as the interpolation environment;
@@ -45,11 +52,13 @@ use bollard::Docker;
 use super::app::App;
 use super::converge::{wait_converged_with, ConvergeOptions};
 use super::exec;
+use super::limits::{self, ResourceLimits};
 use super::overrides::{self, Version, APP_SERVICE};
 use super::secret;
 use super::{DeployError, DeployRequest, Deployed, Deployer, Kind, NewApp, PostCmd, Step};
 use crate::host::ipvs::VipSupport;
 use crate::recipe::compose::ComposeSet;
+use crate::recipe::confine::{self, Allowances, Scope};
 use crate::recipe::interpolate::interpolate;
 
 /// `docker stack deploy --resolve-image`: whether image tags are resolved
@@ -107,6 +116,14 @@ pub struct Native {
     /// on every service, so that only its own janitor reaps them
     /// ([`crate::host::owner`]). None for apps no janitor manages (Traefik).
     pub owner: Option<crate::host::owner::Owner>,
+    /// A test app's confinement: what the settings allow the recipe beyond
+    /// its app. `Some`: each deploy is checked ([`crate::recipe::confine`])
+    /// and refused on a violation; `None`: unchecked (the host's own stacks,
+    /// Traefik).
+    pub allow: Option<Allowances>,
+    /// A test app's resource caps, per service. `Some`: written into the
+    /// override ([`super::limits`]); `None`: none (the host's own stacks).
+    pub limits: Option<ResourceLimits>,
 }
 
 /// The default docker CLI: `$CCCI_DOCKER_CLI`, else `docker` on PATH.
@@ -470,6 +487,26 @@ impl Deployer for Native {
         }
         // 4. the compose files; 5. the secrets they use.
         let (files, compose, plans) = super::read_version(app, &env, &req.reference)?;
+        if let Some(allow) = &self.allow {
+            let scope = Scope {
+                domain: &app.domain,
+                stack: &app.stack,
+            };
+            let r = confine::check(&app.checkout(), &files, &env, &scope, allow);
+            for (v, why) in &r.allowed {
+                log.push(format!("confinement: allowed by the settings: {v} ({why})"));
+            }
+            if !r.refused.is_empty() {
+                return Err(DeployError::recipe(
+                    Step::Compose,
+                    format!(
+                        "the recipe at {} leaves its test app, so it was not deployed: {}; change the recipe, or allow each by name with a reason in the recipe's cc-ci settings (ccci.toml [allow], tests/recipes/README.md)",
+                        req.reference,
+                        r.refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                    ),
+                ));
+            }
+        }
         let ensured = secret::ensure(&self.docker, &plans, given).await.map_err(|e| {
             if e.is_recipe_failure() {
                 DeployError::recipe(Step::Secrets, e.to_string())
@@ -495,6 +532,22 @@ impl Deployer for Native {
         let mut ov = overrides::compute(&compose, &app.stack, &app.recipe, &req.version, &env, dnsrr);
         if let Some(o) = &self.owner {
             ov.all_labels.extend(o.labels());
+        }
+        if let Some(caps) = &self.limits {
+            ov.limits = limits::per_service(&compose, &env, caps);
+            log.push(format!(
+                "resource limits (at most {} per service): {}",
+                caps.describe(),
+                ov.limits
+                    .iter()
+                    .map(|(s, l)| format!(
+                        "{s} {} CPU {}",
+                        limits::format_cpus(l.nano_cpus),
+                        limits::format_bytes(l.memory_bytes)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         let mut text = ov.render(&app.domain);
         if let Some(v) = compose.files.first().and_then(|f| f.version.clone()) {

@@ -16,6 +16,9 @@
 //!   own endpoint mode);
 //! - cc-ci's own deploy labels on every service, when the deployer has any
 //!   (the owning state dir, [`crate::host::owner`], for the janitor).
+//! - `deploy.resources` of a test app's services: the caps of
+//!   [`super::limits`], so that one recipe under test cannot starve the runs
+//!   beside it (set by the native deployer after [`compute`]).
 //!
 //! docker/cli merges an override's labels and environment into the earlier
 //! files' maps by key, and its `deploy.endpoint_mode` over theirs. Every `$`
@@ -52,6 +55,8 @@ pub struct Overrides {
     /// Deploy labels for every service (cc-ci's own, e.g. the owner's);
     /// empty unless the caller sets them.
     pub all_labels: BTreeMap<String, String>,
+    /// Resource limits by service (empty: none written).
+    pub limits: BTreeMap<String, super::limits::ServiceLimits>,
 }
 
 /// Which version a deploy puts live.
@@ -110,6 +115,7 @@ pub fn compute(
         dnsrr,
         services: compose.services.keys().cloned().collect(),
         all_labels: BTreeMap::new(),
+        limits: BTreeMap::new(),
     }
 }
 
@@ -146,6 +152,9 @@ impl Overrides {
                 services.entry(name).or_default();
             }
         }
+        for name in self.limits.keys() {
+            services.entry(name).or_default();
+        }
         for (name, body) in services {
             let _ = writeln!(y, "  {}:", q(name));
             y.push_str(&body);
@@ -154,10 +163,14 @@ impl Overrides {
                 labels.extend(self.app_labels.iter());
             }
             let dnsrr = self.dnsrr.iter().any(|d| d == name);
-            if !labels.is_empty() || dnsrr {
+            let limits = self.limits.get(name);
+            if !labels.is_empty() || dnsrr || limits.is_some() {
                 y.push_str("    deploy:\n");
                 if dnsrr {
                     y.push_str("      endpoint_mode: dnsrr\n");
+                }
+                if let Some(l) = limits {
+                    y.push_str(&l.render("      "));
                 }
                 if !labels.is_empty() {
                     y.push_str("      labels:\n");
@@ -229,6 +242,37 @@ mod tests {
         assert_eq!(r.app_labels["coop-cloud.a_ci_test.version"], "1.0.0+1");
         assert_eq!(r.app_labels["coop-cloud.a_ci_test.chaos"], "false");
         assert!(r.dnsrr.is_empty());
+        assert!(!r.render("a.ci.test").contains("resources"), "no limits unless set");
+    }
+
+    #[test]
+    fn resource_limits_on_every_service() {
+        let c = compose();
+        let mut o = compute(
+            &c,
+            "a_ci_test",
+            "r",
+            &Version::Release("1".into()),
+            &BTreeMap::new(),
+            true,
+        );
+        o.limits = crate::deploy::limits::per_service(&c, &BTreeMap::new(), &Default::default());
+        let y = o.render("a.ci.test");
+        let doc = &YamlLoader::load_from_str(&y).unwrap()[0];
+        for s in ["app", "db", "proxy", "cache"] {
+            let l = &doc["services"][s]["deploy"]["resources"]["limits"];
+            assert_eq!(
+                (l["cpus"].as_str(), l["memory"].as_str()),
+                (Some("1"), Some("1073741824")),
+                "{s}: {y}"
+            );
+        }
+        assert_eq!(doc["services"]["db"]["deploy"]["endpoint_mode"].as_str(), Some("dnsrr"));
+        assert_eq!(
+            doc["services"]["app"]["deploy"]["labels"]["coop-cloud.a_ci_test.recipe"].as_str(),
+            Some("r"),
+            "one deploy: block per service"
+        );
     }
 
     #[test]

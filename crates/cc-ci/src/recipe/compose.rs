@@ -60,6 +60,21 @@ pub struct Service {
     pub configs: BTreeSet<String>,
     /// `deploy.endpoint_mode`, if set.
     pub endpoint_mode: Option<String>,
+    /// `deploy.resources.limits`, as written.
+    pub limits: Resources,
+    /// `deploy.resources.reservations`, as written.
+    pub reservations: Resources,
+}
+
+/// `cpus` and `memory` of a service's `deploy.resources.limits` or
+/// `.reservations`, as written (e.g. `"0.5"`, `512M`; env variables not
+/// expanded).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// `cpus:`, a decimal number of CPUs.
+    pub cpus: Option<String>,
+    /// `memory:`, bytes with an optional unit (`512M`, `1g`).
+    pub memory: Option<String>,
 }
 
 /// A top-level `secrets:` or `configs:` entry.
@@ -258,6 +273,17 @@ fn merge(into: &mut Service, from: Service) {
     if from.endpoint_mode.is_some() {
         into.endpoint_mode = from.endpoint_mode;
     }
+    for (into, from) in [
+        (&mut into.limits, from.limits),
+        (&mut into.reservations, from.reservations),
+    ] {
+        if from.cpus.is_some() {
+            into.cpus = from.cpus;
+        }
+        if from.memory.is_some() {
+            into.memory = from.memory;
+        }
+    }
 }
 
 fn merge_top(into: &mut TopLevel, from: &TopLevel) {
@@ -371,6 +397,14 @@ fn service(name: String, body: &Yaml) -> Service {
     s.secrets = ids_of(&body["secrets"]);
     s.configs = ids_of(&body["configs"]);
     s.endpoint_mode = scalar(&body["deploy"]["endpoint_mode"]);
+    let resources = &body["deploy"]["resources"];
+    for (into, y) in [
+        (&mut s.limits, &resources["limits"]),
+        (&mut s.reservations, &resources["reservations"]),
+    ] {
+        into.cpus = scalar(&y["cpus"]);
+        into.memory = scalar(&y["memory"]);
+    }
     s
 }
 
@@ -421,6 +455,9 @@ services:
         mode: host
     deploy:
       labels: ["coop-cloud.${STACK_NAME}.version=1.0.0+1.0"]
+      resources:
+        limits: {cpus: 0.5, memory: 1g}
+        reservations: {memory: 64M}
   db:
     image: x/db:1
     environment: {C: "3"}
@@ -438,7 +475,7 @@ configs:
         .unwrap();
         std::fs::write(
             d.path().join("compose.extra.yml"),
-            "services:\n  app:\n    environment: {D: x}\n    deploy: {endpoint_mode: dnsrr}\n",
+            "services:\n  app:\n    environment: {D: x}\n    deploy: {endpoint_mode: dnsrr, resources: {limits: {memory: 2g}}}\n",
         )
         .unwrap();
         let set = ComposeSet::load(d.path(), &["compose.yml".into(), "compose.extra.yml".into()]).unwrap();
@@ -446,6 +483,15 @@ configs:
         assert_eq!(app.environment.iter().collect::<Vec<_>>(), ["A", "B", "D"]);
         assert!(app.publishes_ports && app.host_mode_ports_only);
         assert_eq!(app.endpoint_mode.as_deref(), Some("dnsrr"));
+        assert_eq!(
+            app.limits,
+            Resources {
+                cpus: Some("0.5".into()),
+                memory: Some("2g".into())
+            },
+            "merged field by field, the overlay last"
+        );
+        assert_eq!(app.reservations.memory.as_deref(), Some("64M"));
         assert_eq!(app.secrets.iter().collect::<Vec<_>>(), ["api_key", "db_password"]);
         assert!(app.deploy_labels.contains_key("coop-cloud.${STACK_NAME}.version"));
         let db = &set.services["db"];

@@ -13,6 +13,7 @@ use std::process::Command;
 
 pub mod abra_sh;
 pub mod compose;
+pub mod confine;
 pub mod env_file;
 pub mod interpolate;
 pub mod lint;

@@ -556,30 +556,9 @@ impl<'a> Run<'a> {
             .unwrap_or_else(|| self.plan.abra_dir.clone())
     }
 
-    /// What the install deploys: the upgrade base, or (with none) the
-    /// tested ref itself.
+    /// What the install deploys ([`install_target`]).
     fn install_target(&self) -> (String, Version) {
-        let tested = || {
-            let tagged = self
-                .plan
-                .recipe
-                .releases()
-                .ok()
-                .and_then(|rs| rs.into_iter().rev().find(|r| r.commit == self.plan.tested_ref));
-            match tagged {
-                Some(r) => (r.tag.clone(), Version::Release(r.tag)),
-                None => (
-                    self.plan.tested_ref.clone(),
-                    Version::Chaos(small_sha(&self.plan.tested_ref)),
-                ),
-            }
-        };
-        match (&self.settings.upgrade_base, &self.plan.base) {
-            (UpgradeBase::Skip(_), _) => tested(),
-            (UpgradeBase::Pinned(tag), _) => (tag.clone(), Version::Release(tag.clone())),
-            (UpgradeBase::Previous, Ok(b)) => (b.tag.clone(), Version::Release(b.tag.clone())),
-            (UpgradeBase::Previous, Err(_)) => tested(),
-        }
+        install_target(self.plan, self.settings)
     }
 
     fn deploy_request(&self, reference: String, version: Version, kind: Kind) -> DeployRequest {
@@ -1574,6 +1553,29 @@ impl<'a> Run<'a> {
             .as_deref()
             .and_then(|tag| history::release_bar(past, tag))
             .unwrap_or_else(Bar::default_bar)
+    }
+}
+
+/// What the install of a run deploys: the upgrade base, or (with none)
+/// the tested ref itself (its release tag when it has one): the ref to check
+/// out and the version to deploy it as.
+pub fn install_target(plan: &RunPlan, settings: &Settings) -> (String, Version) {
+    let tested = || {
+        let tagged = plan
+            .recipe
+            .releases()
+            .ok()
+            .and_then(|rs| rs.into_iter().rev().find(|r| r.commit == plan.tested_ref));
+        match tagged {
+            Some(r) => (r.tag.clone(), Version::Release(r.tag)),
+            None => (plan.tested_ref.clone(), Version::Chaos(small_sha(&plan.tested_ref))),
+        }
+    };
+    match (&settings.upgrade_base, &plan.base) {
+        (UpgradeBase::Skip(_), _) => tested(),
+        (UpgradeBase::Pinned(tag), _) => (tag.clone(), Version::Release(tag.clone())),
+        (UpgradeBase::Previous, Ok(b)) => (b.tag.clone(), Version::Release(b.tag.clone())),
+        (UpgradeBase::Previous, Err(_)) => tested(),
     }
 }
 

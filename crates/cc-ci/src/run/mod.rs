@@ -4,6 +4,7 @@
 //! ([`lifecycle`]).
 
 pub mod backup;
+pub mod confinement;
 pub mod data;
 pub mod exemplary;
 pub mod lifecycle;

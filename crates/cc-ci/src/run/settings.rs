@@ -68,6 +68,17 @@
 //!
 //! [tested]
 //! retries = 1                # rerun a failing custom test once (a pass on a retry is not exemplary)
+//!
+//! [allow]                    # what the recipe may do beyond its test app, each by name with why
+//! privileged = "why"         # (crate::recipe::confine lists the kinds; refused by default)
+//! [allow.bind_mounts]        # also cap_add, devices, host_modes, security_opt, ports, names,
+//! "/var/run/docker.sock" = "Traefik reads the services from the Docker API"
+//!                            # files, traefik_hosts, traefik_names: subject = "why"
+//!
+//! [limits]                   # per service of the test app; default 1 CPU and 1 GiB
+//! cpus = 2.0
+//! memory = "2g"              # Docker's units (k, m, g; 1024-based)
+//! reason = "the search index is built at start"
 //! ```
 //!
 //! Every problem is a [`SettingsError`] naming the file, the line (where there
@@ -93,6 +104,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use toml::Spanned;
 
+use crate::deploy::limits::{self, ResourceLimits};
+use crate::recipe::confine::{Allowances, Kind};
 use crate::recipe::env_file::EnvFile;
 use crate::results::level::{Rung, Status};
 use crate::run::plan::RunPlan;
@@ -121,6 +134,9 @@ pub const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_SCRIPTS_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest timeout accepted (one day).
 const MAX_TIMEOUT_S: f64 = 86_400.0;
+/// Keys of `[host_modes]` under `[allow]`: the compose keys that can share a
+/// host namespace or leave the app's cgroup.
+const HOST_MODE_KEYS: &[&str] = &["network_mode", "pid", "ipc", "uts", "userns_mode", "cgroup_parent"];
 /// Env keys cc-ci sets itself.
 const RESERVED_ENV: &[&str] = &["DOMAIN", "TYPE", "RECIPE", "LETS_ENCRYPT_ENV"];
 /// Rungs a hook may precede (install has `install-steps`; 7 and 8 are computed).
@@ -349,6 +365,14 @@ pub struct Settings {
     /// How many times a failing custom test is run again (`[tested]
     /// retries`, 0-3, default 0).
     pub test_retries: u32,
+    /// What the recipe may do beyond its test app (`[allow]`), each with a
+    /// reason; nothing by default ([`crate::recipe::confine`]).
+    pub allow: Allowances,
+    /// The resource caps of each service of the test app (`[limits]`;
+    /// default [`ResourceLimits::default`]).
+    pub limits: ResourceLimits,
+    /// Why `[limits]` changes the caps, when it does.
+    pub limits_reason: Option<String>,
 }
 
 /// A data witness written and read through the app (`[data]`): each
@@ -397,6 +421,9 @@ struct RawSettings {
     data: Option<Spanned<RawData>>,
     #[serde(default)]
     tested: RawTested,
+    #[serde(default)]
+    allow: RawAllow,
+    limits: Option<Spanned<RawLimits>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -404,6 +431,34 @@ struct RawSettings {
 struct RawVolumes {
     #[serde(default)]
     ephemeral: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+/// `[allow]`: one flag and tables of subject = reason, each named by its
+/// [`Kind::key`].
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAllow {
+    privileged: Option<Spanned<String>>,
+    #[serde(default)]
+    bind_mounts: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    cap_add: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    devices: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    host_modes: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    security_opt: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    ports: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    names: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    files: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    traefik_hosts: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    traefik_names: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -419,6 +474,14 @@ struct RawData {
 #[serde(deny_unknown_fields)]
 struct RawTested {
     retries: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    cpus: Option<Spanned<f64>>,
+    memory: Option<Spanned<String>>,
+    reason: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -687,12 +750,16 @@ impl Settings {
                 "upgrade.base",
                 "serve.checks",
                 "backup",
+                "limits",
             ],
             repo_local_decision: None,
             min_level: None,
             ephemeral_volumes: BTreeMap::new(),
             data: None,
             test_retries: 0,
+            allow: Allowances::default(),
+            limits: ResourceLimits::default(),
+            limits_reason: None,
         }
     }
 
@@ -1196,8 +1263,115 @@ impl Settings {
                 Some((line_of(text, o.span().start), r.get_ref().trim().to_string()))
             }
         };
+        self.apply_confinement(file, text, raw.allow, raw.limits, &mut defaulted)?;
         self.defaulted = defaulted;
         Ok(overlay)
+    }
+
+    /// Applies `[allow]` and `[limits]` of `ccci.toml` (`text`, read from `file`).
+    fn apply_confinement(
+        &mut self,
+        file: &Path,
+        text: &str,
+        allow: RawAllow,
+        limits: Option<Spanned<RawLimits>>,
+        defaulted: &mut Vec<&'static str>,
+    ) -> Result<(), SettingsError> {
+        let err = |span: std::ops::Range<usize>, message: String| SettingsError {
+            file: file.to_path_buf(),
+            line: Some(line_of(text, span.start)),
+            message,
+        };
+        let reason = |kind: Kind, subject: &str, r: &Spanned<String>| {
+            if r.get_ref().trim().is_empty() {
+                let what = if kind.is_flag() {
+                    format!("allow.{}", kind.key())
+                } else {
+                    format!("allow.{} {subject:?}", kind.key())
+                };
+                return Err(err(
+                    r.span(),
+                    format!("{what} needs a reason: say why the recipe needs this beyond its test app"),
+                ));
+            }
+            Ok(r.get_ref().trim().to_string())
+        };
+        if let Some(r) = &allow.privileged {
+            let why = reason(Kind::Privileged, "", r)?;
+            self.allow.allow(Kind::Privileged, "", &why);
+        }
+        for (kind, table) in [
+            (Kind::BindMount, &allow.bind_mounts),
+            (Kind::CapAdd, &allow.cap_add),
+            (Kind::Device, &allow.devices),
+            (Kind::HostMode, &allow.host_modes),
+            (Kind::SecurityOpt, &allow.security_opt),
+            (Kind::Port, &allow.ports),
+            (Kind::Name, &allow.names),
+            (Kind::File, &allow.files),
+            (Kind::TraefikHost, &allow.traefik_hosts),
+            (Kind::TraefikName, &allow.traefik_names),
+        ] {
+            for (subject, r) in table {
+                let sub = subject.get_ref().trim();
+                if sub.is_empty() {
+                    return Err(err(
+                        subject.span(),
+                        format!("[allow.{}] has an empty key: name what is allowed", kind.key()),
+                    ));
+                }
+                if kind == Kind::HostMode && !HOST_MODE_KEYS.contains(&sub) {
+                    return Err(err(
+                        subject.span(),
+                        format!(
+                            "[allow.host_modes] key {sub:?} is not one of {}",
+                            HOST_MODE_KEYS.join(", ")
+                        ),
+                    ));
+                }
+                let why = reason(kind, sub, r)?;
+                self.allow.allow(kind, sub, &why);
+            }
+        }
+        let Some(l) = limits else {
+            defaulted.push("limits");
+            return Ok(());
+        };
+        let span = l.span();
+        let l = l.into_inner();
+        let Some(r) = l.reason.filter(|r| !r.get_ref().trim().is_empty()) else {
+            return Err(err(
+                span,
+                "[limits] needs a reason: say why this recipe's services need other caps than 1 CPU and 1 GiB each"
+                    .into(),
+            ));
+        };
+        if let Some(c) = &l.cpus {
+            let v = *c.get_ref();
+            if !(v.is_finite() && v > 0.0 && v <= 1024.0) {
+                return Err(err(
+                    c.span(),
+                    format!("limits.cpus must be a number of CPUs above 0 and at most 1024, not {v}"),
+                ));
+            }
+            self.limits.nano_cpus = (v * limits::NANO as f64).round() as u64;
+        }
+        if let Some(m) = &l.memory {
+            match limits::parse_memory(m.get_ref()) {
+                Some(b) if b >= limits::MIN_MEMORY_BYTES => self.limits.memory_bytes = b,
+                _ => {
+                    return Err(err(
+                        m.span(),
+                        format!(
+                            "limits.memory {:?} is not an amount of memory of at least 6 MiB in Docker's units, e.g. \"2g\" or \"512m\"",
+                            m.get_ref()
+                        ),
+                    ))
+                }
+            }
+        }
+        self.limits_reason = Some(r.get_ref().trim().to_string());
+        Ok(())
     }
 
     /// Why `rung` is declared not applicable, if it is: `[expect_na]`,
@@ -1347,6 +1521,14 @@ impl Settings {
             "hooks": self.hooks.iter().map(|(r, p)| (rung_name(*r).to_string(), json!(rel(p)))).collect::<serde_json::Map<_, _>>(),
             "custom_tests": self.custom.iter().map(rel).collect::<Vec<_>>(),
             "overlay": self.overlay.as_ref().map(|o| json!({ "file": rel(&o.file), "reason": o.reason })),
+            "allow": self.allow.manifest(),
+            "limits": {
+                "cpus": self.limits.nano_cpus as f64 / limits::NANO as f64,
+                "memory_bytes": self.limits.memory_bytes,
+                "memory": limits::format_bytes(self.limits.memory_bytes),
+                "per": "service",
+                "reason": self.limits_reason,
+            },
             "approved": self.approved,
             "min_level": self.min_level,
             "volumes": { "ephemeral": self.ephemeral_volumes },
@@ -1483,6 +1665,23 @@ impl Settings {
                 "retries",
                 format!("a failing custom test runs up to {} more time(s)", self.test_retries),
             );
+        }
+        line(
+            "limits",
+            format!(
+                "{} per service{}",
+                self.limits.describe(),
+                self.limits_reason
+                    .as_ref()
+                    .map_or_else(|| " (default)".to_string(), |r| format!(": {r}"))
+            ),
+        );
+        let allowed = self.allow.describe();
+        if allowed.is_empty() {
+            line("allow", "nothing beyond the test app (default)".into());
+        }
+        for (i, a) in allowed.into_iter().enumerate() {
+            line(if i == 0 { "allow" } else { "" }, a);
         }
         let rl = &m["repo_local"];
         line(
