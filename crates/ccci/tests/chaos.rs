@@ -64,7 +64,9 @@ impl KillPoint {
 
     fn marker(self) -> &'static str {
         match self {
-            KillPoint::Deploy => "(the upgrade base)",
+            // The install deploy's note (both fixtures' base is 1.0.0+1.22.1); the
+            // confinement line before it names "(the upgrade base)" too.
+            KillPoint::Deploy => "deploying 1.0.0+1.22.1 (the upgrade base)",
             KillPoint::Witness => "writing witnesses into",
             KillPoint::Upgrade => "deploying the tested commit",
             KillPoint::Backup => "backing up service",

@@ -152,7 +152,14 @@ fn ctrl_c_during_the_install_tears_down_before_exit() {
     if !ready() {
         return;
     }
-    interrupted("static-site", "(the upgrade base)", 2, 130, "SIGINT (Ctrl-C)");
+    // The install deploy's note, not the confinement line that names the base earlier.
+    interrupted(
+        "static-site",
+        "deploying 1.0.0+1.22.1 (the upgrade base)",
+        2,
+        130,
+        "SIGINT (Ctrl-C)",
+    );
 }
 
 /// The abra deployer, live: the same ladder through the real abra CLI.

@@ -778,6 +778,15 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// Where the app's services mount named volumes now (an error decision
+    /// when Docker cannot say).
+    async fn volume_mounts(&mut self) -> Result<Vec<crate::deploy::stack::VolumeMount>, Decision> {
+        let docker = self.infra.docker.clone();
+        self.wait(crate::deploy::stack::volume_mounts(&docker, &self.plan.stack))
+            .await
+            .map_err(|e| (Status::Error, Some(e.to_string())))
+    }
+
     async fn upgrade_decision(&mut self) -> Decision {
         if let UpgradeBase::Skip(why) = &self.settings.upgrade_base {
             return (Status::NotApplicable, Some(why.clone()));
@@ -847,15 +856,9 @@ impl<'a> Run<'a> {
         // services must still mount each at the same path (a release that
         // renames a volume or stops mounting it loses the app's data, while
         // the witness sits intact in the old volume).
-        let mounts_before = match self
-            .wait(crate::deploy::stack::volume_mounts(
-                &self.infra.docker,
-                &self.plan.stack,
-            ))
-            .await
-        {
+        let mounts_before = match self.volume_mounts().await {
             Ok(m) => m,
-            Err(e) => return (Status::Error, Some(e.to_string())),
+            Err(d) => return d,
         };
         if let Some(d) = self.data.clone() {
             if let Err(e) = self.wait(d.write(&self.infra.docker, &self.plan.stack)).await {
@@ -936,15 +939,9 @@ impl<'a> Run<'a> {
             return d;
         }
         self.screenshot("screenshot-upgrade", "screenshot-upgrade.png").await;
-        let mounts_after = match self
-            .wait(crate::deploy::stack::volume_mounts(
-                &self.infra.docker,
-                &self.plan.stack,
-            ))
-            .await
-        {
+        let mounts_after = match self.volume_mounts().await {
             Ok(m) => m,
-            Err(e) => return (Status::Error, Some(e.to_string())),
+            Err(d) => return d,
         };
         let witnessed: Vec<&str> = self.witnesses.iter().map(|w| w.volume.as_str()).collect();
         for m in mounts_before.iter().filter(|m| witnessed.contains(&m.volume.as_str())) {
