@@ -400,14 +400,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             None => {}
         }
+        // Both handlers are in place before the body starts: a signal that
+        // came before `select!` first polled a lazily made listener would
+        // kill the process with its default action, leaving the app.
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot listen for SIGTERM")?;
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("cannot listen for SIGINT")?;
         let interrupted = {
             let body = run.body();
             tokio::pin!(body);
             tokio::select! {
                 () = &mut body => None,
-                _ = tokio::signal::ctrl_c() => Some("SIGINT (Ctrl-C)"),
+                _ = sigint.recv() => Some("SIGINT (Ctrl-C)"),
                 _ = sigterm.recv() => Some("SIGTERM"),
             }
         };

@@ -22,6 +22,12 @@ use clap::Parser;
 /// whose lease another process holds (a live run, or another janitor) is
 /// left alone entirely. Stacks of other domains and Traefik are never touched.
 ///
+/// Several state dirs may share one Docker engine: a stack whose services
+/// carry another state dir's owner label (`cc-ci.owner`, from
+/// `<that state-dir>/owner-id`), or carry none while nothing in this state
+/// dir names it, is that state dir's, and left to its janitor; one whose
+/// owner's state dir is gone is reaped by whichever janitor finds it.
+///
 /// Safe to run at any time, alongside runs and other janitors; a second run
 /// finds nothing to do. Prints one line per app: `reaped`, `left` (and why)
 /// or `INCOMPLETE`.
