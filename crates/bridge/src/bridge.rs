@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::buildbot::Buildbot;
 use crate::config::{Config, RepoName, Secret, Secrets};
 use crate::gitea::{Gitea, StatusState};
-use crate::state::{BuildRow, State, StateError};
+use crate::retry::{CallError, Next};
+use crate::state::{BuildRow, Item, State, StateError};
 
 /// The commit status context the bridge sets.
 pub const CONTEXT: &str = "cc-ci/testme";
@@ -36,6 +37,11 @@ pub struct RepoHealth {
     pub error: Option<String>,
     /// Unix seconds of the last poll that read it.
     pub last_polled: Option<f64>,
+    /// Polls of it that failed in a row.
+    pub failures: u32,
+    /// Unix seconds before which it is not polled again (backing off
+    /// after failures; other repositories are polled as usual).
+    pub next_poll_at: Option<f64>,
 }
 
 /// What `/status` shows.
@@ -78,12 +84,9 @@ pub struct Bridge {
     /// Wakes the start and follow loops early.
     pub(crate) wake: tokio::sync::Notify,
     health: Mutex<Health>,
-    /// Consecutive failed Gitea writes (statuses, reports) and when to try again.
-    gitea_gate: Mutex<(u32, std::time::Instant)>,
+    /// Comments a trigger is handling right now.
+    in_hand: Mutex<std::collections::HashSet<u64>>,
 }
-
-/// Backoff of Gitea writes while Gitea is away: 1 s doubling, at most a minute.
-const GITEA_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
 
 impl Bridge {
     /// A bridge from `config` and its `secrets`, with its state opened.
@@ -129,7 +132,7 @@ impl Bridge {
             enqueue: tokio::sync::Mutex::new(()),
             wake: tokio::sync::Notify::new(),
             health: Mutex::new(health),
-            gitea_gate: Mutex::new((0, std::time::Instant::now())),
+            in_hand: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -142,13 +145,37 @@ impl Bridge {
         self.health_mut().clone()
     }
 
+    /// Records a poll of `repo`: `None` when it worked, else the problem;
+    /// a repository that fails backs off on its own ([`Bridge::repo_due`]):
+    /// the poll interval doubled per failure in a row, at most 300 s (or
+    /// the interval, if longer).
     pub(crate) fn health_repo(&self, repo: &RepoName, error: Option<String>) {
+        let interval = self.config.poll_interval;
         let mut h = self.health_mut();
         let e = h.repos.entry(repo.to_string()).or_default();
-        if error.is_none() {
-            e.last_polled = Some(crate::state::now());
+        match &error {
+            None => {
+                e.last_polled = Some(crate::state::now());
+                e.failures = 0;
+                e.next_poll_at = None;
+            }
+            Some(_) => {
+                e.failures += 1;
+                let wait = backoff(interval, e.failures - 1, Duration::from_secs(300).max(interval));
+                // Due at the poll tick nearest the wait's end.
+                e.next_poll_at = Some(crate::state::now() + wait.as_secs_f64() - interval.as_secs_f64() / 2.0);
+            }
         }
         e.error = error;
+    }
+
+    /// Whether `repo` is due for a poll (not backing off after failures).
+    pub(crate) fn repo_due(&self, repo: &RepoName) -> bool {
+        let h = self.health_mut();
+        h.repos
+            .get(&repo.to_string())
+            .and_then(|r| r.next_poll_at)
+            .is_none_or(|at| crate::state::now() >= at)
     }
 
     pub(crate) fn health_gitea_error(&self, error: Option<String>) {
@@ -159,30 +186,31 @@ impl Bridge {
         self.health_mut().buildbot_error = error;
     }
 
-    /// Whether Gitea writes may be tried now (not backing off).
-    pub(crate) fn gitea_ready(&self) -> bool {
-        let g = self.gitea_gate.lock().unwrap_or_else(|p| p.into_inner());
-        std::time::Instant::now() >= g.1
-    }
-
-    /// A Gitea write failed for a reason that may pass: back off.
-    pub(crate) fn gitea_failed(&self, error: &str) {
-        let mut g = self.gitea_gate.lock().unwrap_or_else(|p| p.into_inner());
-        let wait = backoff(GITEA_BACKOFF.0, g.0, GITEA_BACKOFF.1);
-        g.0 += 1;
-        g.1 = std::time::Instant::now() + wait;
-        drop(g);
-        tracing::warn!("Gitea: {error}; trying again in {:.0} s", wait.as_secs_f64());
-        self.health_gitea_error(Some(error.to_string()));
-    }
-
-    /// A Gitea write worked: no more backing off.
+    /// A Gitea call worked: Gitea's problem on `/status` is cleared.
     pub(crate) fn gitea_ok(&self) {
-        let mut g = self.gitea_gate.lock().unwrap_or_else(|p| p.into_inner());
-        if g.0 > 0 {
-            *g = (0, std::time::Instant::now());
-            drop(g);
-            self.health_gitea_error(None);
+        self.health_gitea_error(None);
+    }
+
+    /// Records a failure of `item` ([`crate::retry`]) and logs it; the
+    /// reason when the item is given up (a dead letter), else `None`.
+    pub(crate) fn item_failed(&self, item: Item, e: &CallError) -> Option<String> {
+        match self.state.failed(item, e.kind(), &e.to_string()) {
+            Ok(Next::RetryIn(wait)) => {
+                tracing::warn!(
+                    "{item}: {} failure: {e}; trying again in {:.0} s",
+                    e.kind().as_str(),
+                    wait.as_secs_f64()
+                );
+                None
+            }
+            Ok(Next::GiveUp(why)) => {
+                tracing::error!("{item}: given up, a dead letter on /status: {why}");
+                Some(why)
+            }
+            Err(se) => {
+                tracing::error!("{item}: {e}; and its failure cannot be recorded: {se}");
+                None
+            }
         }
     }
 
@@ -202,11 +230,10 @@ impl Bridge {
         self.wake.notify_one();
     }
 
-    /// Posts every commit status not yet posted (unless backing off from Gitea).
+    /// Posts every commit status not yet posted, each as its own item
+    /// ([`Item::Status`]): one Gitea refuses (an archived repository's
+    /// 423) waits or is given up on its own, and the others are posted.
     pub(crate) async fn post_statuses(&self) {
-        if !self.gitea_ready() {
-            return;
-        }
         let dirty = match self.state.dirty_statuses() {
             Ok(d) => d,
             Err(e) => {
@@ -215,6 +242,10 @@ impl Bridge {
             }
         };
         for s in dirty {
+            let item = Item::Status(s.build);
+            if !self.state.due(item).unwrap_or(false) {
+                continue;
+            }
             let Some(state) = StatusState::parse(&s.state) else {
                 continue;
             };
@@ -227,6 +258,7 @@ impl Bridge {
             match self.gitea.set_status(&s.repo, &s.sha, &status).await {
                 Ok(()) => {
                     self.gitea_ok();
+                    let _ = self.state.succeeded(item);
                     tracing::info!(
                         "{} {}: status {} \"{}\"",
                         s.repo,
@@ -238,23 +270,23 @@ impl Bridge {
                         tracing::error!("{e}");
                     }
                 }
-                Err(e) if e.retryable() => {
-                    self.gitea_failed(&format!("the status of build {} is not posted: {e}", s.build));
-                    return;
-                }
                 Err(e) => {
-                    tracing::error!("status of build {} refused by Gitea, dropped: {e}", s.build);
-                    let _ = self.state.status_posted(&s);
+                    let e = CallError::from(e);
+                    if e.kind() == crate::retry::Kind::Transient {
+                        self.health_gitea_error(Some(e.to_string()));
+                    }
+                    if self.item_failed(item, &e).is_some() {
+                        let _ = self.state.status_posted(&s);
+                    }
                 }
             }
         }
     }
 
-    /// Marks `old` as replaced by build `new` (a newer `!testme` at
-    /// `new_sha`): its status says so, and its stop on Buildbot is done by
-    /// the follow loop.
-    pub(crate) fn supersede(&self, old: &BuildRow, new: i64, new_sha: &str) -> Result<(), StateError> {
-        self.state.supersede(old.id, new)?;
+    /// Logs that `old` was replaced by build `new` (a newer `!testme` at
+    /// `new_sha`; [`State::insert_build_superseding`] recorded it and its
+    /// status). Its stop on Buildbot is done by the follow loop.
+    pub(crate) fn superseded(&self, old: &BuildRow, new: i64, new_sha: &str) {
         tracing::info!(
             "{}#{}: build {} superseded by build {new} ({})",
             old.repo,
@@ -262,21 +294,53 @@ impl Bridge {
             old.id,
             &new_sha[..12.min(new_sha.len())]
         );
+        self.wake.notify_one();
+    }
+
+    /// The status a build superseded by a newer `!testme` at `new_sha`
+    /// gets: (description, target).
+    pub(crate) fn superseded_status(&self, old: &BuildRow, new_sha: &str) -> (String, String) {
         let target = match (old.builderid, old.number, old.brid) {
             (Some(b), Some(n), _) => self.buildbot.build_url(b, n),
             (_, _, Some(r)) => self.buildbot.request_url(r),
             _ => self.config.buildbot_public_url.clone(),
         };
-        self.want_status(
-            old.id,
-            StatusState::Error,
-            &format!(
+        (
+            format!(
                 "cancelled: superseded by a newer !testme at {}",
                 &new_sha[..8.min(new_sha.len())]
             ),
-            &target,
-        );
-        Ok(())
+            target,
+        )
+    }
+
+    /// A run id for `ccci test --run-id` that no build of this bridge has
+    /// had and no results folder on the master (`<results_dir>/*/<id>`)
+    /// holds: six random hex digits, drawn again while taken. (The worker's
+    /// `check run id` step refuses one a hand-made run took there.)
+    ///
+    /// # Errors
+    /// [`StateError`] when the state cannot be read.
+    pub(crate) fn new_run_id(&self) -> Result<String, StateError> {
+        loop {
+            let id = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
+            if self.state.run_id_used(&id)? {
+                continue;
+            }
+            let on_master = std::fs::read_dir(&self.config.results_dir)
+                .map(|d| d.flatten().any(|e| e.path().join(&id).exists()))
+                .unwrap_or(false);
+            if !on_master {
+                return Ok(id);
+            }
+        }
+    }
+
+    /// Takes comment `id` in hand for handling, unless a trigger holds it
+    /// already: `None` then. The guard lets it go.
+    pub(crate) fn take_in_hand(&self, id: u64) -> Option<InHand<'_>> {
+        let mut h = self.in_hand.lock().unwrap_or_else(|p| p.into_inner());
+        h.insert(id).then_some(InHand { bridge: self, id })
     }
 
     /// Runs the loops and the HTTP server until SIGTERM or Ctrl-C.
@@ -315,22 +379,28 @@ impl Bridge {
     }
 }
 
+/// A comment in hand ([`Bridge::take_in_hand`]); dropped, it is let go.
+pub(crate) struct InHand<'a> {
+    bridge: &'a Bridge,
+    id: u64,
+}
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        let mut h = self.bridge.in_hand.lock().unwrap_or_else(|p| p.into_inner());
+        h.remove(&self.id);
+    }
+}
+
 /// Doubles `base` for each consecutive failure, up to `cap`.
 pub fn backoff(base: Duration, failures: u32, cap: Duration) -> Duration {
     base.saturating_mul(2u32.saturating_pow(failures.min(16))).min(cap)
 }
 
 async fn poll_loop(b: std::sync::Arc<Bridge>) {
-    let mut failures: u32 = 0;
     loop {
-        let r = b.poll_once().await;
-        failures = if r.failed.is_empty() { 0 } else { failures + 1 };
-        let wait = backoff(
-            b.config.poll_interval,
-            failures.saturating_sub(1),
-            Duration::from_secs(300).max(b.config.poll_interval),
-        );
-        tokio::time::sleep(wait).await;
+        b.poll_once().await;
+        tokio::time::sleep(b.config.poll_interval).await;
     }
 }
 

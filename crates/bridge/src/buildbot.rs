@@ -241,13 +241,15 @@ impl Buildbot {
             if s == StatusCode::FORBIDDEN && attempt == 0 {
                 continue;
             }
-            if s.is_server_error() && s != StatusCode::INTERNAL_SERVER_ERROR {
+            let text = resp.text().await.unwrap_or_default();
+            // Any 5xx is Buildbot's trouble, not a verdict on the call:
+            // retried (its JSON-RPC error, if it sent one, says why).
+            if s.is_server_error() {
                 return Err(BuildbotError::Unreachable {
                     url,
-                    detail: s.to_string(),
+                    detail: format!("{s}: {}", text.chars().take(300).collect::<String>()),
                 });
             }
-            let text = resp.text().await.unwrap_or_default();
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             if let Some(err) = v.get("error") {
                 return Err(BuildbotError::Refused {
@@ -422,4 +424,39 @@ fn first<T: serde::de::DeserializeOwned>(v: &Value, key: &str, what: &str) -> Re
         what: what.into(),
         detail: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A master that lets the user log in and answers every control call
+    /// with HTTP 500 and a JSON-RPC error, as Buildbot's REST resource does
+    /// when the call raised inside the master ("internal error - see logs").
+    async fn failing_master() -> String {
+        use axum::routing::{get, post};
+        let app = axum::Router::new().route("/auth/login", get(|| async { "ok" })).route(
+            "/api/v2/forceschedulers/testme",
+            post(|| async {
+                (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({"jsonrpc": "2.0", "id": 1,
+                            "error": {"code": -32000, "message": "internal error - see logs"}})),
+                )
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn a_500_from_buildbot_is_transient_not_a_refusal() {
+        let url = failing_master().await;
+        let b = Buildbot::new(&url, &url, "bridge", Secret::new("pw")).unwrap();
+        let e = b.force("testme", "ccci", "r", &Map::new()).await.unwrap_err();
+        assert!(e.retryable(), "{e}");
+        assert!(e.to_string().contains("internal error"), "{e}");
+    }
 }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod gitea;
 pub mod http;
 pub mod report;
+pub mod retry;
 pub mod server;
 pub mod state;
 pub mod sweep;

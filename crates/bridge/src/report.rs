@@ -18,6 +18,7 @@ use cc_ci::results::RunResults;
 use crate::bridge::Bridge;
 use crate::buildbot::{result_name, CANCELLED};
 use crate::gitea::StatusState;
+use crate::retry::{CallError, Kind};
 use crate::state::{BuildRow, Trigger};
 
 /// What a build left.
@@ -43,29 +44,79 @@ pub fn plausible_rel(rel: &str) -> bool {
     !recipe.is_empty() && !recipe.starts_with('.') && !recipe.contains(['/', '\\']) && cc_ci::run::plan::is_run_id(id)
 }
 
+/// Why results found for a build are not that build's own: the run id,
+/// the recipe (the folder's) or the tested commit differs. `None` when all
+/// three agree.
+pub fn mismatch(row: &BuildRow, rel: &str, results: &RunResults) -> Option<String> {
+    let mut diffs = Vec::new();
+    let folder_recipe = rel.split_once('/').map_or("", |(r, _)| r);
+    let run_id = results.app.as_ref().map_or("(none)", |a| a.run_id.as_str());
+    if run_id != row.run_id {
+        diffs.push(format!("run id {run_id}, the build's is {}", row.run_id));
+    }
+    if results.recipe != folder_recipe {
+        diffs.push(format!(
+            "recipe {:?}, the results folder's is {folder_recipe:?}",
+            results.recipe
+        ));
+    }
+    if !results.tested_ref.eq_ignore_ascii_case(&row.head_sha) {
+        diffs.push(format!(
+            "tested commit {}, the build's is {}",
+            short(&results.tested_ref),
+            short(&row.head_sha)
+        ));
+    }
+    (!diffs.is_empty()).then(|| {
+        format!(
+            "the results at {rel} are not this build's own ({}): not reported",
+            diffs.join("; ")
+        )
+    })
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..12.min(sha.len())]
+}
+
 impl Bridge {
-    /// What build `row` left on the master.
+    /// What build `row` left on the master: its results only when they are
+    /// its own ([`mismatch`]); Buildbot's refusals (a purged build) are
+    /// findings too, reported as an error.
     ///
     /// # Errors
-    /// A message when Buildbot cannot be asked (retried).
-    pub async fn findings(&self, row: &BuildRow) -> Result<Findings, String> {
+    /// [`CallError`] when Buildbot cannot be asked now (transient).
+    pub async fn findings(&self, row: &BuildRow) -> Result<Findings, CallError> {
+        match self.look(row).await {
+            Err(e) if e.kind() == Kind::Permanent => Ok(Findings::Nothing(format!("Buildbot cannot say: {e}"))),
+            other => other,
+        }
+    }
+
+    async fn look(&self, row: &BuildRow) -> Result<Findings, CallError> {
         let Some(buildid) = row.buildid else {
             let why = match (&row.last_error, row.brid) {
                 (Some(e), _) => format!("the build could not be started: {e}"),
-                (None, Some(brid)) => match self.buildbot.buildrequest(brid).await {
-                    Ok(r) if r.results == Some(CANCELLED) => "the build was cancelled before it started".into(),
-                    Ok(r) => format!(
-                        "the build request ended ({}) without a build",
-                        result_name(r.results.unwrap_or(-1))
-                    ),
-                    Err(e) => return Err(e.to_string()),
-                },
+                (None, Some(brid)) => {
+                    let r = self.buildbot.buildrequest(brid).await?;
+                    if r.results == Some(CANCELLED) {
+                        "the build was cancelled before it started".into()
+                    } else {
+                        format!(
+                            "the build request ended ({}) without a build",
+                            result_name(r.results.unwrap_or(-1))
+                        )
+                    }
+                }
                 (None, None) => "the build was never started".into(),
             };
             return Ok(Findings::Nothing(why));
         };
-        let props = self.buildbot.properties(buildid).await.map_err(|e| e.to_string())?;
-        let build = self.buildbot.build(buildid).await.map_err(|e| e.to_string())?;
+        if let Some(e) = &row.last_error {
+            return Ok(Findings::Nothing(e.clone()));
+        }
+        let props = self.buildbot.properties(buildid).await?;
+        let build = self.buildbot.build(buildid).await?;
         let rel = props.get("results_rel").and_then(|v| v.as_str()).unwrap_or("");
         if rel.is_empty() {
             return Ok(Findings::Nothing(format!(
@@ -82,10 +133,13 @@ impl Bridge {
         let dir = self.config.results_dir.join(rel);
         let file = dir.join("results.json");
         match RunResults::read(&file) {
-            Ok(r) => Ok(Findings::Results {
-                results: Box::new(r),
-                dir,
-            }),
+            Ok(r) => match mismatch(row, rel, &r) {
+                Some(why) => Ok(Findings::Nothing(why)),
+                None => Ok(Findings::Results {
+                    results: Box::new(r),
+                    dir,
+                }),
+            },
             Err(e) => Ok(Findings::Nothing(format!(
                 "the build ended ({}) but its results cannot be read: {e}",
                 build.state_string
@@ -97,8 +151,9 @@ impl Bridge {
     /// comment. Sweeps post nothing (their results stay on the master).
     ///
     /// # Errors
-    /// A message when Gitea or Buildbot is away (the report is retried).
-    pub async fn report(&self, row: &BuildRow) -> Result<(), String> {
+    /// [`CallError`] when Gitea or Buildbot is away or refuses (the report
+    /// is retried as its kind says).
+    pub async fn report(&self, row: &BuildRow) -> Result<(), CallError> {
         let findings = self.findings(row).await?;
         let target = match (row.builderid, row.number, row.brid) {
             (Some(b), Some(n), _) => self.buildbot.build_url(b, n),
@@ -145,28 +200,27 @@ impl Bridge {
 
     /// The id of the bridge's comment on the PR: recorded, or found by its
     /// marker among the bot's comments (then recorded).
-    async fn own_comment(&self, row: &BuildRow) -> Result<Option<u64>, String> {
-        if let Some(id) = self.state.pr_comment(&row.repo, row.pr).map_err(|e| e.to_string())? {
+    async fn own_comment(&self, row: &BuildRow) -> Result<Option<u64>, CallError> {
+        if let Some(id) = self.state.pr_comment(&row.repo, row.pr)? {
             return Ok(Some(id));
         }
-        let comments = self
-            .gitea
-            .pr_comments(&row.repo, row.pr)
-            .await
-            .map_err(|e| e.to_string())?;
+        let comments = self.gitea.pr_comments(&row.repo, row.pr).await?;
         let mine = comments
             .iter()
             .find(|c| c.body.starts_with(MARKER) && self.bot_login.as_deref().is_none_or(|b| b == c.user.login));
         if let Some(c) = mine {
-            self.state
-                .set_pr_comment(&row.repo, row.pr, Some(c.id))
-                .map_err(|e| e.to_string())?;
+            self.state.set_pr_comment(&row.repo, row.pr, Some(c.id))?;
             return Ok(Some(c.id));
         }
         Ok(None)
     }
 
-    async fn post_comment(&self, row: &BuildRow, findings: &Findings, mut ctx: CommentContext) -> Result<(), String> {
+    async fn post_comment(
+        &self,
+        row: &BuildRow,
+        findings: &Findings,
+        mut ctx: CommentContext,
+    ) -> Result<(), CallError> {
         let render = |ctx: &CommentContext| match findings {
             Findings::Results { results, .. } => comment::render(results, ctx),
             Findings::Nothing(why) => comment::render_without_results("error", why, ctx),
@@ -177,25 +231,17 @@ impl Bridge {
             match self.gitea.edit_comment(&row.repo, existing, &render(&ctx)).await {
                 Ok(_) => {}
                 Err(e) if e.not_found() => {
-                    self.state
-                        .set_pr_comment(&row.repo, row.pr, None)
-                        .map_err(|e| e.to_string())?;
+                    self.state.set_pr_comment(&row.repo, row.pr, None)?;
                     id = None;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
         let id = match id {
             Some(i) => i,
             None => {
-                let c = self
-                    .gitea
-                    .create_comment(&row.repo, row.pr, &render(&ctx))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.state
-                    .set_pr_comment(&row.repo, row.pr, Some(c.id))
-                    .map_err(|e| e.to_string())?;
+                let c = self.gitea.create_comment(&row.repo, row.pr, &render(&ctx)).await?;
+                self.state.set_pr_comment(&row.repo, row.pr, Some(c.id))?;
                 tracing::info!("{}#{}: comment {} posted", row.repo, row.pr, c.id);
                 c.id
             }
@@ -212,14 +258,10 @@ impl Bridge {
             return Ok(());
         };
         let name = format!("screenshot-{}.png", row.run_id);
-        let before = self.gitea.attachments(&row.repo, id).await.map_err(|e| e.to_string())?;
+        let before = self.gitea.attachments(&row.repo, id).await?;
         let att = match before.iter().find(|a| a.name == name) {
             Some(a) => a.clone(),
-            None => self
-                .gitea
-                .attach(&row.repo, id, &name, bytes, "image/png")
-                .await
-                .map_err(|e| e.to_string())?,
+            None => self.gitea.attach(&row.repo, id, &name, bytes, "image/png").await?,
         };
         for old in before.iter().filter(|a| a.id != att.id) {
             if let Err(e) = self.gitea.delete_attachment(&row.repo, id, old.id).await {
@@ -227,10 +269,7 @@ impl Bridge {
             }
         }
         ctx.screenshot_url = Some(att.browser_download_url.clone());
-        self.gitea
-            .edit_comment(&row.repo, id, &render(&ctx))
-            .await
-            .map_err(|e| e.to_string())?;
+        self.gitea.edit_comment(&row.repo, id, &render(&ctx)).await?;
         tracing::info!("{}#{}: comment {id} carries the screenshot", row.repo, row.pr);
         Ok(())
     }
@@ -238,6 +277,74 @@ impl Bridge {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::config::RepoName;
+    use crate::state::Phase;
+
+    fn row(run_id: &str, sha: &str) -> BuildRow {
+        BuildRow {
+            id: 1,
+            repo: RepoName::parse("recipes/static-site").unwrap(),
+            pr: 1,
+            head_sha: sha.into(),
+            base_branch: "main".into(),
+            clone_url: String::new(),
+            fetch_ref: String::new(),
+            comment_id: None,
+            requested_by: None,
+            quick: false,
+            trigger: Trigger::TestMe,
+            run_id: run_id.into(),
+            phase: Phase::Reporting,
+            force_sent: true,
+            attempts: 0,
+            next_attempt_at: 0.0,
+            bsid: None,
+            brid: None,
+            buildid: None,
+            builderid: None,
+            number: None,
+            superseded_by: None,
+            cancel_pending: false,
+            last_error: None,
+            created_at: 0.0,
+            forced_at: None,
+            started_at: None,
+            reported_at: None,
+        }
+    }
+
+    fn results(run_id: &str, recipe: &str, sha: &str) -> RunResults {
+        let mut r: RunResults = serde_json::from_value(serde_json::json!({
+            "schema": cc_ci::results::SCHEMA, "recipe": recipe, "tested_ref": sha, "tested_version": null,
+            "base_version": null, "started_at": "", "finished_at": "", "rungs": [], "level": 0,
+            "level_name": "", "phases": [], "settings": {}, "deploys": 0,
+        }))
+        .unwrap();
+        r.app = Some(cc_ci::results::AppIdentity {
+            run_id: run_id.into(),
+            domain: String::new(),
+            stack: String::new(),
+        });
+        r
+    }
+
+    #[test]
+    fn results_of_another_run_recipe_or_commit_are_not_the_builds_own() {
+        let (a, b) = ("a".repeat(40), "b".repeat(40));
+        let own = row("3fa9c2", &a);
+        assert_eq!(
+            mismatch(&own, "static-site/3fa9c2", &results("3fa9c2", "static-site", &a)),
+            None
+        );
+        let why = mismatch(&own, "static-site/3fa9c2", &results("77aa00", "static-site", &a)).unwrap();
+        assert!(why.contains("run id 77aa00") && why.contains("3fa9c2"), "{why}");
+        let why = mismatch(&own, "static-site/3fa9c2", &results("3fa9c2", "other", &a)).unwrap();
+        assert!(why.contains("recipe \"other\""), "{why}");
+        let why = mismatch(&own, "static-site/3fa9c2", &results("3fa9c2", "static-site", &b)).unwrap();
+        assert!(why.contains("bbbbbbbbbbbb") && why.contains("aaaaaaaaaaaa"), "{why}");
+    }
+
     #[test]
     fn results_rel_is_a_recipe_and_a_run_id() {
         use super::plausible_rel;

@@ -1,6 +1,8 @@
 //! The bridge's HTTP side: `POST /hook` (Gitea's webhook, when a secret is
 //! set) and `GET /status` (what the bridge sees: enrolled repositories and
-//! their errors, Gitea's and Buildbot's last problems, builds in flight).
+//! their errors, Gitea's and Buildbot's last problems, builds in flight,
+//! items being retried and items given up: `dead_letters`, each with its
+//! reason).
 //!
 //! `/hook` answers 401 to a missing or wrong `X-Gitea-Signature` (or
 //! `X-Forgejo-Signature`) and does nothing else; 404 when no webhook secret
@@ -82,6 +84,9 @@ async fn status(AxState(b): AxState<Arc<Bridge>>) -> impl IntoResponse {
             })
         })
         .collect();
+    // Items failing now, and those given up (dead letters), each with its
+    // reason: one stuck build never hides behind the others.
+    let (dead, retrying): (Vec<_>, Vec<_>) = b.state.retries().unwrap_or_default().into_iter().partition(|r| r.dead);
     let code = if errors.is_empty() {
         StatusCode::OK
     } else {
@@ -89,6 +94,9 @@ async fn status(AxState(b): AxState<Arc<Bridge>>) -> impl IntoResponse {
     };
     (
         code,
-        Json(json!({"ok": errors.is_empty(), "errors": errors, "health": h, "in_flight": in_flight})),
+        Json(json!({
+            "ok": errors.is_empty(), "errors": errors, "health": h, "in_flight": in_flight,
+            "retrying": retrying, "dead_letters": dead,
+        })),
     )
 }

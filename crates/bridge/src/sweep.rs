@@ -73,6 +73,13 @@ impl Bridge {
                     continue;
                 }
             };
+            let run_id = match self.new_run_id() {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    continue;
+                }
+            };
             let new = NewBuild {
                 repo: repo.clone(),
                 pr: 0,
@@ -84,7 +91,7 @@ impl Bridge {
                 requested_by: None,
                 quick: false,
                 trigger: Trigger::Sweep,
-                run_id: crate::trigger::new_run_id(),
+                run_id,
             };
             match self.state.insert_build(&new) {
                 Ok(id) => {

@@ -488,14 +488,38 @@ impl Buildbot {
         );
     }
 
-    /// `GET /api/v2/<path>` (anonymous reads are allowed).
+    /// `GET /api/v2/<path>` (anonymous reads are allowed). A busy master
+    /// (two cores, a build running beside it) sometimes answers with a
+    /// truncated or non-JSON body; such an answer is asked again, every
+    /// 500 ms for up to 15 s, before the test panics with the status and
+    /// the start of the last body.
     pub fn get(&self, path: &str) -> Value {
         let url = format!("{}api/v2/{path}", self.url);
-        self.http
-            .get(&url)
-            .send()
-            .and_then(|r| r.json())
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        let start = Instant::now();
+        loop {
+            let answer = self.http.get(&url).send().and_then(|r| {
+                let status = r.status();
+                r.text().map(|body| (status, body))
+            });
+            let problem = match answer {
+                Ok((status, body)) if status.is_success() => match serde_json::from_str::<Value>(&body) {
+                    Ok(v) => return v,
+                    Err(e) => format!(
+                        "{status}, body not JSON ({e}): {}",
+                        body.chars().take(200).collect::<String>()
+                    ),
+                },
+                Ok((status, body)) => {
+                    format!("{status}: {}", body.chars().take(200).collect::<String>())
+                }
+                Err(e) => e.to_string(),
+            };
+            if start.elapsed() > Duration::from_secs(15) {
+                panic!("GET {url}: {problem} (asked for 15 s)");
+            }
+            eprintln!("GET {url}: {problem}; asking again");
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Every build request.

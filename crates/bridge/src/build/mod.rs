@@ -11,7 +11,8 @@ use serde_json::{json, Map, Value};
 use crate::bridge::{backoff, Bridge};
 use crate::buildbot::BuildbotError;
 use crate::gitea::StatusState;
-use crate::state::{BuildRow, Phase, Trigger};
+use crate::retry::{CallError, Kind};
+use crate::state::{BuildRow, Item, Phase, Trigger};
 
 /// The tag a build's Buildbot reason carries, by which a force whose answer
 /// was lost is found again.
@@ -146,7 +147,8 @@ impl Bridge {
 
     /// One look at every build in flight: superseded ones stopped, new
     /// builds noted (status `running` with the live log), ended ones
-    /// reported.
+    /// reported. Each build is its own item ([`crate::retry`]): one that
+    /// fails waits for its own retry while the others go on.
     pub async fn follow_builds(&self) {
         self.cancel_superseded().await;
         let rows = match self.state.builds_in(&[Phase::Queued, Phase::Running]) {
@@ -157,10 +159,28 @@ impl Bridge {
             }
         };
         for row in rows {
-            if let Err(e) = self.follow(&row).await {
-                tracing::warn!("build {}: cannot follow it on Buildbot, retried: {e}", row.id);
-                self.health_buildbot_error(Some(e.to_string()));
-                break;
+            let item = Item::Follow(row.id);
+            if !self.state.due(item).unwrap_or(false) {
+                continue;
+            }
+            match self.follow(&row).await {
+                Ok(()) => {
+                    let _ = self.state.succeeded(item);
+                }
+                Err(e) => {
+                    let e = CallError::from(e);
+                    if e.kind() == Kind::Transient {
+                        self.health_buildbot_error(Some(e.to_string()));
+                    }
+                    if let Some(why) = self.item_failed(item, &e) {
+                        // Buildbot will not say how it ended: reported as an
+                        // error, with the reason.
+                        let _ = self
+                            .state
+                            .note_error(row.id, &format!("cannot follow it on Buildbot: {why}"));
+                        let _ = self.state.set_phase(row.id, Phase::Reporting);
+                    }
+                }
             }
         }
         let reporting = match self.state.builds_in(&[Phase::Reporting]) {
@@ -171,22 +191,30 @@ impl Bridge {
             }
         };
         for row in reporting {
-            if !self.gitea_ready() {
-                break;
+            let item = Item::Report(row.id);
+            if !self.state.due(item).unwrap_or(false) {
+                continue;
             }
             match self.report(&row).await {
                 Ok(()) => {
-                    self.gitea_ok();
+                    let _ = self.state.succeeded(item);
                     let _ = self.state.set_phase(row.id, Phase::Done);
                 }
                 Err(e) => {
-                    self.gitea_failed(&format!("the report of build {} is not posted: {e}", row.id));
-                    break;
+                    if let Some(why) = self.item_failed(item, &e) {
+                        let _ = self
+                            .state
+                            .note_error(row.id, &format!("its report was given up: {why}"));
+                        let _ = self.state.set_phase(row.id, Phase::Dead);
+                    }
                 }
             }
         }
     }
 
+    /// Follows build `row`'s request until it is over: its *last* build may
+    /// come after others that ended in RETRY (worker lost) and were queued
+    /// again, so the request's own `complete` decides, never a build's.
     async fn follow(&self, row: &BuildRow) -> Result<(), BuildbotError> {
         let Some(brid) = row.brid else { return Ok(()) };
         let request = self.buildbot.buildrequest(brid).await?;
@@ -195,6 +223,16 @@ impl Bridge {
         let build = builds.iter().max_by_key(|b| b.buildid);
         if let Some(b) = build {
             if row.buildid != Some(b.buildid) {
+                if let Some(earlier) = row.buildid {
+                    tracing::info!(
+                        "{}#{}: build {}: Buildbot build {earlier} ended without finishing (retry); \
+                         its request runs again as build {}",
+                        row.repo,
+                        row.pr,
+                        row.id,
+                        b.buildid
+                    );
+                }
                 tracing::info!(
                     "{}#{}: build {} runs as Buildbot build {} ({})",
                     row.repo,
@@ -214,7 +252,7 @@ impl Bridge {
                 }
             }
         }
-        let over = request.complete || build.is_some_and(|b| b.complete);
+        let over = request.complete && build.is_none_or(|b| b.complete);
         if over {
             let next = if row.superseded_by.is_some() {
                 Phase::Done
@@ -236,20 +274,28 @@ impl Bridge {
             }
         };
         for row in rows {
+            let item = Item::Cancel(row.id);
+            if !self.state.due(item).unwrap_or(false) {
+                continue;
+            }
             let reason = format!(
                 "superseded by a newer !testme (cc-ci build {})",
                 row.superseded_by.unwrap_or_default()
             );
-            let done = self.cancel(&row, &reason).await;
-            match done {
+            match self.cancel(&row, &reason).await {
                 Ok(()) => {
                     tracing::info!("build {}: stopped on Buildbot ({reason})", row.id);
+                    let _ = self.state.succeeded(item);
                     let _ = self.state.cancel_done(row.id);
                 }
                 Err(e) => {
-                    tracing::warn!("build {}: cannot stop it yet: {e}", row.id);
-                    self.health_buildbot_error(Some(e.to_string()));
-                    return;
+                    let e = CallError::from(e);
+                    if e.kind() == Kind::Transient {
+                        self.health_buildbot_error(Some(e.to_string()));
+                    }
+                    if self.item_failed(item, &e).is_some() {
+                        let _ = self.state.cancel_done(row.id);
+                    }
                 }
             }
         }

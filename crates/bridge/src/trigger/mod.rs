@@ -18,7 +18,8 @@ use chrono::{DateTime, Utc};
 
 use crate::bridge::Bridge;
 use crate::config::RepoName;
-use crate::state::{Claim, NewBuild, PendingComment, Trigger};
+use crate::retry::{CallError, Kind};
+use crate::state::{Claim, Item, NewBuild, PendingComment, Trigger};
 use command::Parsed;
 
 /// How a comment reached the bridge.
@@ -79,11 +80,6 @@ fn command_word(p: &Parsed) -> Option<String> {
     }
 }
 
-/// A 6-hex run id for `ccci test --run-id`.
-pub fn new_run_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..6].to_string()
-}
-
 impl Bridge {
     /// Takes a comment from either trigger. Never fails: what cannot be
     /// done now is left `pending` and retried by the next poll.
@@ -101,6 +97,11 @@ impl Bridge {
         let parsed = command::parse(&ev.body);
         let Some(word) = command_word(&parsed) else {
             return Handled::Ignored("not a command".into());
+        };
+        // In hand before it is claimed: a poll resuming pending comments
+        // meanwhile leaves it alone (one claim, one outcome, one reply).
+        let Some(_hand) = self.take_in_hand(ev.comment_id) else {
+            return Handled::Duplicate;
         };
         match self
             .state
@@ -143,7 +144,9 @@ impl Bridge {
         }
     }
 
-    /// Handles comments claimed earlier whose handling did not finish.
+    /// Handles comments claimed earlier whose handling did not finish,
+    /// each when its retry is due ([`Item::Comment`]); one the webhook
+    /// holds right now is left to it.
     pub async fn resume_pending_comments(&self) {
         let pending = match self.state.pending_comments() {
             Ok(p) => p,
@@ -153,19 +156,36 @@ impl Bridge {
             }
         };
         for c in pending {
+            if !self.state.due(Item::Comment(c.id)).unwrap_or(false) {
+                continue;
+            }
+            let Some(_hand) = self.take_in_hand(c.id) else { continue };
+            // Its outcome may have been written since the list was read.
+            if !matches!(self.state.comment(c.id), Ok(Some(o)) if o == "pending") {
+                continue;
+            }
             self.handle_claimed(&c).await;
         }
     }
 
     /// Handles a claimed comment; `Some(outcome)` when it is done with
-    /// (recorded), `None` when it must be tried again (Gitea away).
+    /// (recorded), `None` when it must be tried again (its retry waits; a
+    /// refused one is given up after [`crate::retry::GIVE_UP_AFTER`]).
     async fn handle_claimed(&self, c: &PendingComment) -> Option<String> {
+        let item = Item::Comment(c.id);
         let outcome = match self.decide(c).await {
-            Ok(o) => o,
+            Ok(o) => {
+                let _ = self.state.succeeded(item);
+                o
+            }
             Err(e) => {
-                tracing::warn!("{}#{}: comment {}: {e}; retried at the next poll", c.repo, c.pr, c.id);
-                self.health_gitea_error(Some(e));
-                return None;
+                if matches!(e, CallError::Gitea(_)) && e.kind() == Kind::Transient {
+                    self.health_gitea_error(Some(e.to_string()));
+                }
+                match self.item_failed(item, &e) {
+                    Some(why) => (format!("given up: {why}"), None),
+                    None => return None,
+                }
             }
         };
         tracing::info!("{}#{}: comment {}: {}", c.repo, c.pr, c.id, outcome.0);
@@ -175,12 +195,8 @@ impl Bridge {
         Some(outcome.0)
     }
 
-    async fn decide(&self, c: &PendingComment) -> Result<(String, Option<i64>), String> {
-        let member = self
-            .gitea
-            .is_member(&self.config.org, &c.author)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn decide(&self, c: &PendingComment) -> Result<(String, Option<i64>), CallError> {
+        let member = self.gitea.is_member(&self.config.org, &c.author).await?;
         if !member {
             return Ok((
                 format!("ignored: {} is not a member of {}", c.author, self.config.org),
@@ -189,24 +205,21 @@ impl Bridge {
         }
         if let Some(why) = c.command.strip_prefix("malformed: ") {
             let body = format!("@{}: {why}. {}", c.author, command::SYNTAX);
-            self.gitea
-                .create_comment(&c.repo, c.pr, &body)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.gitea.create_comment(&c.repo, c.pr, &body).await?;
             return Ok((format!("replied with the syntax ({why})"), None));
         }
         let quick = c.command.contains("--quick");
-        let pr = self.gitea.pull(&c.repo, c.pr).await.map_err(|e| e.to_string())?;
+        let pr = self.gitea.pull(&c.repo, c.pr).await?;
         if pr.state != "open" {
             return Ok((format!("ignored: the pull request is {}", pr.state), None));
         }
         let base_repo = pr.base.repo.as_ref().map(|r| r.clone_url.clone());
         let clone_url = match base_repo {
             Some(u) => u,
-            None => self.gitea.clone_url(&c.repo).await.map_err(|e| e.to_string())?,
+            None => self.gitea.clone_url(&c.repo).await?,
         };
         let _one_at_a_time = self.enqueue.lock().await;
-        let flying = self.state.in_flight_for(&c.repo, c.pr).map_err(|e| e.to_string())?;
+        let flying = self.state.in_flight_for(&c.repo, c.pr)?;
         if let Some(same) = flying.iter().find(|b| b.head_sha == pr.head.sha) {
             return Ok((
                 format!(
@@ -218,25 +231,31 @@ impl Bridge {
             ));
         }
         // The base repository has the PR's head at refs/pull/N/head, and the
-        // release tags the upgrade base comes from.
-        let id = self
-            .state
-            .insert_build(&NewBuild {
-                repo: c.repo.clone(),
-                pr: c.pr,
-                head_sha: pr.head.sha.clone(),
-                base_branch: pr.base.name.clone(),
-                clone_url,
-                fetch_ref: format!("refs/pull/{}/head", c.pr),
-                comment_id: Some(c.id),
-                requested_by: Some(c.author.clone()),
-                quick,
-                trigger: Trigger::TestMe,
-                run_id: new_run_id(),
+        // release tags the upgrade base comes from. The new build and the
+        // older ones it supersedes are written in one transaction.
+        let new = NewBuild {
+            repo: c.repo.clone(),
+            pr: c.pr,
+            head_sha: pr.head.sha.clone(),
+            base_branch: pr.base.name.clone(),
+            clone_url,
+            fetch_ref: format!("refs/pull/{}/head", c.pr),
+            comment_id: Some(c.id),
+            requested_by: Some(c.author.clone()),
+            quick,
+            trigger: Trigger::TestMe,
+            run_id: self.new_run_id()?,
+        };
+        let old: Vec<(i64, String, String)> = flying
+            .iter()
+            .map(|b| {
+                let (description, target) = self.superseded_status(b, &pr.head.sha);
+                (b.id, description, target)
             })
-            .map_err(|e| e.to_string())?;
-        for old in flying {
-            self.supersede(&old, id, &pr.head.sha).map_err(|e| e.to_string())?;
+            .collect();
+        let id = self.state.insert_build_superseding(&new, &old)?;
+        for o in &flying {
+            self.superseded(o, id, &pr.head.sha);
         }
         self.want_status(
             id,

@@ -2,7 +2,8 @@
 //! repository's comments since its cursor (at first the bridge's first
 //! start) are read, and those on pull requests go to
 //! [`Bridge::on_comment`]. A repository Gitea does not know is an error in
-//! the log and on `/status`, never silently skipped.
+//! the log and on `/status`, never silently skipped; a repository that
+//! fails backs off on its own while the others are polled every interval.
 
 use chrono::{TimeZone, Utc};
 
@@ -30,6 +31,9 @@ impl Bridge {
         self.resume_pending_comments().await;
         let mut report = PollReport::default();
         for repo in self.config.repos.clone() {
+            if !self.repo_due(&repo) {
+                continue;
+            }
             let started = crate::state::now();
             match self.gitea.repo_exists(&repo).await {
                 Ok(true) => {}

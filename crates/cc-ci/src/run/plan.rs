@@ -176,7 +176,21 @@ impl RunPlan {
     /// [`RecipeError`] when `dir` is not a recipe (nothing is created then)
     /// or not a git checkout.
     pub fn new(dir: &Path, env: &RunEnv) -> Result<RunPlan, PlanError> {
-        Self::plan(dir, env, run_id())
+        Self::fresh(dir, env, run_id)
+    }
+
+    /// Plans under the first id `draw` gives that no earlier run on this
+    /// host used: neither `<results>/<recipe>/<id>` nor `<state>/runs/<id>`
+    /// exists (a drawn id is never another run's, however many runs the
+    /// host has seen).
+    fn fresh(dir: &Path, env: &RunEnv, mut draw: impl FnMut() -> String) -> Result<RunPlan, PlanError> {
+        loop {
+            let plan = Self::plan(dir, env, draw())?;
+            let state = env.state_dir.join("runs").join(&plan.run_id);
+            if !plan.results_dir.exists() && !state.exists() {
+                return Ok(plan);
+            }
+        }
     }
 
     /// Plans a run as [`RunPlan::new`] does, under the run id `id` when one
@@ -437,6 +451,23 @@ mod tests {
         git(&r, &["tag", "-a", "1.0.5+1.0", "-m", "on the head"]);
         let p = RunPlan::new(&r, &env(d.path())).unwrap();
         assert_eq!(p.base.unwrap_err(), BaseProblem::BaseIsHead("1.0.5+1.0".into()));
+    }
+
+    #[test]
+    fn a_drawn_run_id_is_never_one_an_earlier_run_used() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("x");
+        std::fs::create_dir(&r).unwrap();
+        std::fs::write(r.join(".env.sample"), "TYPE=x\n").unwrap();
+        git(&r, &["init", "-q"]);
+        release(&r, "1.0.0+1.0", true);
+        let e = env(d.path());
+        let first = RunPlan::with_run_id(&r, &e, Some("3fa9c2")).unwrap();
+        std::fs::create_dir_all(&first.results_dir).unwrap();
+        std::fs::create_dir_all(e.state_dir.join("runs/77aa00")).unwrap();
+        let mut ids = ["3fa9c2", "77aa00", "0b0b0b"].into_iter().map(String::from);
+        let p = RunPlan::fresh(&r, &e, || ids.next().unwrap()).unwrap();
+        assert_eq!(p.run_id, "0b0b0b", "ids with results or state are drawn again");
     }
 
     #[test]

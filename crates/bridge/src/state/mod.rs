@@ -6,7 +6,8 @@
 //!
 //! A build moves `starting` (to be forced on Buildbot) → `queued` (a build
 //! request exists) → `running` (a build exists) → `reporting` (the build is
-//! over; its status and comment are to be posted) → `done`.
+//! over; its status and comment are to be posted) → `done`, or `dead` when
+//! its report was given up ([`crate::retry`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -14,6 +15,9 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::config::RepoName;
+
+mod retries;
+pub use retries::{Item, Retry};
 
 /// A state database that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,9 @@ pub enum Phase {
     Reporting,
     /// Nothing left to do.
     Done,
+    /// Given up: its report was refused again and again (a dead letter;
+    /// `/status` lists it with the reason, in `last_error`).
+    Dead,
 }
 
 impl Phase {
@@ -48,6 +55,7 @@ impl Phase {
             Phase::Running => "running",
             Phase::Reporting => "reporting",
             Phase::Done => "done",
+            Phase::Dead => "dead",
         }
     }
 
@@ -57,6 +65,7 @@ impl Phase {
             "queued" => Phase::Queued,
             "running" => Phase::Running,
             "reporting" => Phase::Reporting,
+            "dead" => Phase::Dead,
             _ => Phase::Done,
         }
     }
@@ -269,6 +278,34 @@ fn row_to_build(r: &rusqlite::Row<'_>) -> rusqlite::Result<BuildRow> {
     })
 }
 
+fn insert_build(db: &Connection, b: &NewBuild) -> rusqlite::Result<i64> {
+    db.execute(
+        "INSERT INTO builds (repo, pr, head_sha, base_branch, clone_url, fetch_ref, comment_id, requested_by, quick, \
+         trigger, run_id, phase, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'starting', ?12)",
+        params![
+            b.repo.to_string(),
+            b.pr as i64,
+            b.head_sha,
+            b.base_branch,
+            b.clone_url,
+            b.fetch_ref,
+            b.comment_id.map(|x| x as i64),
+            b.requested_by,
+            b.quick as i64,
+            b.trigger.as_str(),
+            b.run_id,
+            now()
+        ],
+    )?;
+    Ok(db.last_insert_rowid())
+}
+
+/// Marks build `?2` superseded by build `?1`: its stop on Buildbot is
+/// pending if it got that far; never forced, it is done at once.
+const SUPERSEDE: &str = "UPDATE builds SET superseded_by = ?1, \
+     cancel_pending = CASE WHEN phase IN ('queued','running') OR force_sent = 1 THEN 1 ELSE 0 END, \
+     phase = CASE WHEN phase = 'starting' AND force_sent = 0 THEN 'done' ELSE phase END WHERE id = ?2";
+
 /// Unix seconds now.
 pub fn now() -> f64 {
     std::time::SystemTime::now()
@@ -322,6 +359,7 @@ impl State {
         db.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| err(e.to_string()))?;
         db.execute_batch(SCHEMA)
+            .and_then(|()| db.execute_batch(retries::SCHEMA))
             .map_err(|e| err(format!("{e} (is this a bridge state database?)")))?;
         db.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('first_start', ?1)",
@@ -443,26 +481,47 @@ impl State {
     /// # Errors
     /// [`StateError`].
     pub fn insert_build(&self, b: &NewBuild) -> Result<i64, StateError> {
+        self.with(|db| insert_build(db, b))
+    }
+
+    /// Inserts build `b` (phase `starting`) and marks each of `old` (id,
+    /// status description, status target) superseded by it, with that
+    /// `error` status to post, in one transaction: a crash leaves either
+    /// all of it or none, never two live builds for one PR. Returns the
+    /// new build's id.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn insert_build_superseding(&self, b: &NewBuild, old: &[(i64, String, String)]) -> Result<i64, StateError> {
+        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let err = |e: rusqlite::Error| StateError {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        };
+        let tx = db.transaction().map_err(err)?;
+        let id = insert_build(&tx, b).map_err(err)?;
+        for (o, description, target) in old {
+            tx.execute(SUPERSEDE, params![id, o]).map_err(err)?;
+            tx.execute(
+                "UPDATE builds SET status_state = 'error', status_description = ?1, status_target = ?2, \
+                 status_dirty = 1 WHERE id = ?3",
+                params![description, target, o],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(id)
+    }
+
+    /// Whether a build of this bridge has had run id `id`.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn run_id_used(&self, id: &str) -> Result<bool, StateError> {
         self.with(|db| {
-            db.execute(
-                "INSERT INTO builds (repo, pr, head_sha, base_branch, clone_url, fetch_ref, comment_id, requested_by, quick, \
-                 trigger, run_id, phase, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'starting', ?12)",
-                params![
-                    b.repo.to_string(),
-                    b.pr as i64,
-                    b.head_sha,
-                    b.base_branch,
-                    b.clone_url,
-                    b.fetch_ref,
-                    b.comment_id.map(|x| x as i64),
-                    b.requested_by,
-                    b.quick as i64,
-                    b.trigger.as_str(),
-                    b.run_id,
-                    now()
-                ],
-            )?;
-            Ok(db.last_insert_rowid())
+            db.query_row("SELECT 1 FROM builds WHERE run_id = ?1", params![id], |_| Ok(()))
+                .optional()
+                .map(|o| o.is_some())
         })
     }
 
@@ -613,12 +672,7 @@ impl State {
     /// # Errors
     /// [`StateError`].
     pub fn supersede(&self, old: i64, new: i64) -> Result<(), StateError> {
-        self.update(
-            old,
-            "superseded_by = ?1, cancel_pending = CASE WHEN phase IN ('queued','running') OR force_sent = 1 THEN 1 ELSE 0 END, \
-             phase = CASE WHEN phase = 'starting' AND force_sent = 0 THEN 'done' ELSE phase END",
-            &[&new],
-        )
+        self.with(|db| db.execute(SUPERSEDE, params![new, old]).map(|_| ()))
     }
 
     /// The stop of a superseded build was done.
@@ -856,6 +910,40 @@ mod tests {
         let row = s.build(b).unwrap().unwrap();
         assert_eq!((row.phase, row.cancel_pending), (Phase::Done, false));
         assert_eq!(s.cancels_pending().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_new_build_and_the_older_ones_it_supersedes_are_one_transaction() {
+        let d = tempfile::tempdir().unwrap();
+        let s = State::open(&d.path().join("state.sqlite")).unwrap();
+        let a = s.insert_build(&new_build(&"a".repeat(40))).unwrap();
+        s.force_sent(a).unwrap();
+        s.queued(a, 10, 11).unwrap();
+        // A failure inside the transaction (an old build's status cannot be
+        // written: here a trigger refuses it) leaves neither the new build
+        // nor the supersede.
+        s.with(|db| {
+            db.execute_batch(
+                "CREATE TRIGGER refuse BEFORE UPDATE OF status_state ON builds BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+            )
+        })
+        .unwrap();
+        let old = vec![(a, "cancelled: superseded".to_string(), "http://bb/".to_string())];
+        let mut b = new_build(&"b".repeat(40));
+        b.run_id = "def456".into();
+        assert!(s.insert_build_superseding(&b, &old).is_err());
+        let rows = s.all_builds().unwrap();
+        assert_eq!(rows.len(), 1, "no new build without its supersede");
+        assert_eq!(rows[0].superseded_by, None);
+        s.with(|db| db.execute_batch("DROP TRIGGER refuse")).unwrap();
+        let id = s.insert_build_superseding(&b, &old).unwrap();
+        let flying: Vec<i64> = s.in_flight_for(&repo(), 1).unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(flying, vec![id], "one live build for the PR");
+        let st = s.dirty_statuses().unwrap();
+        assert!(st
+            .iter()
+            .any(|x| x.build == a && x.state == "error" && x.description.contains("superseded")));
+        assert!(s.run_id_used("def456").unwrap() && !s.run_id_used("000000").unwrap());
     }
 
     #[test]
