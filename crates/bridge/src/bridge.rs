@@ -75,8 +75,10 @@ pub struct Bridge {
     pub state: State,
     /// The webhook's secret, when the webhook is on.
     pub webhook_secret: Option<Secret>,
-    /// The bot's login (its own comments are never commands), once known.
-    pub bot_login: Option<String>,
+    /// The bot's login (its own comments are never commands, and only its
+    /// comments are taken as the bridge's), once Gitea told it: see
+    /// [`Bridge::bot_login`].
+    pub(crate) bot_login: std::sync::OnceLock<String>,
     /// Unix seconds of the first start.
     pub first_start: f64,
     /// Serialises the decision "which build of this PR is the live one".
@@ -106,13 +108,13 @@ impl Bridge {
         .map_err(|e| StartError::Client(e.to_string()))?;
         let state = State::open(&config.state_db)?;
         let first_start = state.first_start()?;
-        let bot_login = match gitea.whoami().await {
-            Ok(u) => Some(u.login),
-            Err(e) => {
-                tracing::warn!("cannot ask Gitea who the bot is: {e}");
-                None
+        let bot_login = std::sync::OnceLock::new();
+        match gitea.whoami().await {
+            Ok(u) => {
+                let _ = bot_login.set(u.login);
             }
-        };
+            Err(e) => tracing::warn!("cannot ask Gitea who the bot is yet: {e}"),
+        }
         let mut health = Health {
             started_at: crate::state::now(),
             first_start,
@@ -134,6 +136,19 @@ impl Bridge {
             health: Mutex::new(health),
             in_hand: Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// The bot's login: known since start, else asked of Gitea now
+    /// (`GET /user`) and kept.
+    ///
+    /// # Errors
+    /// [`crate::gitea::GiteaError`] while Gitea cannot say.
+    pub async fn bot_login(&self) -> Result<String, crate::gitea::GiteaError> {
+        if let Some(l) = self.bot_login.get() {
+            return Ok(l.clone());
+        }
+        let me = self.gitea.whoami().await?;
+        Ok(self.bot_login.get_or_init(|| me.login).clone())
     }
 
     fn health_mut(&self) -> std::sync::MutexGuard<'_, Health> {
@@ -339,8 +354,10 @@ impl Bridge {
     /// Takes comment `id` in hand for handling, unless a trigger holds it
     /// already: `None` then. The guard lets it go.
     pub(crate) fn take_in_hand(&self, id: u64) -> Option<InHand<'_>> {
-        let mut h = self.in_hand.lock().unwrap_or_else(|p| p.into_inner());
-        h.insert(id).then_some(InHand { bridge: self, id })
+        let fresh = self.in_hand.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        // Made only when taken (a guard made and dropped here would let go
+        // of the other trigger's hold).
+        fresh.then(|| InHand { bridge: self, id })
     }
 
     /// Runs the loops and the HTTP server until SIGTERM or Ctrl-C.
@@ -389,6 +406,47 @@ impl Drop for InHand<'_> {
     fn drop(&mut self) {
         let mut h = self.bridge.in_hand.lock().unwrap_or_else(|p| p.into_inner());
         h.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bridge on a settings file pointing nowhere (no call is made).
+    async fn offline_bridge(dir: &std::path::Path) -> Bridge {
+        std::fs::write(dir.join("token"), "t0k3n-for-tests\n").unwrap();
+        std::fs::write(dir.join("pw"), "pw-for-tests\n").unwrap();
+        let path = dir.join("bridge.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "gitea_url = \"http://127.0.0.1:9/\"\ngitea_token_file = {:?}\norg = \"o\"\nrepos = [\"o/r\"]\n\
+                 buildbot_url = \"http://127.0.0.1:9/\"\nbuildbot_password_file = {:?}\nresults_dir = {:?}\nstate_db = {:?}\n",
+                dir.join("token"),
+                dir.join("pw"),
+                dir.join("results"),
+                dir.join("state.sqlite")
+            ),
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let secrets = Secrets::load(&config).unwrap();
+        Bridge::new(config, secrets).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_comment_in_hand_is_refused_to_the_other_trigger_until_let_go() {
+        let d = tempfile::tempdir().unwrap();
+        let b = offline_bridge(d.path()).await;
+        let first = b.take_in_hand(7).expect("taken");
+        // The second trigger is refused, and its refusal does not let go of
+        // the first's hold (nor hang).
+        assert!(b.take_in_hand(7).is_none());
+        assert!(b.take_in_hand(7).is_none(), "still held by the first");
+        assert!(b.take_in_hand(8).is_some(), "another comment is free");
+        drop(first);
+        assert!(b.take_in_hand(7).is_some(), "let go");
     }
 }
 

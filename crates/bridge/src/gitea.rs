@@ -323,10 +323,16 @@ impl Gitea {
     /// [`GiteaError`].
     pub async fn comments_since(&self, repo: &RepoName, since: DateTime<Utc>) -> Result<Vec<Comment>, GiteaError> {
         let since = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let url = self.url(&format!("/repos/{repo}/issues/comments"));
         let mut out = Vec::new();
         for page in 1.. {
-            let path = format!("/repos/{repo}/issues/comments?since={since}&limit=50&page={page}");
-            let batch: Vec<Comment> = self.get(&path).await?;
+            let query = [
+                ("since", since.clone()),
+                ("limit", "50".into()),
+                ("page", page.to_string()),
+            ];
+            let resp = self.send("GET", self.http.get(&url).query(&query), &url).await?;
+            let batch: Vec<Comment> = self.json(&url, resp).await?;
             let n = batch.len();
             out.extend(batch);
             if n < 50 || page >= 100 {

@@ -188,6 +188,7 @@ impl Bridge {
         self.want_status(row.id, state, &description, &target);
         let ctx = CommentContext {
             clone_url: row.clone_url.clone(),
+            fetch_ref: row.fetch_ref.clone(),
             build_url: Some(target),
             screenshot_url: None,
             requested_by: row.requested_by.clone(),
@@ -205,9 +206,12 @@ impl Bridge {
             return Ok(Some(id));
         }
         let comments = self.gitea.pr_comments(&row.repo, row.pr).await?;
+        // Only the bot's own: while its login is unknown, nothing is taken
+        // (the report waits; another user's comment may carry the marker).
+        let bot = self.bot_login().await?;
         let mine = comments
             .iter()
-            .find(|c| c.body.starts_with(MARKER) && self.bot_login.as_deref().is_none_or(|b| b == c.user.login));
+            .find(|c| c.body.starts_with(MARKER) && c.user.login == bot);
         if let Some(c) = mine {
             self.state.set_pr_comment(&row.repo, row.pr, Some(c.id))?;
             return Ok(Some(c.id));

@@ -72,8 +72,9 @@ impl CallError {
 /// Permanent failures of one item before it is given up.
 pub const GIVE_UP_AFTER: u32 = 4;
 
-/// Backoff of one item's retries: 2 s doubling per failure, at most 5 minutes.
-pub const BACKOFF: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(300));
+/// Backoff of one item's retries: 2 s doubling per failure, at most a
+/// minute (a Gitea back after an outage gets every report within a minute).
+pub const BACKOFF: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(60));
 
 /// What to do after an item's failure.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +108,7 @@ mod tests {
                 Next::GiveUp(w) => panic!("gave up a transient failure: {w}"),
             })
             .collect();
-        assert_eq!(waits, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300, 300]);
+        assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60, 60, 60, 60, 60, 60]);
     }
 
     #[test]

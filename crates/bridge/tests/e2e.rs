@@ -123,6 +123,23 @@ fn a_members_testme_runs_ccci_test_and_reports_its_level() {
         .bytes()
         .unwrap();
     assert!(png.starts_with(b"\x89PNG"), "the attachment is the screenshot");
+    // The reproduce command fetches the PR's head (a fork's commit is on
+    // no branch of the base repository).
+    let fetch = format!("git -C static-site fetch origin refs/pull/{}/head", pr.number);
+    assert!(body.contains(&fetch), "{fetch:?} missing from:\n{body}");
+    // No secret in the bridge's log (at debug level everywhere) or its comment.
+    let log = w.log();
+    for secret in w.secrets() {
+        assert!(secret.len() >= 8, "a real secret");
+        assert!(!log.contains(&secret), "a secret is in the bridge's log");
+        assert!(!body.contains(&secret), "a secret is in the comment");
+    }
+    // The bridge's Buildbot user may force, stop and cancel, and nothing
+    // else: a rebuild of its own build is refused.
+    let rebuild = w
+        .buildbot
+        .control_as_bridge(&format!("builds/{}", b["buildid"]), "rebuild", json!({}));
+    assert_eq!(rebuild, 403, "the bridge's Buildbot user may not rebuild");
     assert!(stacks_of(results["app"]["run_id"].as_str().unwrap()).is_empty());
     // The figures for the closing note.
     let started: f64 = b["started_at"].as_f64().unwrap();

@@ -522,6 +522,35 @@ impl Buildbot {
         }
     }
 
+    /// A JSON-RPC control call `method` on `/api/v2/<path>` as the bridge's
+    /// Buildbot user (logged in with its password, session cookie kept):
+    /// the HTTP status Buildbot answers.
+    pub fn control_as_bridge(&self, path: &str, method: &str, params: Value) -> u16 {
+        let password = std::fs::read_to_string(&self.bridge_password_file).unwrap();
+        let c = reqwest::blocking::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let login = c
+            .get(format!("{}auth/login", self.url))
+            .basic_auth("bridge", Some(password.trim()))
+            .send()
+            .unwrap();
+        assert!(
+            login.status().is_redirection() || login.status().is_success(),
+            "the bridge user logs in: {}",
+            login.status()
+        );
+        c.post(format!("{}api/v2/{path}", self.url))
+            .json(&json!({"jsonrpc": "2.0", "method": method, "id": 1, "params": params}))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// Every build request.
     pub fn buildrequests(&self) -> Vec<Value> {
         self.get("buildrequests")["buildrequests"]
@@ -658,7 +687,9 @@ impl Bridge {
         let child = Command::new(&self.bin)
             .args(["serve", "--config"])
             .arg(&self.config)
-            .env("CCCI_LOG", "info,bridge=debug")
+            // Debug everywhere (reqwest, hyper, the bridge): the tests grep
+            // this log for secrets, which must not show even there.
+            .env("CCCI_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -832,6 +863,18 @@ impl World {
             webhook_secret,
             _dir: dir,
         }
+    }
+
+    /// The values of every secret the bridge holds (the bot's Gitea token,
+    /// the Buildbot password, the webhook secret), for tests that check
+    /// none of them reaches a log or a comment.
+    pub fn secrets(&self) -> Vec<String> {
+        let password = std::fs::read_to_string(&self.buildbot.bridge_password_file).unwrap();
+        vec![
+            self.gitea.admin.token.clone(),
+            password.trim().to_string(),
+            self.webhook_secret.clone(),
+        ]
     }
 
     /// A PR on `recipes/<fixture>`: main at the fixture's older release

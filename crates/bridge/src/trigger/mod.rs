@@ -91,7 +91,7 @@ impl Bridge {
         if (ev.created_at.timestamp() as f64) < first.floor() {
             return Handled::Ignored("made before the bridge first started".into());
         }
-        if self.bot_login.as_deref() == Some(ev.author.as_str()) {
+        if self.bot_login.get().map(String::as_str) == Some(ev.author.as_str()) {
             return Handled::Ignored("the bot's own comment".into());
         }
         let parsed = command::parse(&ev.body);
@@ -101,6 +101,13 @@ impl Bridge {
         // In hand before it is claimed: a poll resuming pending comments
         // meanwhile leaves it alone (one claim, one outcome, one reply).
         let Some(_hand) = self.take_in_hand(ev.comment_id) else {
+            tracing::info!(
+                "{}#{}: comment {} via {}: in hand already (the other trigger handles it)",
+                ev.repo,
+                ev.pr,
+                ev.comment_id,
+                ev.via.as_str()
+            );
             return Handled::Duplicate;
         };
         match self

@@ -19,6 +19,10 @@ pub const MARKER: &str = "<!-- cc-ci:testme -->";
 pub struct CommentContext {
     /// The recipe repository's clone URL (for the command that reproduces the run).
     pub clone_url: String,
+    /// The ref that carries the tested commit when a plain clone does not
+    /// (`refs/pull/<n>/head`: a pull request's head, from a fork or not,
+    /// lives there in the base repository), or empty.
+    pub fetch_ref: String,
     /// The Buildbot build's page (live log), if known.
     pub build_url: Option<String>,
     /// Where the serve screenshot was uploaded (a comment attachment), if it was.
@@ -27,6 +31,20 @@ pub struct CommentContext {
     pub requested_by: Option<String>,
     /// Flags the run was asked for (`--quick`).
     pub flags: Vec<String>,
+}
+
+/// The shell lines that get the tested commit into `./<name>`: clone,
+/// fetch `fetch_ref` when there is one (a pull request's head is not on
+/// any branch of the base repository, and a fork's commit is nowhere else
+/// the reader can reach), check out the commit. One command per line, each
+/// ending in a newline.
+pub fn checkout_commands(clone_url: &str, fetch_ref: &str, name: &str, commit: &str) -> String {
+    let mut s = format!("git clone {clone_url} {name}\n");
+    if !fetch_ref.is_empty() {
+        s.push_str(&format!("git -C {name} fetch origin {fetch_ref}\n"));
+    }
+    s.push_str(&format!("git -C {name} checkout {commit}\n"));
+    s
 }
 
 fn status_cell(s: Status) -> &'static str {
@@ -183,10 +201,9 @@ pub fn render(r: &RunResults, ctx: &CommentContext) -> String {
         ));
     }
     s.push_str(&format!(
-        "\n<details><summary>Reproduce on your machine</summary>\n\n```sh\ngit clone {url} {name}\ngit -C {name} checkout {full}\nccci test ./{name}\n```\n\n(a Docker swarm behind the Traefik recipe in wildcard mode: see cc-ci's README)\n</details>\n",
-        url = ctx.clone_url,
-        name = r.recipe,
-        full = r.tested_ref,
+        "\n<details><summary>Reproduce on your machine</summary>\n\n```sh\n{}ccci test ./{}\n```\n\n(a Docker swarm behind the Traefik recipe in wildcard mode: see cc-ci's README)\n</details>\n",
+        checkout_commands(&ctx.clone_url, &ctx.fetch_ref, &r.recipe, &r.tested_ref),
+        r.recipe,
     ));
     let mut foot = Vec::new();
     if let Some(b) = &ctx.build_url {
@@ -275,10 +292,74 @@ mod tests {
         r
     }
 
+    /// A pull request from a fork: its head commit is only in the base
+    /// repository's `refs/pull/<n>/head` (as Gitea keeps it), on no
+    /// branch. The rendered commands, run for real with git, get it.
+    #[test]
+    fn the_reproduce_commands_get_a_forks_pull_request_head() {
+        let d = tempfile::tempdir().unwrap();
+        let git = |dir: &std::path::Path, args: &[&str]| {
+            let o = std::process::Command::new("git")
+                .current_dir(dir)
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "-c",
+                    "init.defaultBranch=main",
+                ])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        let base = d.path().join("base.git");
+        std::fs::create_dir(&base).unwrap();
+        git(&base, &["init", "-q", "--bare"]);
+        let fork = d.path().join("fork");
+        std::fs::create_dir(&fork).unwrap();
+        git(&fork, &["init", "-q"]);
+        git(&fork, &["commit", "-q", "--allow-empty", "-m", "base"]);
+        git(&fork, &["push", "-q", base.to_str().unwrap(), "main"]);
+        git(&fork, &["commit", "-q", "--allow-empty", "-m", "the change"]);
+        let head = git(&fork, &["rev-parse", "HEAD"]);
+        git(&fork, &["push", "-q", base.to_str().unwrap(), "HEAD:refs/pull/7/head"]);
+        let url = format!("file://{}", base.display());
+        for (fetch_ref, works) in [("", false), ("refs/pull/7/head", true)] {
+            let work = d.path().join(format!("w{}", fetch_ref.len()));
+            std::fs::create_dir(&work).unwrap();
+            let script = checkout_commands(&url, fetch_ref, "static-site", &head);
+            let o = std::process::Command::new("sh")
+                .current_dir(&work)
+                .args(["-ec", &script])
+                .output()
+                .unwrap();
+            assert_eq!(
+                o.status.success(),
+                works,
+                "{script}\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let ctx = CommentContext {
+            clone_url: url.clone(),
+            fetch_ref: "refs/pull/7/head".into(),
+            ..CommentContext::default()
+        };
+        assert!(render(&results(), &ctx).contains("git -C static-site fetch origin refs/pull/7/head\n"));
+    }
+
     #[test]
     fn the_comment_carries_level_rungs_logs_of_the_failing_service_lint_and_the_reproduction() {
         let ctx = CommentContext {
             clone_url: "https://git.example.org/recipes/static-site.git".into(),
+            fetch_ref: String::new(),
             build_url: Some("https://ci.example.org/#/builders/1/builds/7".into()),
             screenshot_url: Some("https://git.example.org/attachments/abc".into()),
             requested_by: Some("maintainer".into()),
