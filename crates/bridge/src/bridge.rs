@@ -409,6 +409,41 @@ impl Drop for InHand<'_> {
     }
 }
 
+/// Doubles `base` for each consecutive failure, up to `cap`.
+pub fn backoff(base: Duration, failures: u32, cap: Duration) -> Duration {
+    base.saturating_mul(2u32.saturating_pow(failures.min(16))).min(cap)
+}
+
+async fn poll_loop(b: std::sync::Arc<Bridge>) {
+    loop {
+        b.poll_once().await;
+        tokio::time::sleep(b.config.poll_interval).await;
+    }
+}
+
+async fn work_loop(b: std::sync::Arc<Bridge>) {
+    loop {
+        b.start_builds().await;
+        b.follow_builds().await;
+        b.post_statuses().await;
+        tokio::select! {
+            _ = tokio::time::sleep(b.config.follow_interval) => {}
+            _ = b.wake.notified() => {}
+        }
+    }
+}
+
+async fn sweep_loop(b: std::sync::Arc<Bridge>) {
+    let Some(interval) = b.config.sweep_interval else {
+        return;
+    };
+    let tick = (interval / 10).clamp(Duration::from_millis(500), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(tick).await;
+        b.sweep_once().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,40 +482,5 @@ mod tests {
         assert!(b.take_in_hand(8).is_some(), "another comment is free");
         drop(first);
         assert!(b.take_in_hand(7).is_some(), "let go");
-    }
-}
-
-/// Doubles `base` for each consecutive failure, up to `cap`.
-pub fn backoff(base: Duration, failures: u32, cap: Duration) -> Duration {
-    base.saturating_mul(2u32.saturating_pow(failures.min(16))).min(cap)
-}
-
-async fn poll_loop(b: std::sync::Arc<Bridge>) {
-    loop {
-        b.poll_once().await;
-        tokio::time::sleep(b.config.poll_interval).await;
-    }
-}
-
-async fn work_loop(b: std::sync::Arc<Bridge>) {
-    loop {
-        b.start_builds().await;
-        b.follow_builds().await;
-        b.post_statuses().await;
-        tokio::select! {
-            _ = tokio::time::sleep(b.config.follow_interval) => {}
-            _ = b.wake.notified() => {}
-        }
-    }
-}
-
-async fn sweep_loop(b: std::sync::Arc<Bridge>) {
-    let Some(interval) = b.config.sweep_interval else {
-        return;
-    };
-    let tick = (interval / 10).clamp(Duration::from_millis(500), Duration::from_secs(60));
-    loop {
-        tokio::time::sleep(tick).await;
-        b.sweep_once().await;
     }
 }
