@@ -303,14 +303,25 @@ impl Gitea {
         self.get("/user").await
     }
 
-    /// `GET /repos/{o}/{r}`: Ok(true) when it exists, Ok(false) on 404.
+    /// `GET /repos/{o}/{r}`: `Ok(Some(now))` when it exists, with Gitea's
+    /// own clock at the answer (its HTTP `Date` header, whole seconds; the
+    /// bridge's clock when the header is missing), `Ok(None)` on 404.
     ///
     /// # Errors
     /// [`GiteaError`] on anything but 200 and 404.
-    pub async fn repo_exists(&self, repo: &RepoName) -> Result<bool, GiteaError> {
-        match self.get::<serde_json::Value>(&format!("/repos/{repo}")).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.not_found() => Ok(false),
+    pub async fn repo_exists(&self, repo: &RepoName) -> Result<Option<DateTime<Utc>>, GiteaError> {
+        let url = self.url(&format!("/repos/{repo}"));
+        match self.send("GET", self.http.get(&url), &url).await {
+            Ok(resp) => {
+                let date = resp
+                    .headers()
+                    .get(reqwest::header::DATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+                    .map_or_else(Utc::now, |d| d.with_timezone(&Utc));
+                Ok(Some(date))
+            }
+            Err(e) if e.not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }

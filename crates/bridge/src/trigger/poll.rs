@@ -12,7 +12,9 @@ use crate::bridge::Bridge;
 
 /// How far back each poll reaches before its cursor, seconds: comments
 /// are stamped in whole seconds, and one may land while a poll runs.
-/// Comments read twice are claimed once.
+/// Comments read twice are claimed once. The cursor itself is Gitea's
+/// clock (the `Date` of its answer), so no skew between the bridge's host
+/// and Gitea's needs covering.
 pub const OVERLAP_S: f64 = 5.0;
 
 /// What one poll found.
@@ -34,10 +36,12 @@ impl Bridge {
             if !self.repo_due(&repo) {
                 continue;
             }
-            let started = crate::state::now();
-            match self.gitea.repo_exists(&repo).await {
-                Ok(true) => {}
-                Ok(false) => {
+            // The cursor is Gitea's clock, never the bridge's: comments are
+            // stamped by Gitea, so a skew between the two hosts cannot make
+            // a poll skip one.
+            let gitea_now = match self.gitea.repo_exists(&repo).await {
+                Ok(Some(t)) => t,
+                Ok(None) => {
                     let why = format!(
                         "{repo} is enrolled but Gitea does not know it (404): fix `repos` in {}",
                         self.config.path.display()
@@ -55,7 +59,8 @@ impl Bridge {
                     report.failed.push(why);
                     continue;
                 }
-            }
+            };
+            let started = gitea_now.timestamp() as f64;
             let cursor = match self.state.cursor(&repo) {
                 Ok(c) => c.unwrap_or(self.first_start),
                 Err(e) => {
@@ -95,6 +100,7 @@ impl Bridge {
                 tracing::error!("{e}");
             }
             self.health_repo(&repo, None);
+            self.gitea_ok();
         }
         if report.failed.is_empty() {
             self.health_gitea_error(None);
