@@ -176,8 +176,28 @@ fn main() {
             .count();
         max_parallel = max_parallel.max(n);
     }
+    // A slot idle while a build is queued: after each build ends, how long
+    // until the next build waiting at that moment starts (its worker free).
+    let submitted = |b: &Value| {
+        w.buildbot.get(&format!("buildrequests/{}", b["buildrequestid"]))["buildrequests"][0]["submitted_at"]
+            .as_f64()
+            .unwrap_or(0.0)
+    };
+    let mut idle: f64 = 0.0;
+    for done in &builds {
+        let c = done["complete_at"].as_f64().unwrap_or(f64::MAX);
+        let next = builds
+            .iter()
+            .filter(|x| submitted(x) < c && x["started_at"].as_f64().unwrap_or(0.0) >= c)
+            .filter_map(|x| x["started_at"].as_f64())
+            .fold(f64::MAX, f64::min);
+        if next < f64::MAX {
+            idle = idle.max(next - c);
+        }
+    }
     println!(
-        "   {} builds, at most {max_parallel} at once, all four reported {wall:.1} s after the comments",
+        "   {} builds, at most {max_parallel} at once, all four reported {wall:.1} s after the comments; \
+         longest a slot stayed idle while a build was queued: {idle:.1} s",
         builds.len()
     );
 }

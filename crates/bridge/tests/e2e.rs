@@ -210,7 +210,9 @@ fn a_webhook_with_a_bad_signature_gets_401_and_starts_nothing() {
     // A body changed after signing.
     let tampered = payload.replace("maintainer", "outsider");
     assert_eq!(w.bridge.hook(&tampered, Some(&good)).0, 401);
-    std::thread::sleep(Duration::from_secs(2));
+    // Two polls later (they read the comment the payloads name) still nothing.
+    let polls = w.bridge.polls();
+    w.bridge.wait_polls(polls + 2);
     assert!(w.buildbot.buildrequests().is_empty(), "{}", w.log());
     assert!(w.status(&pr).is_none());
     // The same delivery, signed: one build.
@@ -291,11 +293,14 @@ fn a_second_testme_cancels_the_older_build_and_one_comment_reports_the_newer() {
             .any(|s| s["name"] == "ccci test" && s["started_at"].is_number())
             .then_some(b)
     });
-    std::thread::sleep(Duration::from_secs(8));
     let first_run = w.buildbot.properties(first["buildid"].as_i64().unwrap())["run_id"]
         .as_str()
         .unwrap()
         .to_string();
+    // ... and has deployed its app (its stack exists) ...
+    wait_for("the first build's app to be deployed", Duration::from_secs(120), || {
+        (!stacks_of(&first_run).is_empty()).then_some(())
+    });
     // ... when a new commit lands and the maintainer asks again.
     let second_sha = w.gitea.push_commit(&mut pr, "a change");
     w.gitea.comment(&w.maintainer, &pr, "!testme");
@@ -351,7 +356,10 @@ fn buildbot_down_gives_an_error_status_with_the_reason_then_the_build_is_retried
     let (code, st) = w.bridge.status();
     assert_eq!(code, 503, "{st}");
     assert!(st["errors"].to_string().contains("Buildbot"), "{st}");
-    std::thread::sleep(Duration::from_secs(3));
+    // The bridge keeps trying while Buildbot is away: a second attempt fails too.
+    wait_for("a second failed force", Duration::from_secs(60), || {
+        (w.log().matches("not started: ").count() >= 2).then_some(())
+    });
     w.buildbot.start_master();
     let status = w.final_status(&pr, RUN);
     assert_eq!(status["status"], "success", "{status}\n{}", w.log());
@@ -390,13 +398,25 @@ fn gitea_away_while_a_build_runs_gets_its_status_and_comment_once_it_is_back() {
         let (code, st) = w.bridge.status();
         (code == 503 && st["errors"].to_string().contains("Gitea")).then_some(())
     });
-    std::thread::sleep(Duration::from_secs(5));
+    // It tried to report while Gitea was away, and waits to try again.
+    wait_for("a report or status retried", Duration::from_secs(60), || {
+        let (_, st) = w.bridge.status();
+        st["retrying"]
+            .as_array()?
+            .iter()
+            .any(|r| r["kind"] == "transient" && r["item"].as_str().is_some_and(|i| i.contains("build")))
+            .then_some(())
+    });
     w.gitea.restart();
     let status = w.final_status(&pr, Duration::from_secs(120));
     assert_eq!(status["status"], "success", "{status}\n{}", w.log());
     w.settle(Duration::from_secs(90));
     assert_eq!(w.gitea.bot_comments(&pr).len(), 1, "{}", w.log());
     assert!(w.log().contains("trying again in"), "backed off: {}", w.log());
+    assert!(
+        w.bridge.status().1["retrying"].as_array().is_some_and(Vec::is_empty),
+        "every item went through once Gitea was back"
+    );
     assert_eq!(w.buildbot.buildrequests().len(), 1);
 }
 
@@ -412,7 +432,14 @@ fn a_bridge_killed_mid_build_is_restarted_and_posts_one_comment() {
         w.status(&pr).filter(|s| s["description"] == "running ccci test")
     });
     w.bridge.kill();
-    std::thread::sleep(Duration::from_secs(5));
+    // The build goes on without the bridge: `ccci test` runs.
+    wait_for("`ccci test` to run while the bridge is down", Duration::from_secs(120), || {
+        let build = w.buildbot.builds().first().cloned()?;
+        w.buildbot
+            .steps(build["buildid"].as_i64()?)
+            .into_iter()
+            .find(|s| s["name"] == "ccci test" && s["started_at"].is_number())
+    });
     w.bridge.restart();
     let status = w.final_status(&pr, RUN);
     assert_eq!(status["status"], "success", "{status}\n{}", w.log());
