@@ -6,6 +6,9 @@
 //! results.json written into the fake master's results dir. One test per
 //! rule of the `!testme` feature, each well under a second; the same rules
 //! end to end on the real parts are `tests/e2e.rs` (minutes each).
+//!
+//! A rule the bridge breaks today is kept as a test marked
+//! `#[ignore = "defect: ..."]`.
 
 mod fake;
 
@@ -1097,6 +1100,67 @@ async fn a_signed_webhook_delivery_starts_one_build_and_the_poll_of_the_same_com
     turn(&b).await;
     assert_eq!(w.forced_shas(), [SHA_A]);
     assert_eq!(b.state.all_builds().unwrap().len(), 1);
+}
+
+#[tokio::test]
+#[ignore = "defect: a build Buildbot ends RETRY (its worker lost) is reported as over with an error status and \
+            comment; the retried build of the same request is never followed (bridge::build follow: \
+            `over = request.complete || build.complete`)"]
+async fn a_build_buildbot_retries_is_followed_into_its_new_build() {
+    let w = World::new().await;
+    let b = w.bridge().await;
+    let pr = w.gitea.open_pr("retry", SHA_A);
+    let c = w.gitea.comment(pr, "maintainer", "!testme");
+    turn(&b).await;
+    let id = build_of_comment(&b, c);
+    let lost = w.claim(&b, id);
+    work(&b).await;
+    // The worker is lost: RETRY, and the request waits for a worker again.
+    w.bb.lose_worker(lost);
+    work(&b).await;
+    assert!(row(&b, id).phase.in_flight(), "still in flight: {:?}", row(&b, id));
+    assert_ne!(w.status(&b, SHA_A).unwrap().state, "error", "no final status yet");
+    assert!(w.gitea.bot_comments(pr).is_empty(), "no report yet");
+    // Another worker takes it and the run is green.
+    let retried = w.claim(&b, id);
+    work(&b).await;
+    w.finish(retried, &run_results(SHA_A, true));
+    work(&b).await;
+    assert_eq!(row(&b, id).buildid, Some(retried));
+    assert_eq!(w.status(&b, SHA_A).unwrap().state, "success");
+    assert_eq!(w.gitea.bot_comments(pr).len(), 1);
+}
+
+#[tokio::test]
+#[ignore = "defect: a build purged from Buildbot (its database reset) after the bridge saw it is never \
+            reported: report() fails on its 404 forever, retried with Gitea's backoff, holding up the reports \
+            after it, and /status blames Gitea"]
+async fn a_build_purged_from_buildbot_is_reported_as_an_error_once() {
+    let w = World::new().await;
+    let b = w.bridge().await;
+    let gone_pr = w.gitea.open_pr("purged", SHA_A);
+    let other_pr = w.gitea.open_pr("other", SHA_B);
+    let c1 = w.gitea.comment(gone_pr, "maintainer", "!testme");
+    let c2 = w.gitea.comment(other_pr, "maintainer", "!testme");
+    turn(&b).await;
+    let (gone, other) = (build_of_comment(&b, c1), build_of_comment(&b, c2));
+    let (gone_build, other_build) = (w.claim(&b, gone), w.claim(&b, other));
+    work(&b).await;
+    // Both end; the first is purged from the master before the bridge looks.
+    w.finish(gone_build, &run_results(SHA_A, true));
+    w.finish(other_build, &run_results(SHA_B, true));
+    w.bb.purge_build(gone_build);
+    work(&b).await;
+    let s = w.status(&b, SHA_B).unwrap();
+    assert!(
+        s.state == "success" && s.posted,
+        "the other PR's report is not held up: {s:?}"
+    );
+    let s = w.status(&b, SHA_A).unwrap();
+    assert_eq!(s.state, "error", "{s:?}");
+    assert_eq!(row(&b, gone).phase, Phase::Done);
+    assert_eq!(w.gitea.bot_comments(gone_pr).len(), 1);
+    assert!(b.health().gitea_error.is_none(), "{:?}", b.health());
 }
 
 #[tokio::test]
