@@ -1066,6 +1066,40 @@ async fn an_expired_buildbot_session_is_renewed_and_the_force_goes_through() {
 }
 
 #[tokio::test]
+async fn a_force_buildbot_forbids_is_reported_as_an_error_and_not_retried() {
+    let w = World::new().await;
+    let b = w.bridge().await;
+    let pr = w.gitea.open_pr("forbidden", SHA_A);
+    let c = w.gitea.comment(pr, "maintainer", "!testme");
+    // The bridge's user may not force (the master's authz): 403 with the
+    // master's words, again after a new login.
+    w.bb.fail(Bb::Force, Fault::Status(403), 2);
+    turn(&b).await;
+    let id = build_of_comment(&b, c);
+    assert_eq!((w.bb.count(Bb::Login), w.bb.count(Bb::Force)), (2, 2));
+    assert!(w.bb.buildsets().is_empty());
+    let s = w.status(&b, SHA_A).unwrap();
+    assert!(
+        s.state == "error"
+            && s.posted
+            && s.description.starts_with("the build could not be started: ")
+            && s.description.ends_with("you need to have role 'bridge'"),
+        "{s:?}"
+    );
+    assert_eq!(row(&b, id).phase, Phase::Done);
+    let mine = w.gitea.bot_comments(pr);
+    assert_eq!(mine.len(), 1);
+    assert!(
+        mine[0].body.contains("the build could not be started"),
+        "{}",
+        mine[0].body
+    );
+    // Refused is final: nothing is forced again.
+    turn(&b).await;
+    assert_eq!(w.bb.count(Bb::Force), 2);
+}
+
+#[tokio::test]
 async fn a_signed_webhook_delivery_starts_one_build_and_the_poll_of_the_same_comment_none() {
     let w = World::new().await;
     let b = Arc::new(w.bridge().await);
