@@ -107,7 +107,6 @@ impl Bridge {
         )
         .map_err(|e| StartError::Client(e.to_string()))?;
         let state = State::open(&config.state_db)?;
-        let first_start = state.first_start()?;
         let bot_login = std::sync::OnceLock::new();
         match gitea.whoami().await {
             Ok(u) => {
@@ -115,6 +114,9 @@ impl Bridge {
             }
             Err(e) => tracing::warn!("cannot ask Gitea who the bot is yet: {e}"),
         }
+        // A first start is on Gitea's clock when Gitea answered.
+        state.first_start_on_giteas_clock(gitea.now().timestamp() as f64)?;
+        let first_start = state.first_start()?;
         let mut health = Health {
             started_at: crate::state::now(),
             first_start,
@@ -248,7 +250,7 @@ impl Bridge {
     /// Posts every commit status not yet posted, each as its own item
     /// ([`Item::Status`]): one Gitea refuses (an archived repository's
     /// 423) waits or is given up on its own, and the others are posted.
-    pub(crate) async fn post_statuses(&self) {
+    pub async fn post_statuses(&self) {
         let dirty = match self.state.dirty_statuses() {
             Ok(d) => d,
             Err(e) => {

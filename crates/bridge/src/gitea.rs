@@ -217,6 +217,8 @@ pub struct CommitStatus {
 pub struct Gitea {
     base: String,
     http: reqwest::Client,
+    /// Gitea's clock minus ours, seconds, from the `Date` of its last answer.
+    skew: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// How long one API call may take.
@@ -246,6 +248,7 @@ impl Gitea {
         Ok(Gitea {
             base: base.trim_end_matches('/').into(),
             http,
+            skew: std::sync::Arc::default(),
         })
     }
 
@@ -263,6 +266,15 @@ impl Gitea {
             url: url.into(),
             detail: crate::http::chain(&e),
         })?;
+        if let Some(date) = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+        {
+            let skew = date.timestamp() - Utc::now().timestamp();
+            self.skew.store(skew, std::sync::atomic::Ordering::Relaxed);
+        }
         let status = resp.status();
         if status.is_success() || status == StatusCode::NO_CONTENT {
             return Ok(resp);
@@ -303,24 +315,22 @@ impl Gitea {
         self.get("/user").await
     }
 
+    /// Gitea's clock now, in whole seconds: ours moved by the skew the
+    /// `Date` header of its last answer showed (ours alone before any
+    /// answer). Comments are stamped by this clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        let skew = self.skew.load(std::sync::atomic::Ordering::Relaxed);
+        Utc::now() + chrono::Duration::seconds(skew)
+    }
+
     /// `GET /repos/{o}/{r}`: `Ok(Some(now))` when it exists, with Gitea's
-    /// own clock at the answer (its HTTP `Date` header, whole seconds; the
-    /// bridge's clock when the header is missing), `Ok(None)` on 404.
+    /// clock at the answer ([`Gitea::now`]), `Ok(None)` on 404.
     ///
     /// # Errors
     /// [`GiteaError`] on anything but 200 and 404.
     pub async fn repo_exists(&self, repo: &RepoName) -> Result<Option<DateTime<Utc>>, GiteaError> {
-        let url = self.url(&format!("/repos/{repo}"));
-        match self.send("GET", self.http.get(&url), &url).await {
-            Ok(resp) => {
-                let date = resp
-                    .headers()
-                    .get(reqwest::header::DATE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
-                    .map_or_else(Utc::now, |d| d.with_timezone(&Utc));
-                Ok(Some(date))
-            }
+        match self.get::<serde_json::Value>(&format!("/repos/{repo}")).await {
+            Ok(_) => Ok(Some(self.now())),
             Err(e) if e.not_found() => Ok(None),
             Err(e) => Err(e),
         }

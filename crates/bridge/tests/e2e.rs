@@ -433,13 +433,17 @@ fn a_bridge_killed_mid_build_is_restarted_and_posts_one_comment() {
     });
     w.bridge.kill();
     // The build goes on without the bridge: `ccci test` runs.
-    wait_for("`ccci test` to run while the bridge is down", Duration::from_secs(120), || {
-        let build = w.buildbot.builds().first().cloned()?;
-        w.buildbot
-            .steps(build["buildid"].as_i64()?)
-            .into_iter()
-            .find(|s| s["name"] == "ccci test" && s["started_at"].is_number())
-    });
+    wait_for(
+        "`ccci test` to run while the bridge is down",
+        Duration::from_secs(120),
+        || {
+            let build = w.buildbot.builds().first().cloned()?;
+            w.buildbot
+                .steps(build["buildid"].as_i64()?)
+                .into_iter()
+                .find(|s| s["name"] == "ccci test" && s["started_at"].is_number())
+        },
+    );
     w.bridge.restart();
     let status = w.final_status(&pr, RUN);
     assert_eq!(status["status"], "success", "{status}\n{}", w.log());

@@ -465,8 +465,9 @@ impl Buildbot {
         );
     }
 
-    /// Starts the workers, with the test host's settings in their environment.
-    fn start_workers(&self) {
+    /// Starts the workers (again, after [`Buildbot::kill_workers`]), with
+    /// the test host's settings in their environment.
+    pub fn start_workers(&self) {
         let settings = workspace().join("tests/recipes");
         run(
             Command::new("bash")
@@ -486,6 +487,26 @@ impl Buildbot {
             Command::new(script("buildbot")).arg("stop-master").arg(&self.dir),
             "scripts/buildbot stop-master",
         );
+    }
+
+    /// SIGKILLs the workers' process, as a crashed worker host: the master
+    /// loses them mid-build, ends their builds RETRY and queues the
+    /// requests again. Their `ccci test` children are not killed here.
+    pub fn kill_workers(&self) {
+        let pidfile = self.dir.join("workers/twistd.pid");
+        let Ok(pid) = std::fs::read_to_string(&pidfile) else {
+            return;
+        };
+        let pid = pid.trim();
+        let _ = Command::new("kill").args(["-KILL", pid]).output();
+        wait_for("the killed workers to exit", Duration::from_secs(10), || {
+            let alive = Command::new("kill")
+                .args(["-0", pid])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            (!alive).then_some(())
+        });
+        let _ = std::fs::remove_file(&pidfile);
     }
 
     /// `GET /api/v2/<path>` (anonymous reads are allowed). A busy master

@@ -380,6 +380,25 @@ impl State {
         })
     }
 
+    /// Moves the first start to `at` (unix seconds, Gitea's clock) if this
+    /// is the first start: the database was made within the last minute
+    /// and no comment was claimed yet. Comments are stamped by Gitea's
+    /// clock; a first start on a host whose clock runs ahead would
+    /// otherwise ignore the comments of its first minutes.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn first_start_on_giteas_clock(&self, at: f64) -> Result<(), StateError> {
+        self.with(|db| {
+            db.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'first_start' AND CAST(value AS REAL) > ?2 \
+                 AND NOT EXISTS (SELECT 1 FROM comments)",
+                params![at.to_string(), now() - 60.0],
+            )
+            .map(|_| ())
+        })
+    }
+
     /// Unix seconds of the bridge's first start (comments older are never read).
     ///
     /// # Errors

@@ -151,6 +151,16 @@ impl State {
         })
     }
 
+    /// Makes every waiting item due now; dead letters stay given up. What
+    /// an operator wants once what failed is fixed (and a test's way past
+    /// the backoff). Returns how many items were waiting.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn retry_now(&self) -> Result<usize, StateError> {
+        self.with(|db| db.execute("UPDATE retries SET next_at = 0 WHERE dead = 0", []))
+    }
+
     /// Every record: items failing now (`dead` false) and dead letters.
     ///
     /// # Errors
