@@ -1421,3 +1421,72 @@ async fn a_gitea_clock_a_minute_behind_loses_no_comment() {
     b.poll_once().await;
     build_of_comment(&b, c);
 }
+
+#[tokio::test]
+async fn a_comment_the_webhook_holds_gets_one_reply_however_often_polls_resume_it() {
+    let w = World::new().await;
+    let b = Arc::new(w.bridge().await);
+    let url = fake::serve(bridge::server::router(b.clone())).await;
+    let pr = w.gitea.open_pr("race", SHA_A);
+    let c = w.gitea.comment(pr, "maintainer", "!testme --full");
+    // Gitea is slow to answer the webhook's membership check ...
+    w.gitea.fail(Gt::OrgMember, Fault::Stall(Duration::from_millis(400)), 1);
+    let (headers, payload) = w.gitea.webhook_delivery(c);
+    let body = payload.to_string();
+    let sig = bridge::trigger::webhook::sign(HOOK_SECRET.as_bytes(), body.as_bytes());
+    let event = headers["x-gitea-event"].as_str().unwrap().to_string();
+    let hook = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{url}/hook"))
+            .header("content-type", "application/json")
+            .header("x-gitea-event", event)
+            .header("x-gitea-signature", sig)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    // ... while polls run: the comment is claimed (pending) and in the
+    // webhook's hand; they leave it to it.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(b.state.comment(c).unwrap().as_deref(), Some("pending"));
+    b.poll_once().await;
+    b.poll_once().await;
+    assert_eq!(hook.await.unwrap(), 202);
+    b.poll_once().await;
+    let replies = w.gitea.bot_comments(pr);
+    assert_eq!(replies.len(), 1, "one claim, one outcome, one reply: {replies:?}");
+    assert_eq!(
+        b.state.comment(c).unwrap().as_deref(),
+        Some("replied with the syntax (unknown flag `--full`)")
+    );
+}
+
+#[tokio::test]
+async fn giteas_problem_on_status_clears_when_the_repository_answers_again() {
+    let w = World::new().await;
+    let mut config = w.config();
+    config.poll_interval = Duration::from_millis(200);
+    let secrets = Secrets {
+        gitea_token: Secret::new(w.gitea.bot_token.clone()),
+        buildbot_password: Secret::new(w.bb.password.clone()),
+        webhook_secret: None,
+    };
+    let b = Bridge::new(config, secrets).await.unwrap();
+    w.gitea.fail(Gt::Repo, Fault::Status(503), 1);
+    let r = b.poll_once().await;
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    let h = b.health();
+    assert!(
+        h.gitea_error.is_some() && h.repos[&w.gitea.repo].error.is_some(),
+        "{h:?}"
+    );
+    // Its backoff over (half a poll interval after one failure), the
+    // repository is polled fine.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    b.poll_once().await;
+    let h = b.health();
+    assert!(h.repos[&w.gitea.repo].error.is_none(), "{h:?}");
+    assert!(h.gitea_error.is_none(), "cleared: {h:?}");
+}
