@@ -113,8 +113,8 @@ impl World {
     }
 
     /// The commit status the bridge decided for `sha`: the newest one it
-    /// still has to post (its work loop posts them; `Bridge::post_statuses`
-    /// is not public), else the newest it posted to the fake Gitea.
+    /// still has to post (its work loop posts them: [`work_and_post`]),
+    /// else the newest it posted to the fake Gitea.
     fn status(&self, b: &Bridge, sha: &str) -> Option<Decided> {
         let unposted = b
             .state
@@ -164,7 +164,7 @@ fn row(b: &Bridge, id: i64) -> BuildRow {
 }
 
 /// One turn of the bridge's loops: a poll, then the work loop's round
-/// (less posting the statuses, which is not public: see [`World::status`]).
+/// (less posting the statuses: see [`World::status`], [`work_and_post`]).
 async fn turn(b: &Bridge) {
     b.poll_once().await;
     b.start_builds().await;
