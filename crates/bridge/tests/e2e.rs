@@ -210,8 +210,12 @@ fn a_webhook_with_a_bad_signature_gets_401_and_starts_nothing() {
     // A body changed after signing.
     let tampered = payload.replace("maintainer", "outsider");
     assert_eq!(w.bridge.hook(&tampered, Some(&good)).0, 401);
-    // Two polls later (they read the comment the payloads name) still nothing.
-    w.bridge.wait_polls(2);
+    // The 401s came before anything was decided (polling is off: only the
+    // webhook could have started a build): nothing is in flight and no
+    // comment was claimed.
+    let (_, st) = w.bridge.status();
+    assert_eq!(st["in_flight"], json!([]), "{st}");
+    assert!(!w.log().contains(" via webhook"), "{}", w.log());
     assert!(w.buildbot.buildrequests().is_empty(), "{}", w.log());
     assert!(w.status(&pr).is_none());
     // The same delivery, signed: one build.
