@@ -339,8 +339,13 @@ impl Bridge {
     /// # Errors
     /// [`StateError`] when the state cannot be read.
     pub(crate) fn new_run_id(&self) -> Result<String, StateError> {
+        self.fresh_run_id(|| uuid::Uuid::new_v4().simple().to_string()[..6].to_string())
+    }
+
+    /// The first id `draw` gives that is not taken (see [`Bridge::new_run_id`]).
+    fn fresh_run_id(&self, mut draw: impl FnMut() -> String) -> Result<String, StateError> {
         loop {
-            let id = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
+            let id = draw();
             if self.state.run_id_used(&id)? {
                 continue;
             }
@@ -470,6 +475,29 @@ mod tests {
         let config = Config::load(&path).unwrap();
         let secrets = Secrets::load(&config).unwrap();
         Bridge::new(config, secrets).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_run_id_a_build_or_the_masters_results_had_is_drawn_again() {
+        let d = tempfile::tempdir().unwrap();
+        let b = offline_bridge(d.path()).await;
+        std::fs::create_dir_all(d.path().join("results/static-site/3fa9c2")).unwrap();
+        let new = crate::state::NewBuild {
+            repo: RepoName::parse("o/r").unwrap(),
+            pr: 1,
+            head_sha: "a".repeat(40),
+            base_branch: "main".into(),
+            clone_url: String::new(),
+            fetch_ref: String::new(),
+            comment_id: None,
+            requested_by: None,
+            quick: false,
+            trigger: crate::state::Trigger::TestMe,
+            run_id: "77aa00".into(),
+        };
+        b.state.insert_build(&new).unwrap();
+        let mut ids = ["3fa9c2", "77aa00", "0b0b0b"].into_iter().map(String::from);
+        assert_eq!(b.fresh_run_id(|| ids.next().unwrap()).unwrap(), "0b0b0b");
     }
 
     #[tokio::test]

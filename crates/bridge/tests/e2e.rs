@@ -537,3 +537,48 @@ fn the_sweep_tests_the_newest_release_without_a_comment() {
         .collect();
     assert_eq!(during.len(), 1, "{during:?}");
 }
+
+#[test]
+fn a_run_id_already_used_on_the_worker_fails_the_build_before_ccci_runs() {
+    if !ready() {
+        return;
+    }
+    let w = world(Options::default());
+    // A hand-made run on the worker took run id 5e5e5e earlier.
+    let earlier = w.buildbot.worker_results_dir.join("static-site/5e5e5e");
+    std::fs::create_dir_all(&earlier).unwrap();
+    std::fs::write(earlier.join("results.json"), "{\"level\": 8}").unwrap();
+    // A build forced with that id (as the bridge forces one).
+    let code = w.buildbot.control_as_bridge(
+        "forceschedulers/testme",
+        "force",
+        json!({
+            "builderNames": ["ccci"], "reason": "a reused run id",
+            "clone_url": "http://127.0.0.1:9/none.git", "recipe": "static-site", "head_sha": "a".repeat(40),
+            "fetch_ref": "", "base_branch": "main", "pr": 0, "comment_id": "", "run_id": "5e5e5e",
+            "trigger": "manual", "quick": false,
+        }),
+    );
+    assert_eq!(code, 200, "forced");
+    let build = wait_for("the build to end", Duration::from_secs(120), || {
+        w.buildbot.builds().first().filter(|b| b["complete"] == true).cloned()
+    });
+    let id = build["buildid"].as_i64().unwrap();
+    let steps = w.buildbot.steps(id);
+    let check = steps
+        .iter()
+        .find(|s| s["name"] == "check run id")
+        .expect("the step ran");
+    assert_eq!(check["results"], 2, "the used run id fails the build: {steps:?}");
+    let ran = |name: &str| steps.iter().any(|s| s["name"] == name && s["results"] == 0);
+    assert!(!ran("ccci test") && !ran("clone"), "nothing ran after it: {steps:?}");
+    let props = w.buildbot.properties(id);
+    assert!(
+        props.get("results_rel").is_none(),
+        "the earlier run's folder is never taken: {props:?}"
+    );
+    assert!(
+        !w.buildbot.results_dir.join("static-site/5e5e5e").exists(),
+        "nor uploaded"
+    );
+}
