@@ -510,10 +510,11 @@ impl Buildbot {
     }
 
     /// `GET /api/v2/<path>` (anonymous reads are allowed). A busy master
-    /// (two cores, a build running beside it) sometimes answers with a
-    /// truncated or non-JSON body; such an answer is asked again, every
-    /// 500 ms for up to 15 s, before the test panics with the status and
-    /// the start of the last body.
+    /// (two cores, deploys running beside it) sometimes answers with a
+    /// truncated or non-JSON body, or not within the client's 30 s (reqwest
+    /// then says "error decoding response body"); such an answer is asked
+    /// again, every 500 ms for up to 120 s, before the test panics with the
+    /// status and the start of the last body.
     pub fn get(&self, path: &str) -> Value {
         let url = format!("{}api/v2/{path}", self.url);
         let start = Instant::now();
@@ -535,8 +536,8 @@ impl Buildbot {
                 }
                 Err(e) => e.to_string(),
             };
-            if start.elapsed() > Duration::from_secs(15) {
-                panic!("GET {url}: {problem} (asked for 15 s)");
+            if start.elapsed() > Duration::from_secs(120) {
+                panic!("GET {url}: {problem} (asked for 120 s)");
             }
             eprintln!("GET {url}: {problem}; asking again");
             std::thread::sleep(Duration::from_millis(500));
