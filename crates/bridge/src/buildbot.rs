@@ -1,7 +1,7 @@
 //! Buildbot's HTTP API (v2), as much as the bridge uses: log in, force a
 //! build through the force scheduler, follow its build request and build,
 //! read its properties, stop it or cancel it. Measured against Buildbot
-//! 4.3.0 (`../shared/COOP-CLOUD.md`, "Buildbot 4.3.0"):
+//! 4.3.0 (`docs/forges.md`, "Buildbot 4.3.0"):
 //!
 //! - `GET /auth/login` with basic auth sets a session cookie; the API
 //!   refuses basic auth on control calls, and anonymous POSTs get 403;

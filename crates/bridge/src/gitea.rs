@@ -1,7 +1,7 @@
 //! The Gitea (or Forgejo) API v1, as much as the bridge uses: comments,
 //! pull requests, org membership, commit statuses, comment attachments,
 //! tags. Paths and fields are Gitea's swagger (`/api/swagger`), measured
-//! against Gitea 1.26.0 (`../shared/COOP-CLOUD.md`, "Gitea / Forgejo API").
+//! against Gitea 1.26.0 (`docs/forges.md`, "Gitea 1.26.0").
 //!
 //! Authentication is `Authorization: token <t>` (the header is marked
 //! sensitive, so it never reaches a debug print).

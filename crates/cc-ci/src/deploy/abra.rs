@@ -5,7 +5,7 @@
 //! prints that the live test was skipped and why.
 //!
 //! Every command runs non-interactively with `ABRA_DIR` set to the run's
-//! folder (`../shared/COOP-CLOUD.md` "abra" for the flags; check them against
+//! folder (`docs/abra.md` for the flags; check them against
 //! the installed abra's `--help` when it arrives):
 //!
 //! | step | command |

@@ -7,8 +7,8 @@
 //! $ABRA_DIR/recipes/<recipe>/               a git checkout of the recipe
 //! ```
 //!
-//! The env file is made the way `abra app new` makes it (`../shared/ABRA.md`
-//! §1): `.env.sample`'s text, every `<recipe>.example.com` replaced by the
+//! The env file is made the way `abra app new` makes it (`docs/abra.md`,
+//! "Making an app"): `.env.sample`'s text, every `<recipe>.example.com` replaced by the
 //! app's domain (commented lines too), then cc-ci's own settings:
 //! `DOMAIN` = the domain, `TYPE` = the recipe, `LETS_ENCRYPT_ENV` empty (so
 //! routers get no cert resolver and Traefik serves the wildcard
@@ -27,7 +27,7 @@ use crate::recipe::env_file::{set_in_text, EnvFile, EnvFileError, UnwritableValu
 pub const LOCAL_SERVER: &str = "default";
 
 /// abra's stack name for an app domain: dots become underscores
-/// (`blog.example.com` -> `blog_example_com`; `../shared/ABRA.md` §1,
+/// (`blog.example.com` -> `blog_example_com`; `docs/abra.md`,
 /// [I-obs]); an explicit `STACK_NAME` in the env wins. abra also cuts names
 /// longer than `MAX_SANITISED_APP_NAME_LENGTH` ([I-src], 45 as recalled,
 /// unverified); cc-ci never relies on the cut: its run domains are chosen
