@@ -72,11 +72,35 @@ enum Command {
     /// request builds on, or the release before a tested release) is
     /// installed first, then the checked-out commit is deployed over it. Per-recipe settings come from SETTINGS_DIR/<recipe>/.
     Test(Box<TestArgs>),
-    /// Print the summary table of a results.json.
-    Report {
-        /// A results.json written by `ccci test`.
-        results: PathBuf,
-    },
+    /// Render a run's results: the summary table, the PR comment, the level
+    /// badge, the summary card, JUnit XML or the JSON itself.
+    ///
+    /// Everything is rendered from results.json and the files beside it
+    /// (the screenshot), never from live state, by the same code the bridge
+    /// and the dashboard use. Examples:
+    ///
+    ///   ccci report /var/lib/cc-ci/results/static-site/1a2b3c
+    ///   ccci report --format card --out card.png results.json
+    ///   ccci report --format junit results.json > junit.xml
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// A results.json written by `ccci test`, or the run folder holding it.
+    results: PathBuf,
+    /// text (the summary table), markdown (the PR comment), badge (SVG),
+    /// card (PNG, 1200x630), junit (XML, a test case per rung), json.
+    #[arg(long, short, default_value = "text")]
+    format: cc_ci::results::format::Format,
+    /// Write to this file (atomically: a temporary file renamed into
+    /// place) instead of standard output. A card is never written to a
+    /// terminal.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// The recipe's clone URL, for the reproduce commands of `--format markdown`.
+    #[arg(long, default_value = "https://git.coopcloud.tech/coop-cloud/<recipe>.git")]
+    clone_url: String,
 }
 
 #[derive(clap::Args)]
@@ -146,6 +170,52 @@ struct TestArgs {
     /// teardown is proven); the janitor reaps warm apps after 24 h.
     #[arg(long)]
     quick: bool,
+}
+
+/// `ccci report`: see [`Command::Report`].
+fn report(args: &ReportArgs) -> Result<ExitCode> {
+    use cc_ci::results::comment::CommentContext;
+    use std::io::Write;
+    let file = if args.results.is_dir() {
+        args.results.join("results.json")
+    } else {
+        args.results.clone()
+    };
+    let r = RunResults::read(&file)?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let ctx = CommentContext {
+        clone_url: args.clone_url.replace("<recipe>", &r.recipe),
+        ..CommentContext::default()
+    };
+    let bytes = cc_ci::results::format::render(args.format, &r, dir, &ctx)?;
+    match &args.out {
+        Some(out) => {
+            let folder = match out.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let mut tmp = tempfile::NamedTempFile::new_in(folder)
+                .with_context(|| format!("cannot write into {}", folder.display()))?;
+            tmp.write_all(&bytes)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            // Readable like any file the user writes (a temporary file is 0600).
+            tmp.as_file()
+                .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .with_context(|| format!("cannot make {} readable", out.display()))?;
+            tmp.persist(out)
+                .with_context(|| format!("cannot rename into {}", out.display()))?;
+        }
+        None if args.format.is_binary() && std::io::stdout().is_terminal() => {
+            anyhow::bail!(
+                "--format {} is a PNG: give --out FILE, or redirect standard output",
+                args.format.name()
+            );
+        }
+        None => std::io::stdout()
+            .write_all(&bytes)
+            .context("cannot write to standard output")?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -222,11 +292,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let args = match cli.command {
-        Command::Report { results } => {
-            let r = RunResults::read(&results)?;
-            print!("{}", r.summary());
-            return Ok(ExitCode::SUCCESS);
-        }
+        Command::Report(args) => return report(&args),
         Command::Test(args) => *args,
     };
     let TestArgs {

@@ -178,4 +178,42 @@ fn report_renders_a_results_file_and_refuses_garbage() {
     let out = ccci(d.path(), &["report", d.path().join("bad.json").to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.json"));
+
+    // Every format, from the run folder itself.
+    let folder = run.to_str().unwrap();
+    let text = |format: &str| {
+        let out = ccci(d.path(), &["report", "--format", format, folder], &[]);
+        assert!(
+            out.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(text("markdown").contains("<!-- cc-ci:testme -->"));
+    assert!(text("markdown").contains("git clone https://git.coopcloud.tech/coop-cloud/demo.git demo"));
+    assert!(text("badge").contains(">level 0</text>"));
+    let junit = text("junit");
+    assert!(
+        junit.contains(r#"<testcase name="1 install""#) && junit.contains("<error "),
+        "{junit}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&text("json")).unwrap();
+    assert_eq!(json["recipe"], "demo");
+    let card = d.path().join("out/card.png");
+    std::fs::create_dir_all(card.parent().unwrap()).unwrap();
+    let out = ccci(
+        d.path(),
+        &["report", "-f", "card", "-o", card.to_str().unwrap(), folder],
+        &[],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let png = std::fs::read(&card).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // 1200 x 630, from the IHDR chunk.
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 1200);
+    assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 630);
+    let out = ccci(d.path(), &["report", "-f", "html", folder], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("junit, json"));
 }

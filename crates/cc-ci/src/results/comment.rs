@@ -79,14 +79,7 @@ fn fenced(text: &str) -> String {
 }
 
 fn rung_label(r: Rung) -> String {
-    format!(
-        "{} {}",
-        r.level(),
-        serde_json::to_value(r)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    )
+    format!("{} {}", r.level(), r.word())
 }
 
 /// The headline: the verdict's description and what it means for the

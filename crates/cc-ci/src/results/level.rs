@@ -48,6 +48,21 @@ impl Rung {
         self as u8 + 1
     }
 
+    /// The rung's name as results.json spells it: install, serve, upgrade,
+    /// restore, lint, tested, exemplary, maintained.
+    pub fn word(self) -> &'static str {
+        match self {
+            Rung::Install => "install",
+            Rung::Serve => "serve",
+            Rung::Upgrade => "upgrade",
+            Rung::Restore => "restore",
+            Rung::Lint => "lint",
+            Rung::Tested => "tested",
+            Rung::Exemplary => "exemplary",
+            Rung::Maintained => "maintained",
+        }
+    }
+
     /// The level's name: installs, serves, upgrades, restores, lint-clean,
     /// tested, exemplary, maintained.
     pub fn level_name(self) -> &'static str {
@@ -84,6 +99,19 @@ pub enum Status {
 }
 
 impl Status {
+    /// The status as results.json spells it: pass, fail, error, unverified,
+    /// skipped, n/a.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Error => "error",
+            Status::Unverified => "unverified",
+            Status::Skipped => "skipped",
+            Status::NotApplicable => "n/a",
+        }
+    }
+
     /// Whether the climb goes on past a rung with this status.
     pub fn climbs(self) -> bool {
         matches!(self, Status::Pass | Status::NotApplicable)
@@ -170,5 +198,15 @@ mod tests {
         assert_eq!(level_name(8), "maintained");
         assert_eq!(serde_json::to_string(&NotApplicable).unwrap(), "\"n/a\"");
         assert_eq!(serde_json::to_string(&Restore).unwrap(), "\"restore\"");
+    }
+
+    #[test]
+    fn words_are_the_serialised_names() {
+        for r in Rung::ALL {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.word());
+        }
+        for s in [Pass, Fail, Error, Unverified, Skipped, NotApplicable] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.word());
+        }
     }
 }

@@ -7,9 +7,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub mod badge;
+pub mod card;
 pub mod comment;
+pub mod format;
 pub mod history;
+pub mod junit;
 pub mod level;
+mod templates;
 pub mod verdict;
 
 use level::{level, level_name, Rung, Status};
@@ -397,14 +402,8 @@ impl RunResults {
             "level", "rung", "status", "time", "reason"
         ));
         for r in &self.rungs {
-            let status = serde_json::to_value(r.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let rung = serde_json::to_value(r.rung)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let status = r.status.word();
+            let rung = r.rung.word();
             s.push_str(&format!(
                 "{:<5} {:<10} {:<11} {:>7.1}s  {}\n",
                 r.rung.level(),

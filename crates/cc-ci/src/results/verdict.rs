@@ -117,13 +117,6 @@ pub struct Verdict {
     pub why: Vec<String>,
 }
 
-fn rung_word(r: Rung) -> String {
-    serde_json::to_value(r)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// The verdict on `r` (its rungs, level and interruption) held to `bar`;
 /// see the module doc for the rule.
 pub fn judge(r: &RunResults, bar: &Bar) -> Verdict {
@@ -137,7 +130,7 @@ pub fn judge(r: &RunResults, bar: &Bar) -> Verdict {
     let mut rungs: Vec<_> = r.rungs.iter().filter(|x| x.rung <= Rung::Tested).collect();
     rungs.sort_by_key(|x| x.rung);
     for x in rungs {
-        let name = rung_word(x.rung);
+        let name = x.rung.word();
         let reason = x.reason.as_deref().unwrap_or("no reason given");
         match x.status {
             Status::Error => {
