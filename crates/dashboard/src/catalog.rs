@@ -204,11 +204,7 @@ impl Catalog {
                     }
                     Err(_) => None,
                 };
-                let started = if results.is_none() {
-                    Started::read(&dir)
-                } else {
-                    None
-                };
+                let started = if results.is_none() { Started::read(&dir) } else { None };
                 if results.is_none() && started.is_none() {
                     continue;
                 }

@@ -95,7 +95,11 @@ mod tests {
         std::fs::write(&p, "results_dir = \"/r\"\npublic_url = \"d.example\"\n").unwrap();
         let e = Config::read(&p).unwrap_err().to_string();
         assert!(e.contains("dashboard.toml") && e.contains("public_url"), "{e}");
-        std::fs::write(&p, "results_dir = \"/r\"\npublic_url = \"https://d\"\nlisten_port = 1\n").unwrap();
+        std::fs::write(
+            &p,
+            "results_dir = \"/r\"\npublic_url = \"https://d\"\nlisten_port = 1\n",
+        )
+        .unwrap();
         let e = Config::read(&p).unwrap_err().to_string();
         assert!(e.contains("listen_port"), "{e}");
     }

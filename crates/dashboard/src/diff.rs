@@ -152,7 +152,11 @@ mod tests {
             recipe: "r".into(),
             tested_ref: "a".repeat(40),
             tested_version: Some(version.into()),
-            rungs: vec![rung(Rung::Install, Status::Pass), rung(Rung::Serve, Status::Pass), rung(Rung::Upgrade, upgrade)],
+            rungs: vec![
+                rung(Rung::Install, Status::Pass),
+                rung(Rung::Serve, Status::Pass),
+                rung(Rung::Upgrade, upgrade),
+            ],
             settings: serde_json::json!({"env": {"FOO": env}, "min_level": null}),
             ..RunResults::empty()
         };
@@ -165,7 +169,14 @@ mod tests {
         let green = run(Status::Pass, "1.0.0", "a");
         let now = run(Status::Fail, "1.1.0", "b");
         let d = diff("abc123", &green, &now);
-        assert_eq!(d.rungs, vec![Change { what: "3 upgrade".into(), then: "pass".into(), now: "fail".into() }]);
+        assert_eq!(
+            d.rungs,
+            vec![Change {
+                what: "3 upgrade".into(),
+                then: "pass".into(),
+                now: "fail".into()
+            }]
+        );
         assert_eq!(d.versions.len(), 1, "{:?}", d.versions);
         assert_eq!(d.versions[0].what, "tested_version");
         assert_eq!(d.settings.len(), 1, "{:?}", d.settings);

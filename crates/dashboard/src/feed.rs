@@ -25,7 +25,12 @@ pub struct Regression<'a> {
 pub fn regressions(snap: &Snapshot) -> Vec<Regression<'_>> {
     let mut out = Vec::new();
     for recipe in snap.recipes.values() {
-        let finished: Vec<&Run> = recipe.runs.iter().filter(|r| r.results.is_some()).map(|r| r.as_ref()).collect();
+        let finished: Vec<&Run> = recipe
+            .runs
+            .iter()
+            .filter(|r| r.results.is_some())
+            .map(|r| r.as_ref())
+            .collect();
         for pair in finished.windows(2) {
             let (now, before) = (pair[0], pair[1]);
             let (a, b) = (now.results.as_ref().unwrap(), before.results.as_ref().unwrap());

@@ -246,7 +246,12 @@ fn maintained(recipe: &Recipe) -> String {
     };
     match cur.rungs.iter().find(|r| r.rung == Rung::Maintained) {
         Some(m) if m.status == Status::Pass => {
-            format!("Maintained: {}", m.reason.as_deref().unwrap_or("level 7 or more on each of the last runs over a sustained period"))
+            format!(
+                "Maintained: {}",
+                m.reason
+                    .as_deref()
+                    .unwrap_or("level 7 or more on each of the last runs over a sustained period")
+            )
         }
         Some(m) => format!(
             "Not maintained ({}): {}",
@@ -263,7 +268,13 @@ fn maintained(recipe: &Recipe) -> String {
 /// The recipe page (None: no such recipe).
 pub fn recipe(snap: &Snapshot, name: &str, public_url: &str) -> Option<String> {
     let recipe = snap.recipes.get(name)?;
-    let finished: Vec<&Run> = recipe.runs.iter().rev().filter(|r| r.results.is_some()).map(|r| r.as_ref()).collect();
+    let finished: Vec<&Run> = recipe
+        .runs
+        .iter()
+        .rev()
+        .filter(|r| r.results.is_some())
+        .map(|r| r.as_ref())
+        .collect();
     let points: Vec<chart::Point> = finished
         .iter()
         .map(|r| chart::Point {
@@ -303,7 +314,9 @@ pub fn recipe(snap: &Snapshot, name: &str, public_url: &str) -> Option<String> {
 /// The recipe's data for the JSON API.
 pub fn recipe_json(snap: &Snapshot, name: &str) -> Option<Value> {
     let recipe = snap.recipes.get(name)?;
-    let row = grid_rows(snap, &GridQuery::default()).into_iter().find(|r| r.name == name);
+    let row = grid_rows(snap, &GridQuery::default())
+        .into_iter()
+        .find(|r| r.name == name);
     Some(json!({
         "recipe": name,
         "current": row,
@@ -381,8 +394,7 @@ pub fn run_context(snap: &Snapshot, recipe: &str, id: &str, clone_url: &str) -> 
     let split = r.time_split.as_ref().map(|t| {
         json!({"wall": format!("{:.1}", t.wall_s), "waiting": format!("{:.1}", t.waiting_s), "own": format!("{:.1}", t.own_s)})
     });
-    let diff = diff::last_green_before(rec, run)
-        .and_then(|g| Some(diff::diff(&g.id, g.results.as_ref()?, r)));
+    let diff = diff::last_green_before(rec, run).and_then(|g| Some(diff::diff(&g.id, g.results.as_ref()?, r)));
     let logs: Vec<Value> = r
         .service_logs
         .iter()

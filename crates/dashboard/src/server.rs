@@ -22,6 +22,9 @@ use crate::pages::{self, GridQuery};
 /// Most cards kept rendered in memory.
 const CARDS_KEPT: usize = 64;
 
+/// A run's card: (recipe, run id, finished_at) to its PNG.
+type Cards = HashMap<(String, String, String), Arc<Vec<u8>>>;
+
 /// What the handlers share.
 pub struct App {
     /// The settings.
@@ -29,7 +32,7 @@ pub struct App {
     /// The results root.
     pub catalog: Catalog,
     /// Rendered cards by (recipe, run id, finished_at).
-    cards: Mutex<HashMap<(String, String, String), Arc<Vec<u8>>>>,
+    cards: Mutex<Cards>,
     http: reqwest::Client,
 }
 
@@ -90,8 +93,10 @@ fn not_found(title: &str, detail: &str) -> Response {
 
 fn typed(media: &'static str, body: impl Into<axum::body::Body>) -> Response {
     let mut r = Response::new(body.into());
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 
@@ -110,7 +115,11 @@ async fn recipe_badge(State(app): State<Arc<App>>, UrlPath(name): UrlPath<String
     // A recipe without counted runs, or unknown here, is "unknown" in grey
     // (a README's badge must not break).
     let snap = app.catalog.snapshot();
-    let level = snap.recipes.get(&name).and_then(|r| r.current()).and_then(|c| c.level());
+    let level = snap
+        .recipes
+        .get(&name)
+        .and_then(|r| r.current())
+        .and_then(|c| c.level());
     typed("image/svg+xml", cc_ci::results::badge::svg(level))
 }
 
@@ -143,7 +152,12 @@ async fn run_rendering(
     };
     if fmt == Format::Card {
         let key = (recipe.clone(), id.clone(), results.finished_at.clone());
-        if let Some(png) = app.cards.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+        if let Some(png) = app
+            .cards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
             return typed("image/png", png.as_ref().clone());
         }
         let dir = run.dir.clone();
@@ -216,8 +230,10 @@ async fn run_file(
     match tokio::fs::read(&path).await {
         Ok(bytes) => {
             let mut r = typed(media_type(&path), bytes);
-            r.headers_mut()
-                .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+            r.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("sandbox; default-src 'none'"),
+            );
             r
         }
         Err(_) => not_found("No such file", &format!("No file {} in run {id}.", rel.display())),
@@ -240,7 +256,11 @@ async fn api_recipes(State(app): State<Arc<App>>, Query(q): Query<GridQuery>) ->
 async fn api_recipe(State(app): State<Arc<App>>, UrlPath(name): UrlPath<String>) -> Response {
     match pages::recipe_json(&app.catalog.snapshot(), &name) {
         Some(v) => Json(v).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "no such recipe"}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "no such recipe"})),
+        )
+            .into_response(),
     }
 }
 
