@@ -40,7 +40,7 @@ const RESTIC: &str = "ccci/restic:0.14.0";
 /// Each fixture recipe and its releases, oldest first.
 const RECIPES: &[(&str, &[&str])] = &[
     ("static-site", &["1.0.0+1.22.1", "1.1.0+1.22.1"]),
-    ("traefik", &["4.0.0+v3.7.15"]),
+    ("traefik", &["4.0.0+v3.7.15", "4.1.0+v3.7.15"]),
     ("tmpl-site", &["1.0.0+1.22.1", "1.1.0+1.22.1"]),
     ("webapp-pg", &["1.0.0+1.0.0", "1.1.0+1.1.0"]),
 ];
@@ -674,7 +674,7 @@ fn fixture_releases_name_only_pinned_images_that_exist_locally() {
     let o = fixture_recipes(&dest, None);
     assert!(o.status.success(), "{}", out(&o));
     let by_release = images_by_release(&dest);
-    assert_eq!(by_release.len(), 7, "{by_release:?}");
+    assert_eq!(by_release.len(), 8, "{by_release:?}");
     assert_eq!(
         by_release[&("webapp-pg".into(), "1.0.0+1.0.0".into())],
         [WEBAPP_1_0, POSTGRES]

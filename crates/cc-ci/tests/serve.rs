@@ -312,7 +312,7 @@ async fn no_router_is_traefiks_404() {
     let spec = t.spec("nope.ci.test");
     let r = check(&spec).await;
     assert!(
-        matches!(fail_of(&r), Failure::TraefikNotFound { domain } if domain == "nope.ci.test"),
+        matches!(fail_of(&r), Failure::TraefikNotFound { domain, .. } if domain == "nope.ci.test"),
         "{r}"
     );
     // "Not yet": retried until the readiness budget ran out.

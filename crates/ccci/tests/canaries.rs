@@ -140,6 +140,34 @@ fn traefik_404(releases: &Path) {
     });
 }
 
+/// tmpl-site: the router names a middleware of Traefik 2's `docker`
+/// provider, which Traefik 3 does not have (swarm services' objects are
+/// `@swarm`): Traefik disables the router and the domain meets its 404.
+fn middleware_at_docker(releases: &Path) {
+    each_release(releases, |rel| {
+        edit(
+            &rel.join("compose.yml"),
+            "        - \"traefik.http.routers.${STACK_NAME}.entrypoints=web-secure\"\n",
+            concat!(
+                "        - \"traefik.http.routers.${STACK_NAME}.entrypoints=web-secure\"\n",
+                "        - \"traefik.http.routers.${STACK_NAME}.middlewares=ccci-missing@docker\"\n",
+            ),
+        );
+    });
+}
+
+/// tmpl-site: the app's image exists nowhere (not on this host, which pulls
+/// no images).
+fn image_that_cannot_be_had(releases: &Path) {
+    each_release(releases, |rel| {
+        edit(
+            &rel.join("compose.yml"),
+            "image: ccci/nginx:1.22.1",
+            "image: ccci/no-such-image:0.0.0",
+        );
+    });
+}
+
 /// tmpl-site: the new release's healthcheck never passes, so Swarm rolls
 /// the update back (`failure_action: rollback`) while the old task, started
 /// first and never stopped, keeps serving.
@@ -470,12 +498,37 @@ fn canaries() -> Vec<Canary> {
             },
         },
         Canary {
+            name: "install: image that cannot be had",
+            recipe: "tmpl-site",
+            variant: Some(image_that_cannot_be_had),
+            settings: Settings::Zero,
+            // Named before anything deploys; the table shows how soon.
+            expect: Expect {
+                reason: Some("service app: image ccci/no-such-image:0.0.0 is not on this host"),
+                ..expect("install", "fail", 0, "failure")
+            },
+        },
+        Canary {
             name: "serves Traefik's 404",
             recipe: "tmpl-site",
             variant: Some(traefik_404),
             settings: Settings::Zero,
+            // Traefik's own view of the app's router, once it has read the
+            // deploy; no longer the whole readiness budget (60 s).
             expect: Expect {
-                reason: Some("404"),
+                reason: Some("Traefik's API lists the app's routers"),
+                under_s: Some(40.0),
+                ..expect("serve", "fail", 1, "failure")
+            },
+        },
+        Canary {
+            name: "router middleware @docker",
+            recipe: "tmpl-site",
+            variant: Some(middleware_at_docker),
+            settings: Settings::Zero,
+            expect: Expect {
+                reason: Some("middleware \"ccci-missing@docker\" does not exist"),
+                under_s: Some(40.0),
                 ..expect("serve", "fail", 1, "failure")
             },
         },

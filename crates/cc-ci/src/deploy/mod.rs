@@ -19,6 +19,7 @@ pub mod abra;
 pub mod app;
 pub mod converge;
 pub mod exec;
+pub mod images;
 pub mod limits;
 pub mod native;
 pub mod overrides;
@@ -42,6 +43,8 @@ pub enum Step {
     Compose,
     /// Generating or finding the app's secrets.
     Secrets,
+    /// Every service's image on the host (looked up, pulled if allowed).
+    Images,
     /// `docker stack deploy` (or `abra app deploy`).
     StackDeploy,
     /// Waiting for the services to converge.

@@ -15,26 +15,32 @@
 //!    `ccci test` checked both versions before anything deployed, this is
 //!    the backstop), a violation failing the deploy before anything of it
 //!    exists;
-//! 5. secrets the compose files use, generated where the swarm lacks them
+//! 5. every service's image on the host before anything of the stack
+//!    exists ([`super::images`]): looked up through the Engine API, pulled
+//!    when absent unless `--resolve-image never`; an image that cannot be
+//!    had fails the deploy naming the service, the image and the fix
+//!    (the recipe's fault when the image does not exist or the host pulls
+//!    none, the infrastructure's when a pull broke);
+//! 6. secrets the compose files use, generated where the swarm lacks them
 //!    (abra's `app secret generate --all` on `app new`; also before an
 //!    upgrade that brings a new secret, as an operator would);
-//! 6. the convergence timeout: the `coop-cloud.${STACK_NAME}.timeout` label
+//! 7. the convergence timeout: the `coop-cloud.${STACK_NAME}.timeout` label
 //!    on `app` (integer seconds, [D S6/S10]), else the run's default;
-//! 7. the override of labels, env and adaptations ([`super::overrides`]),
+//! 8. the override of labels, env and adaptations ([`super::overrides`]),
 //!    and for a test app ([`Native::limits`] set) the resource limits of
 //!    every service ([`super::limits`]);
-//! 8. `docker stack deploy --resolve-image <mode> -c <each file> -c
+//! 9. `docker stack deploy --resolve-image <mode> -c <each file> -c
 //!    <override> <stack>`, in the checkout, with the app env (and nothing of
 //!    cc-ci's own environment) as the interpolation environment;
-//! 9. convergence, event-driven ([`super::converge`]);
-//! 10. `POST_DEPLOY_CMDS` (install) or `POST_UPGRADE_CMDS` (upgrade):
+//! 10. convergence, event-driven ([`super::converge`]);
+//! 11. `POST_DEPLOY_CMDS` (install) or `POST_UPGRADE_CMDS` (upgrade):
 //!     `"<service> <fn> [args]|..."`, each `<fn>` a function of abra.sh,
 //!     copied into a running container of the service as `/tmp/abra.sh` and
 //!     run as `bash -c "source /tmp/abra.sh; <fn> <args>"`, `sh` when the
 //!     image has no bash (asked first with `bash -c :`; ABRA.md §2 step
 //!     16, [I-src]); an entry that is not `<service> <fn> [args]` and any
 //!     failure fail the deploy;
-//! 11. `TYPE=<recipe>:<version>` written to the env file (chaos: the short
+//! 12. `TYPE=<recipe>:<version>` written to the env file (chaos: the short
 //!     SHA abra labels the deploy with).
 //!
 //! Which docker CLI: the one configured (`CCCI_DOCKER_CLI`, default
@@ -506,6 +512,19 @@ impl Deployer for Native {
                     ),
                 ));
             }
+        }
+        // The images, before anything of the stack exists.
+        let images = super::images::ensure(&self.docker, &compose, &env, self.resolve_image)
+            .await
+            .map_err(|e| {
+                if e.is_recipe_failure() {
+                    DeployError::recipe(Step::Images, e.to_string())
+                } else {
+                    DeployError::infra(Step::Images, e.to_string())
+                }
+            })?;
+        for i in images.iter().filter(|i| i.pulled) {
+            log.push(format!("pulled image {} for service {}", i.image, i.service));
         }
         let ensured = secret::ensure(&self.docker, &plans, given).await.map_err(|e| {
             if e.is_recipe_failure() {

@@ -367,6 +367,11 @@ impl<'a> Run<'a> {
         for c in checks {
             let mut spec = c.spec(&self.plan.domain, &self.infra.ca_cert, self.settings.timeouts.http);
             spec.traefik = self.infra.traefik;
+            spec.routers = Some(crate::run::routers::RouterProbe {
+                docker: self.infra.docker.clone(),
+                stack: self.plan.stack.clone(),
+                web_port: self.infra.traefik.port(),
+            });
             let report = self.wait(serve::check(&spec)).await;
             let what = format!("GET https://{}{}", self.plan.domain, c.path);
             match report.verdict {

@@ -9,6 +9,7 @@ pub mod data;
 pub mod exemplary;
 pub mod lifecycle;
 pub mod plan;
+pub mod routers;
 pub mod screenshot;
 pub mod script;
 pub mod serve;

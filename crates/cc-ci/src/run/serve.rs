@@ -37,7 +37,11 @@
 //! so while the answer means "not yet" (Traefik's 404, any 502/503/504,
 //! connection refused) the check retries with a short backoff (100 ms,
 //! doubling, at most 1 s) within [`ServeSpec::readiness`], then returns the
-//! last verdict. Every other answer is final at once.
+//! last verdict. Every other answer is final at once. With
+//! [`ServeSpec::routers`] set, Traefik's 404 is explained by what Traefik's
+//! API says of the app's routers ([`crate::run::routers`]), and a view that
+//! waiting cannot change (a router in error, routers for other hosts only,
+//! no router at all after a grace) ends the wait at once.
 //!
 //! The caller maps [`Verdict::Pass`] to rung `pass`, [`Verdict::Fail`] to
 //! `fail` and [`Verdict::Error`] (nothing listens on Traefik's address, the CA
@@ -138,6 +142,12 @@ pub struct ServeSpec {
     pub timeout: Duration,
     /// Time to keep retrying while the answer means "not yet". Default [`DEFAULT_READINESS`].
     pub readiness: Duration,
+    /// Where to ask Traefik about the app's routers when the answer is
+    /// Traefik's own 404 ([`crate::run::routers`]): its view goes into the
+    /// reason, and a final view (a router in error, routers for other
+    /// hosts only, none at all after a grace) ends the wait at once.
+    /// Default `None`: the 404 is retried until the readiness budget is spent.
+    pub routers: Option<crate::run::routers::RouterProbe>,
 }
 
 impl ServeSpec {
@@ -154,6 +164,7 @@ impl ServeSpec {
             content: None,
             timeout: DEFAULT_TIMEOUT,
             readiness: DEFAULT_READINESS,
+            routers: None,
         }
     }
 }
@@ -270,6 +281,10 @@ pub enum Failure {
     TraefikNotFound {
         /// The app's domain.
         domain: String,
+        /// What Traefik's API says of the app's routers (a
+        /// [`crate::run::routers::View`], or why it could not be asked);
+        /// `None` when it was not asked.
+        traefik_says: Option<String>,
     },
     /// 502/503/504: the router exists but no healthy backend answered.
     NoHealthyBackend {
@@ -370,7 +385,17 @@ impl fmt::Display for Failure {
                 }
                 write!(f, "; is the app's domain under the wildcard domain?")
             }
-            Failure::TraefikNotFound { domain } => write!(
+            Failure::TraefikNotFound {
+                domain,
+                traefik_says: Some(says),
+            } => write!(
+                f,
+                "Traefik answered its own 404 (`404 page not found`) for Host `{domain}`: {says}"
+            ),
+            Failure::TraefikNotFound {
+                domain,
+                traefik_says: None,
+            } => write!(
                 f,
                 "Traefik answered its own 404 (`404 page not found`): no router matches Host `{domain}`; \
                  does the app's service carry Traefik labels with this domain, is it on the `proxy` network, \
@@ -595,10 +620,26 @@ pub async fn check(spec: &ServeSpec) -> ServeReport {
     let mut backoff = FIRST_BACKOFF;
     loop {
         attempts += 1;
-        let verdict = prepared.attempt(spec).await;
+        let mut verdict = prepared.attempt(spec).await;
         tracing::debug!(domain = %spec.domain, attempt = attempts, %verdict, "serve check attempt");
+        let mut traefik_final = false;
+        if let (Verdict::Fail(Failure::TraefikNotFound { traefik_says, .. }), Some(probe)) =
+            (&mut verdict, &spec.routers)
+        {
+            match probe.look(&spec.domain).await {
+                Ok(view) => {
+                    traefik_final = view.is_final(start.elapsed());
+                    *traefik_says = Some(view.to_string());
+                }
+                Err(e) => {
+                    *traefik_says = Some(format!(
+                        "no router matches it, and Traefik's view of the app's routers could not be had ({e})"
+                    ))
+                }
+            }
+        }
         let remaining = spec.readiness.saturating_sub(start.elapsed());
-        if !verdict.is_not_yet() || remaining.is_zero() {
+        if !verdict.is_not_yet() || remaining.is_zero() || traefik_final {
             return ServeReport {
                 verdict,
                 attempts,
@@ -829,6 +870,7 @@ pub fn judge(spec: &ServeSpec, answer: Answer, certificate: CertSummary, elapsed
     if answer.is_traefik_not_found() {
         return Verdict::Fail(Failure::TraefikNotFound {
             domain: spec.domain.clone(),
+            traefik_says: None,
         });
     }
     let traefik_backend_error = answer.is_traefik_backend_error();
