@@ -58,8 +58,9 @@ in {
       type = lib.types.str;
       default = "cc-ci";
       description = ''
-        The system user that runs tests (the CI agent), the janitor and the
-        dashboard. It is in the `docker` group, which is root-equivalent:
+        The system user that runs tests (the CI agent) and the janitor; its
+        group owns the results, which the dashboard (a dynamic user of its
+        own) reads through it. It is in the `docker` group, which is root-equivalent:
         give this user nothing else.
       '';
     };

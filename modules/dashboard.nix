@@ -1,5 +1,9 @@
-# The public dashboard: a grid of recipes with their levels, per-recipe
-# history and badges, all rendered from results files (never live state).
+# The public dashboard: the recipe grid, each recipe's history and badge,
+# each run's page and card, a JSON API and an Atom feed of regressions, all
+# rendered from the results files (never live state). It runs as a dynamic,
+# unprivileged user that may read the results (through the results group)
+# and nothing else: never in the docker group, no writable path but its
+# cache.
 {
   config,
   lib,
@@ -8,11 +12,16 @@
 }: let
   cfg = config.services.cc-ci.dashboard;
   common = config.services.cc-ci;
-  configFile = (pkgs.formats.toml {}).generate "cc-ci-dashboard.toml" {
-    results_dir = common.resultsDir;
-    public_url = cfg.publicUrl;
-    listen = "${cfg.listenAddress}:${toString cfg.port}";
-  };
+  # `or`: a host may import this module without the CI concern's.
+  ciEnabled = common.ci.enable or false;
+  ciPort = common.ci.port or 8010;
+  configFile = (pkgs.formats.toml {}).generate "cc-ci-dashboard.toml" ({
+      results_dir = common.resultsDir;
+      public_url = cfg.publicUrl;
+      listen = "${cfg.listenAddress}:${toString cfg.port}";
+      clone_url = cfg.cloneUrl;
+    }
+    // lib.optionalAttrs (cfg.buildbotUrl != null) {buildbot_url = cfg.buildbotUrl;});
 in {
   imports = [./common.nix];
 
@@ -22,19 +31,38 @@ in {
     publicUrl = lib.mkOption {
       type = lib.types.str;
       example = "https://dashboard.ci.example.org";
-      description = "Public URL of the dashboard (links in PR comments and badges point here).";
+      description = "Public URL of the dashboard (links in the Atom feed, the API and badges point here).";
     };
 
     listenAddress = lib.mkOption {
       type = lib.types.str;
       default = "127.0.0.1";
-      description = "Address the dashboard listens on.";
+      description = ''
+        Address the dashboard listens on. The default serves it to a
+        reverse proxy on this host only.
+      '';
     };
 
     port = lib.mkOption {
       type = lib.types.port;
       default = 8082;
       description = "Port the dashboard listens on.";
+    };
+
+    cloneUrl = lib.mkOption {
+      type = lib.types.str;
+      default = "https://git.coopcloud.tech/coop-cloud/{recipe}.git";
+      description = "A recipe's clone URL, `{recipe}` replaced: the reproduce commands on run pages.";
+    };
+
+    buildbotUrl = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default =
+        if ciEnabled
+        then "http://127.0.0.1:${toString ciPort}"
+        else null;
+      defaultText = lib.literalExpression ''"http://127.0.0.1:''${toString config.services.cc-ci.ci.port}" when the CI concern is enabled, else null'';
+      description = "Buildbot's API base URL for the queue page (running and waiting builds); null: no queue.";
     };
   };
 
@@ -43,10 +71,14 @@ in {
       description = "cc-ci: results dashboard";
       after = ["network.target"];
       wantedBy = ["multi-user.target"];
+      # The summary card's font (resvg reads font files, not fontconfig).
+      environment.CCCI_FONT_DIRS = "${pkgs.dejavu_fonts}/share/fonts";
       serviceConfig = {
         ExecStart = "${common.package}/bin/dashboard --config ${configFile}";
-        User = common.user;
-        Group = common.group;
+        # A user of its own, made at start: not the cc-ci user, which is in
+        # the docker group. The results group lets it read the results.
+        DynamicUser = true;
+        SupplementaryGroups = [common.group];
         Restart = "on-failure";
         RestartSec = 5;
         NoNewPrivileges = true;
@@ -54,8 +86,24 @@ in {
         ProtectHome = true;
         PrivateTmp = true;
         PrivateDevices = true;
-        # Reads results only; renders into its cache directory.
-        ReadOnlyPaths = [common.resultsDir];
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        ProtectProc = "invisible";
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
+        CapabilityBoundingSet = "";
+        SystemCallArchitectures = "native";
+        SystemCallFilter = ["@system-service" "~@privileged"];
+        UMask = "0077";
+        # Reads the results only; no path is writable but its cache.
+        ReadOnlyPaths = ["-${common.resultsDir}"];
         CacheDirectory = "cc-ci-dashboard";
         RestrictAddressFamilies = ["AF_UNIX" "AF_INET" "AF_INET6"];
       };

@@ -1,4 +1,4 @@
-# VM test (a): a host with the swarm, proxy, CI and janitor concerns boots,
+# VM test (a): a host with the swarm, proxy, CI, janitor and dashboard concerns boots,
 # every oneshot succeeds, Buildbot's master and both worker slots run, Traefik serves the TEST wildcard certificate on
 # 443, and a second activation re-runs the oneshots and changes nothing.
 {
@@ -19,6 +19,10 @@ pkgs.testers.runNixOSTest {
         maxConcurrentTests = 2;
       };
       janitor.enable = true;
+      dashboard = {
+        enable = true;
+        publicUrl = "https://dashboard.ci.test";
+      };
     };
     system.stateVersion = "25.11";
   };
@@ -43,6 +47,18 @@ pkgs.testers.runNixOSTest {
     )
     machine.succeed("systemctl start cc-ci-janitor.service")
     machine.succeed("test \"$(systemctl show -p Result --value cc-ci-janitor.service)\" = success")
+
+    with subtest("the dashboard serves pages, unprivileged"):
+        machine.wait_for_unit("cc-ci-dashboard.service")
+        machine.wait_until_succeeds("curl -sf http://127.0.0.1:8082/ | grep -q '<h1>Recipes</h1>'", timeout=60)
+        machine.succeed("curl -sf http://127.0.0.1:8082/recipe/none/badge.svg | grep -q unknown")
+        machine.succeed("curl -sf http://127.0.0.1:8082/queue | grep -q 'Running builds'")
+        # Not in the docker group: its process holds no docker gid.
+        machine.succeed(
+            "pid=$(systemctl show -p MainPID --value cc-ci-dashboard.service);"
+            " gid=$(getent group docker | cut -d: -f3);"
+            " ! grep -Eq \"^Groups:.*\\b$gid\\b\" /proc/$pid/status"
+        )
 
     with subtest("a second activation converges again and changes nothing"):
         before = snapshot(machine)

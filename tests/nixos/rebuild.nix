@@ -32,6 +32,7 @@ pkgs.testers.runNixOSTest {
     for unit in ["buildbot-master.service", "buildbot-worker.service", "cc-ci-worker-2.service",
                  "cc-ci-dashboard.service", "cc-ci-bridge.service", "cc-ci-janitor.timer"]:
         machine.wait_for_unit(unit)
+    machine.wait_until_succeeds("curl -sf http://127.0.0.1:8082/ | grep -q '<h1>Recipes</h1>'", timeout=60)
     machine.succeed("test -z \"$(systemctl --failed --no-legend)\"")
   '';
 }
