@@ -17,6 +17,7 @@
   # `or`: a host may import this module without the ci module.
   ciEnabled = common.ci.enable or false;
   ciPort = common.ci.port or 8010;
+  dashboardEnabled = common.dashboard.enable or false;
   settings =
     {
       gitea_url = cfg.giteaUrl;
@@ -33,6 +34,9 @@
     }
     // lib.optionalAttrs (cfg.webhookSecretFile != null) {
       webhook_secret_file = "${creds}/webhook-secret";
+    }
+    // lib.optionalAttrs (cfg.dashboardUrl != null) {
+      dashboard_url = cfg.dashboardUrl;
     };
   configFile = (pkgs.formats.toml {}).generate "cc-ci-bridge.toml" settings;
 in {
@@ -112,6 +116,19 @@ in {
       description = "Buildbot's public URL: the base of the build links in statuses and comments.";
     };
 
+    dashboardUrl = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default =
+        if dashboardEnabled
+        then common.dashboard.publicUrl
+        else null;
+      defaultText = lib.literalExpression "config.services.cc-ci.dashboard.publicUrl when the dashboard is enabled, else null";
+      description = ''
+        The dashboard's public URL. PR comments then show the run's badge
+        from it and link its run page and files; null: they do not.
+      '';
+    };
+
     buildbotPasswordFile = lib.mkOption {
       type = lib.types.str;
       example = lib.literalExpression ''config.sops.secrets."buildbot/bridge-password".path'';
@@ -144,6 +161,8 @@ in {
       after = ["network-online.target"] ++ lib.optional ciEnabled "buildbot-master.service";
       wants = ["network-online.target"];
       wantedBy = ["multi-user.target"];
+      # The summary card's font (the bridge draws each run's card).
+      environment.CCCI_FONT_DIRS = "${pkgs.dejavu_fonts}/share/fonts";
       serviceConfig = {
         ExecStartPre = "${common.package}/bin/bridge check --config ${configFile}";
         ExecStart = "${common.package}/bin/bridge serve --config ${configFile}";

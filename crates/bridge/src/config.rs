@@ -19,6 +19,7 @@
 //! follow_interval_s = 2
 //! sweep_interval_s = 604800               # 0: no weekly sweep
 //! buildbot_public_url = "https://ci.example.org/"   # links in statuses and comments
+//! dashboard_url = "https://dashboard.ci.example.org" # unset: comments link no badge, run page or files
 //! buildbot_user = "bridge"
 //! builder = "ccci"
 //! scheduler = "testme"
@@ -96,6 +97,8 @@ struct Raw {
     sweep_interval_s: f64,
     #[serde(default)]
     buildbot_public_url: Option<String>,
+    #[serde(default)]
+    dashboard_url: Option<String>,
     #[serde(default = "default_user")]
     buildbot_user: String,
     #[serde(default = "default_builder")]
@@ -178,6 +181,10 @@ pub struct Config {
     pub buildbot_user: String,
     /// The file holding its password.
     pub buildbot_password_file: PathBuf,
+    /// The dashboard's public URL, without a trailing `/`: comments show
+    /// the run's badge from it and link its run page and files. `None`:
+    /// no dashboard.
+    pub dashboard_url: Option<String>,
     /// The builder that runs `ccci test`.
     pub builder: String,
     /// The force scheduler that starts it.
@@ -283,7 +290,20 @@ impl Config {
             Some(secs("sweep_interval_s", raw.sweep_interval_s, 1.0)?)
         };
         let buildbot_url = slash(raw.buildbot_url);
+        let dashboard_url = match raw.dashboard_url {
+            Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                Some(u.trim_end_matches('/').to_string())
+            }
+            Some(u) => {
+                return Err(invalid(
+                    "dashboard_url",
+                    format!("{u:?} must start with https:// or http://"),
+                ))
+            }
+            None => None,
+        };
         Ok(Config {
+            dashboard_url,
             path: path.into(),
             gitea_url: raw.gitea_url.trim_end_matches('/').into(),
             gitea_token_file: raw.gitea_token_file,

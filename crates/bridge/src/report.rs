@@ -1,6 +1,8 @@
 //! A finished build, reported: the commit status (`cc-ci/testme`: success,
 //! failure or error, "level N (name)", the build's page) and the one PR
-//! comment, edited in place on re-runs, with the screenshot attached. All
+//! comment, edited in place on re-runs, with the summary card and the
+//! screenshot that matters (full size and a thumbnail cropped to the page's
+//! content) attached, and the PR's earlier runs listed. All
 //! of it is rendered from the run's results.json on the master
 //! (`<results_dir>/<results_rel>/results.json`, where the build property
 //! `results_rel` says; see pkgs/buildbot/master.cfg), never from live state.
@@ -11,7 +13,8 @@
 
 use std::path::PathBuf;
 
-use cc_ci::results::comment::{self, CommentContext, MARKER};
+use cc_ci::results::card;
+use cc_ci::results::comment::{self, CommentContext, EarlierRun, MARKER};
 use cc_ci::results::verdict::State as VerdictState;
 use cc_ci::results::RunResults;
 
@@ -19,7 +22,7 @@ use crate::bridge::Bridge;
 use crate::buildbot::{result_name, CANCELLED};
 use crate::gitea::StatusState;
 use crate::retry::{CallError, Kind};
-use crate::state::{BuildRow, Trigger};
+use crate::state::{BuildRow, Phase, Trigger};
 
 /// What a build left.
 #[derive(Debug)]
@@ -190,13 +193,57 @@ impl Bridge {
             clone_url: row.clone_url.clone(),
             fetch_ref: row.fetch_ref.clone(),
             build_url: Some(target),
-            screenshot_url: None,
             requested_by: row.requested_by.clone(),
             flags: if row.quick { vec!["--quick".into()] } else { vec![] },
+            dashboard_url: self.config.dashboard_url.clone(),
+            updated_at: Some(chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string()),
+            history: self.history(row)?,
+            ..CommentContext::default()
         };
         let commented = self.post_comment(row, &findings, ctx).await;
         self.post_statuses().await;
         commented
+    }
+
+    /// The PR's other `!testme` builds before `row`, newest first, each with
+    /// its level and verdict from its results on the master (when they are
+    /// its own), or what became of it.
+    ///
+    /// # Errors
+    /// [`CallError`] when the state database fails.
+    fn history(&self, row: &BuildRow) -> Result<Vec<EarlierRun>, CallError> {
+        let rows = self.state.builds_of_pr(&row.repo, row.pr)?;
+        Ok(rows
+            .into_iter()
+            .filter(|b| b.id < row.id)
+            .map(|b| {
+                let rel = format!("{}/{}", row.repo.name, b.run_id);
+                let results = RunResults::read(&self.config.results_dir.join(&rel).join("results.json"))
+                    .ok()
+                    .filter(|r| mismatch(&b, &rel, r).is_none());
+                let (level, outcome) = match (&results, b.phase) {
+                    (Some(r), _) => (Some(r.level), r.verdict().state.as_str().to_string()),
+                    (None, _) if b.superseded_by.is_some() => (None, "superseded by a newer !testme".into()),
+                    (None, p) if p.in_flight() => (None, "still running".into()),
+                    (None, Phase::Dead) => (None, "not reported".into()),
+                    (None, _) => (None, "no results".into()),
+                };
+                let url = match (&results, &self.config.dashboard_url, b.builderid, b.number) {
+                    (Some(_), Some(d), _, _) => Some(format!("{d}/run/{rel}/")),
+                    (_, _, Some(builder), Some(n)) => Some(self.buildbot.build_url(builder, n)),
+                    _ => None,
+                };
+                EarlierRun {
+                    commit: b.head_sha.clone(),
+                    level,
+                    outcome,
+                    when: chrono::DateTime::from_timestamp(b.created_at as i64, 0)
+                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_default(),
+                    url,
+                }
+            })
+            .collect())
     }
 
     /// The id of the bridge's comment on the PR: recorded, or found by its
@@ -250,33 +297,94 @@ impl Bridge {
                 c.id
             }
         };
-        // The screenshot, attached to the comment; earlier runs' go.
+        // The card and the screenshot that matters (full and thumbnail),
+        // attached to the comment; earlier runs' go.
         let Findings::Results { results, dir } = findings else {
             return Ok(());
         };
-        let Some(shot) = &results.screenshot else {
+        let files = self.pictures(row, results, dir).await;
+        if files.is_empty() {
             return Ok(());
-        };
-        let Ok(bytes) = std::fs::read(dir.join(shot)) else {
-            tracing::warn!("build {}: screenshot {shot} is not on the master", row.id);
-            return Ok(());
-        };
-        let name = format!("screenshot-{}.png", row.run_id);
+        }
         let before = self.gitea.attachments(&row.repo, id).await?;
-        let att = match before.iter().find(|a| a.name == name) {
-            Some(a) => a.clone(),
-            None => self.gitea.attach(&row.repo, id, &name, bytes, "image/png").await?,
-        };
-        for old in before.iter().filter(|a| a.id != att.id) {
+        let mut kept = Vec::new();
+        for (slot, name, bytes) in files {
+            let att = match before.iter().find(|a| a.name == name) {
+                Some(a) => a.clone(),
+                None => self.gitea.attach(&row.repo, id, &name, bytes, "image/png").await?,
+            };
+            let url = Some(att.browser_download_url.clone());
+            match slot {
+                Picture::Card => ctx.card_url = url,
+                Picture::Screenshot => ctx.screenshot_url = url,
+                Picture::Thumbnail => ctx.thumbnail_url = url,
+            }
+            kept.push(att.id);
+        }
+        for old in before.iter().filter(|a| !kept.contains(&a.id)) {
             if let Err(e) = self.gitea.delete_attachment(&row.repo, id, old.id).await {
-                tracing::warn!("comment {id}: cannot delete an earlier screenshot: {e}");
+                tracing::warn!("comment {id}: cannot delete an earlier picture: {e}");
             }
         }
-        ctx.screenshot_url = Some(att.browser_download_url.clone());
         self.gitea.edit_comment(&row.repo, id, &render(&ctx)).await?;
-        tracing::info!("{}#{}: comment {id} carries the screenshot", row.repo, row.pr);
+        tracing::info!(
+            "{}#{}: comment {id} carries the card and the screenshot",
+            row.repo,
+            row.pr
+        );
         Ok(())
     }
+
+    /// The pictures of a run for its comment, each with its attachment
+    /// name (the run id in it, so a re-run's are new files): the summary
+    /// card (drawn here from results.json), the screenshot that matters
+    /// and its thumbnail. What cannot be had is left out with a warning
+    /// (no fonts, no screenshot): the comment's text does not wait on it.
+    async fn pictures(
+        &self,
+        row: &BuildRow,
+        results: &RunResults,
+        dir: &std::path::Path,
+    ) -> Vec<(Picture, String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let (r, d) = (results.clone(), dir.to_path_buf());
+        match tokio::task::spawn_blocking(move || card::png(&r, &d)).await {
+            Ok(Ok(png)) => out.push((Picture::Card, format!("card-{}.png", row.run_id), png)),
+            Ok(Err(e)) => tracing::warn!("build {}: no card: {e}", row.id),
+            Err(e) => tracing::warn!("build {}: no card: {e}", row.id),
+        }
+        let Some(shot) = card::key_screenshot(results) else {
+            return out;
+        };
+        if !shot.path.split('/').all(|c| !c.is_empty() && c != "..") {
+            tracing::warn!(
+                "build {}: screenshot path {:?} leaves the results folder",
+                row.id,
+                shot.path
+            );
+            return out;
+        }
+        let Ok(bytes) = std::fs::read(dir.join(&shot.path)) else {
+            tracing::warn!("build {}: screenshot {} is not on the master", row.id, shot.path);
+            return out;
+        };
+        let full = bytes.clone();
+        match tokio::task::spawn_blocking(move || card::thumbnail_png(&bytes)).await {
+            Ok(Ok(png)) => out.push((Picture::Thumbnail, format!("thumbnail-{}.png", row.run_id), png)),
+            Ok(Err(e)) => tracing::warn!("build {}: no thumbnail: {e}", row.id),
+            Err(e) => tracing::warn!("build {}: no thumbnail: {e}", row.id),
+        }
+        out.push((Picture::Screenshot, format!("screenshot-{}.png", row.run_id), full));
+        out
+    }
+}
+
+/// Which picture of the comment an attachment is.
+#[derive(Debug, Clone, Copy)]
+enum Picture {
+    Card,
+    Screenshot,
+    Thumbnail,
 }
 
 #[cfg(test)]

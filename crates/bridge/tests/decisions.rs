@@ -34,8 +34,9 @@ const SHA_B: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
 const HOOK_SECRET: &str = "fake-hook-secret";
 /// The status context the bridge sets.
 const CONTEXT: &str = bridge::bridge::CONTEXT;
-/// A screenshot's bytes.
-const PNG: &[u8] = b"\x89PNG\r\n\x1a\nfake screenshot";
+/// A screenshot's bytes: a real PNG, 2 x 2 pixels (red over blue), so the
+/// bridge can make its thumbnail.
+const PNG: &[u8] = b"\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x02\x00\x00\x00\x02\x08\x02\x00\x00\x00\xfd\xd4\x9a\x73\x00\x00\x00\x11\x49\x44\x41\x54\x78\x9c\x63\xf8\xcf\xc0\x00\x44\x0c\x60\xf2\x3f\x00\x1b\xf2\x03\xfd\xf3\xe7\x4b\xb1\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82";
 
 /// One test's fake Gitea (org, repository, a member `maintainer`, a
 /// non-member `outsider`), fake Buildbot and the bridge's folder.
@@ -919,8 +920,25 @@ async fn the_pr_comment_is_edited_in_place_across_two_reported_runs() {
     let id = mine[0].id;
     let run1 = row(&b, first).run_id;
     assert!(mine[0].body.contains("| 2 serve | ✅ pass"), "{}", mine[0].body);
-    let shots: Vec<String> = mine[0].assets.iter().map(|a| a.name.clone()).collect();
-    assert_eq!(shots, [format!("screenshot-{run1}.png")]);
+    let pictures = |c: &_| -> Vec<String> {
+        let c: &fake::gitea::Comment = c;
+        let mut names: Vec<String> = c.assets.iter().map(|a| a.name.clone()).collect();
+        names.sort();
+        names
+    };
+    let names = |run: &str| {
+        vec![
+            format!("card-{run}.png"),
+            format!("screenshot-{run}.png"),
+            format!("thumbnail-{run}.png"),
+        ]
+    };
+    assert_eq!(
+        pictures(&mine[0]),
+        names(&run1),
+        "the card, the screenshot and its thumbnail"
+    );
+    assert!(!mine[0].body.contains("Earlier runs"), "{}", mine[0].body);
     // A second run, red this time.
     w.gitea.push(pr, SHA_B);
     let c2 = w.gitea.comment(pr, "maintainer", "!testme");
@@ -937,10 +955,19 @@ async fn the_pr_comment_is_edited_in_place_across_two_reported_runs() {
         "the second run's report replaced the first's:\n{body}"
     );
     let run2 = row(&b, second).run_id;
-    let shots: Vec<String> = mine[0].assets.iter().map(|a| a.name.clone()).collect();
-    assert_eq!(shots, [format!("screenshot-{run2}.png")], "the earlier screenshot goes");
+    assert_eq!(pictures(&mine[0]), names(&run2), "the earlier run's pictures go");
+    for a in &mine[0].assets {
+        assert!(
+            body.contains(&format!("/attachments/{}", a.uuid)),
+            "{} is shown: {body}",
+            a.name
+        );
+    }
     assert!(
-        body.contains(&format!("/attachments/{}", mine[0].assets[0].uuid)),
+        body.contains(&format!(
+            "<details><summary>Earlier runs on this pull request (1)</summary>\n\n| commit | level | outcome | asked |\n|---|---:|---|---|\n| `{}` | 2 | [success](",
+            &SHA_A[..12]
+        )),
         "{body}"
     );
     let s = w.status(&b, SHA_B).unwrap();

@@ -116,13 +116,28 @@ fn a_members_testme_runs_ccci_test_and_reports_its_level() {
     ] {
         assert!(body.contains(want), "{want:?} missing from:\n{body}");
     }
+    // Three pictures, each a PNG Gitea serves and the comment shows: the
+    // summary card (1200 x 630), the screenshot after the upgrade and its
+    // thumbnail (640 x 400).
     let assets = mine[0]["assets"].as_array().unwrap();
-    assert_eq!(assets.len(), 1, "{assets:?}");
-    let png = reqwest::blocking::get(assets[0]["browser_download_url"].as_str().unwrap())
-        .unwrap()
-        .bytes()
-        .unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "the attachment is the screenshot");
+    let mut sizes: Vec<(String, u32, u32)> = assets
+        .iter()
+        .map(|a| {
+            let url = a["browser_download_url"].as_str().unwrap();
+            assert!(body.contains(url), "{url} is not shown:\n{body}");
+            let png = reqwest::blocking::get(url).unwrap().bytes().unwrap();
+            assert!(png.starts_with(b"\x89PNG"), "{a}");
+            let dim = |i: usize| u32::from_be_bytes(png[i..i + 4].try_into().unwrap());
+            let name = a["name"].as_str().unwrap();
+            (name.split('-').next().unwrap().to_string(), dim(16), dim(20))
+        })
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes.len(), 3, "{assets:?}");
+    assert_eq!((sizes[0].0.as_str(), sizes[0].1, sizes[0].2), ("card", 1200, 630));
+    assert_eq!(sizes[1].0, "screenshot");
+    assert_eq!((sizes[2].0.as_str(), sizes[2].1, sizes[2].2), ("thumbnail", 640, 400));
+    assert!(body.contains("after upgrade*"), "the screenshot's caption:\n{body}");
     // The reproduce command fetches the PR's head (a fork's commit is on
     // no branch of the base repository).
     let fetch = format!("git -C static-site fetch origin refs/pull/{}/head", pr.number);

@@ -590,6 +590,19 @@ impl State {
         self.builds_where("1 = 1", [])
     }
 
+    /// Every `!testme` build of a PR, newest first (the comment's history).
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn builds_of_pr(&self, repo: &RepoName, pr: u64) -> Result<Vec<BuildRow>, StateError> {
+        let mut rows = self.builds_where(
+            "repo = ?1 AND pr = ?2 AND trigger = 'testme'",
+            params![repo.to_string(), pr as i64],
+        )?;
+        rows.sort_by_key(|b| std::cmp::Reverse(b.id));
+        Ok(rows)
+    }
+
     /// The builds of a PR still in flight (starting, queued, running) and not superseded.
     ///
     /// # Errors

@@ -4,7 +4,16 @@
 //!
 //! The comment carries [`MARKER`], so that the bridge finds its own comment
 //! again after a restart instead of posting a second one.
+//!
+//! Image-forward: the heading says for which commit and when it was last
+//! updated; then the level badge and the summary card (when the bridge
+//! attached it and a dashboard serves the badge), the rung table, why it is
+//! not green, the failing service's last log lines, the screenshot that
+//! matters (a thumbnail cropped to its content, captioned with version and
+//! stage, linking to the full picture), lint findings, the files on the
+//! dashboard, how to reproduce, and earlier runs on the pull request.
 
+use super::card::key_screenshot;
 use super::level::{Rung, Status};
 use super::verdict::State;
 use super::RunResults;
@@ -25,12 +34,40 @@ pub struct CommentContext {
     pub fetch_ref: String,
     /// The Buildbot build's page (live log), if known.
     pub build_url: Option<String>,
-    /// Where the serve screenshot was uploaded (a comment attachment), if it was.
+    /// Where the screenshot that matters ([`key_screenshot`]) was
+    /// uploaded, full size (a comment attachment), if it was.
     pub screenshot_url: Option<String>,
+    /// Where its thumbnail (cropped to the page's content) was uploaded.
+    pub thumbnail_url: Option<String>,
+    /// Where the summary card PNG was uploaded.
+    pub card_url: Option<String>,
+    /// The dashboard's base URL (no trailing `/`), when one serves the
+    /// results: the badge, the run page and its files are linked there.
+    pub dashboard_url: Option<String>,
+    /// When the comment is written, as people read it (`2026-12-07 15:40 UTC`).
+    pub updated_at: Option<String>,
+    /// Earlier runs on the same pull request, newest first.
+    pub history: Vec<EarlierRun>,
     /// Who asked (`!testme` author), if anyone.
     pub requested_by: Option<String>,
     /// Flags the run was asked for (`--quick`).
     pub flags: Vec<String>,
+}
+
+/// An earlier run on the same pull request, for the comment's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierRun {
+    /// The commit it tested (40 hex).
+    pub commit: String,
+    /// Its level, when it wrote results.
+    pub level: Option<u8>,
+    /// Its verdict (`success`, `failure`, `error`) or what happened instead
+    /// (`superseded`, `no results`).
+    pub outcome: String,
+    /// When it was asked for (`2026-12-07 15:40 UTC`).
+    pub when: String,
+    /// Its run page or build page, if known.
+    pub url: Option<String>,
 }
 
 /// The shell lines that get the tested commit into `./<name>`: clone,
@@ -94,10 +131,39 @@ pub fn headline(r: &RunResults) -> String {
     format!("{}{meaning}", v.description)
 }
 
+/// The run's page on the dashboard, if one is configured.
+fn run_page(r: &RunResults, ctx: &CommentContext) -> Option<String> {
+    let base = ctx.dashboard_url.as_deref()?;
+    let id = r.app.as_ref()?.run_id.as_str();
+    Some(format!("{base}/run/{}/{id}/", r.recipe))
+}
+
 /// The whole comment for a finished run.
 pub fn render(r: &RunResults, ctx: &CommentContext) -> String {
     let sha = &r.tested_ref[..r.tested_ref.len().min(12)];
+    let page = run_page(r, ctx);
     let mut s = format!("{MARKER}\n### cc-ci: {}\n\n", headline(r));
+    s.push_str(&format!("For commit `{sha}`"));
+    if let Some(at) = &ctx.updated_at {
+        s.push_str(&format!(" · updated {at}"));
+    }
+    s.push_str("\n\n");
+    let v = r.verdict();
+    let alt = format!(
+        "cc-ci: {} {} level {} ({}), {}",
+        cell(&r.recipe),
+        cell(r.tested_version.as_deref().unwrap_or("")),
+        r.level,
+        r.level_name,
+        v.state.as_str()
+    );
+    if let Some(p) = &page {
+        s.push_str(&format!("[![cc-ci level {}]({p}badge.svg)]({p})\n\n", r.level));
+    }
+    if let Some(card) = &ctx.card_url {
+        let target = page.as_deref().unwrap_or(card);
+        s.push_str(&format!("[![{alt}]({card})]({target})\n\n"));
+    }
     s.push_str(&format!(
         "`{}` {} at `{sha}`, upgraded from {}",
         r.recipe,
@@ -123,7 +189,6 @@ pub fn render(r: &RunResults, ctx: &CommentContext) -> String {
             x.reason.as_deref().map(cell).unwrap_or_default()
         ));
     }
-    let v = r.verdict();
     if !v.why.is_empty() {
         s.push_str(&format!("\n**Not green** (held to {}):\n", cell(&v.bar.describe())));
         for w in &v.why {
@@ -166,10 +231,13 @@ pub fn render(r: &RunResults, ctx: &CommentContext) -> String {
             }
         }
     }
-    if let Some(url) = &ctx.screenshot_url {
+    if let (Some(url), Some(shot)) = (&ctx.screenshot_url, key_screenshot(r)) {
+        let domain = r.app.as_ref().map(|a| a.domain.as_str()).unwrap_or("the app");
+        let thumb = ctx.thumbnail_url.as_deref().unwrap_or(url);
         s.push_str(&format!(
-            "\n![screenshot of https://{}/]({url})\n",
-            r.app.as_ref().map(|a| a.domain.as_str()).unwrap_or("the app")
+            "\n[![screenshot of https://{domain}/: {}]({thumb})]({url})\n*{}* (select it for the full picture)\n",
+            cell(&shot.caption),
+            cell(&shot.caption)
         ));
     }
     if let Some(l) = &r.lint {
@@ -193,14 +261,51 @@ pub fn render(r: &RunResults, ctx: &CommentContext) -> String {
             cell(&w.app_run_id)
         ));
     }
+    if let Some(p) = &page {
+        let mut files: Vec<String> = r
+            .artifacts
+            .iter()
+            .filter(|(name, _)| !name.starts_with("screenshot"))
+            .map(|(name, path)| format!("[{}]({p}files/{path})", cell(name)))
+            .collect();
+        files.extend(
+            r.rungs
+                .iter()
+                .filter_map(|x| x.log.as_ref().map(|l| format!("[{} log]({p}files/{l})", x.rung.word()))),
+        );
+        files.push(format!("[results.json]({p}results.json)"));
+        s.push_str(&format!("\nFiles: {}\n", files.join(" · ")));
+    }
     s.push_str(&format!(
         "\n<details><summary>Reproduce on your machine</summary>\n\n```sh\n{}ccci test ./{}\n```\n\n(a Docker swarm behind the Traefik recipe in wildcard mode: see cc-ci's README)\n</details>\n",
         checkout_commands(&ctx.clone_url, &ctx.fetch_ref, &r.recipe, &r.tested_ref),
         r.recipe,
     ));
+    if !ctx.history.is_empty() {
+        s.push_str(&format!(
+            "\n<details><summary>Earlier runs on this pull request ({})</summary>\n\n| commit | level | outcome | asked |\n|---|---:|---|---|\n",
+            ctx.history.len()
+        ));
+        for h in &ctx.history {
+            let commit = format!("`{}`", &h.commit[..h.commit.len().min(12)]);
+            let outcome = match &h.url {
+                Some(u) => format!("[{}]({u})", cell(&h.outcome)),
+                None => cell(&h.outcome),
+            };
+            s.push_str(&format!(
+                "| {commit} | {} | {outcome} | {} |\n",
+                h.level.map(|l| l.to_string()).unwrap_or_else(|| "–".into()),
+                cell(&h.when)
+            ));
+        }
+        s.push_str("\n</details>\n");
+    }
     let mut foot = Vec::new();
     if let Some(b) = &ctx.build_url {
         foot.push(format!("[live log]({b})"));
+    }
+    if let Some(p) = &page {
+        foot.push(format!("[run page]({p})"));
     }
     if let Some(a) = &r.app {
         foot.push(format!("run `{}`", a.run_id));
@@ -241,7 +346,7 @@ mod tests {
                     status: Status::Pass,
                     reason: None,
                     duration_s: 17.8,
-                    log: None,
+                    log: Some("logs/install.log".into()),
                     attempts: 1,
                 },
                 RungResult {
@@ -279,8 +384,20 @@ mod tests {
                 skipped: vec![],
             }),
             deploys: 2,
+            app: Some(crate::results::AppIdentity {
+                run_id: "1a2b3c".into(),
+                domain: "static-site-1a2b3c.ci.test".into(),
+                stack: "static-site-1a2b3c_ci_test".into(),
+            }),
             ..RunResults::empty()
         };
+        for (name, path) in [
+            ("screenshot-serve", "screenshot.png"),
+            ("screenshot-upgrade", "screenshot-upgrade.png"),
+            ("deploy-log", "deploy.log"),
+        ] {
+            r.artifacts.insert(name.into(), path.into());
+        }
         r.finish();
         r
     }
@@ -356,7 +473,7 @@ mod tests {
             build_url: Some("https://ci.example.org/#/builders/1/builds/7".into()),
             screenshot_url: Some("https://git.example.org/attachments/abc".into()),
             requested_by: Some("maintainer".into()),
-            flags: vec![],
+            ..CommentContext::default()
         };
         let c = render(&results(), &ctx);
         assert!(c.starts_with(MARKER), "{c}");
@@ -380,15 +497,61 @@ mod tests {
             c.contains("git -C static-site checkout 710e8125d41ba311f6e379209c4e6a20563a5e99\nccci test ./static-site"),
             "{c}"
         );
+        // Red at upgrade: the screenshot after the upgrade, captioned, the
+        // full picture as its own thumbnail when there is no other.
         assert!(
-            c.contains("![screenshot of https://the app/](https://git.example.org/attachments/abc)"),
+            c.contains("[![screenshot of https://static-site-1a2b3c.ci.test/: version 1.1.0+1.22.1 after upgrade](https://git.example.org/attachments/abc)](https://git.example.org/attachments/abc)\n*version 1.1.0+1.22.1 after upgrade*"),
             "{c}"
         );
+        // Without a dashboard or a card: no badge, no card, no files line.
+        assert!(!c.contains("badge.svg") && !c.contains("Files:"), "{c}");
         assert!(
-            c.contains("[live log](https://ci.example.org/#/builders/1/builds/7) · 2 deploy(s)"),
+            c.contains("[live log](https://ci.example.org/#/builders/1/builds/7) · run `1a2b3c` · 2 deploy(s)"),
             "{c}"
         );
         assert!(c.contains("asked by @maintainer"), "{c}");
+    }
+
+    #[test]
+    fn with_a_dashboard_and_attachments_the_comment_leads_with_badge_and_card_and_keeps_its_history() {
+        let ctx = CommentContext {
+            clone_url: "https://git.example.org/recipes/static-site.git".into(),
+            screenshot_url: Some("https://git.example.org/attachments/full".into()),
+            thumbnail_url: Some("https://git.example.org/attachments/thumb".into()),
+            card_url: Some("https://git.example.org/attachments/card".into()),
+            dashboard_url: Some("https://dash.example.org".into()),
+            updated_at: Some("2026-12-07 15:40 UTC".into()),
+            history: vec![EarlierRun {
+                commit: "0123456789abcdef0123456789abcdef01234567".into(),
+                level: Some(7),
+                outcome: "success".into(),
+                when: "2026-12-07 15:01 UTC".into(),
+                url: Some("https://dash.example.org/run/static-site/a00001/".into()),
+            }],
+            ..CommentContext::default()
+        };
+        let c = render(&results(), &ctx);
+        let page = "https://dash.example.org/run/static-site/1a2b3c/";
+        let head = format!(
+            "### cc-ci: level 2 (serves), upgrade failed · not green\n\nFor commit `710e8125d41b` · updated 2026-12-07 15:40 UTC\n\n\
+             [![cc-ci level 2]({page}badge.svg)]({page})\n\n\
+             [![cc-ci: static-site 1.1.0+1.22.1 level 2 (serves), failure](https://git.example.org/attachments/card)]({page})\n\n"
+        );
+        assert!(c.contains(&head), "{c}");
+        assert!(c.find("badge.svg") < c.find("| rung |"), "images on top: {c}");
+        assert!(
+            c.contains("[![screenshot of https://static-site-1a2b3c.ci.test/: version 1.1.0+1.22.1 after upgrade](https://git.example.org/attachments/thumb)](https://git.example.org/attachments/full)"),
+            "{c}"
+        );
+        assert!(c.contains(&format!("Files: [deploy-log]({page}files/deploy.log) · [install log]({page}files/logs/install.log) · [results.json]({page}results.json)")), "{c}");
+        assert!(
+            c.contains("<details><summary>Earlier runs on this pull request (1)</summary>\n\n| commit | level | outcome | asked |\n|---|---:|---|---|\n| `0123456789ab` | 7 | [success](https://dash.example.org/run/static-site/a00001/) | 2026-12-07 15:01 UTC |"),
+            "{c}"
+        );
+        assert!(
+            c.contains(&format!("\n[run page]({page}) · run `1a2b3c` · 2 deploy(s)")),
+            "{c}"
+        );
     }
 
     #[test]
