@@ -198,15 +198,14 @@ pub fn render(r: &RunResults, ctx: &CommentContext) -> String {
     if let Some(red) = r.first_red() {
         if matches!(red.status, Status::Fail | Status::Error) && !r.service_logs.is_empty() {
             let reason = red.reason.as_deref().unwrap_or("");
-            // The services the reason names, else all of them.
-            let named: Vec<_> = r.service_logs.iter().filter(|l| reason.contains(&l.service)).collect();
-            let shown = if named.is_empty() {
-                r.service_logs.iter().collect()
-            } else {
-                named
-            };
+            // The services the reason names, else all of them; then
+            // Traefik's lines about the app's routers.
+            let app: Vec<_> = r.service_logs.iter().filter(|l| !l.proxy).collect();
+            let named: Vec<_> = app.iter().copied().filter(|l| reason.contains(&l.service)).collect();
+            let mut shown = if named.is_empty() { app } else { named };
+            shown.extend(r.service_logs.iter().filter(|l| l.proxy));
             s.push_str(&format!(
-                "\n**{} did not pass.** The last log lines:\n",
+                "\n**{} did not pass.** The last log lines, oldest first, each with its task (after an upgrade, the old one's and the new one's):\n",
                 rung_label(red.rung)
             ));
             for l in shown {
@@ -372,10 +371,19 @@ mod tests {
                 ServiceLog {
                     service: "static-site-1a2b3c_ci_test_app".into(),
                     lines: vec!["nginx: [emerg] unknown directive ```".into()],
+                    proxy: false,
                 },
                 ServiceLog {
                     service: "static-site-1a2b3c_ci_test_db".into(),
                     lines: vec!["db ok".into()],
+                    proxy: false,
+                },
+                ServiceLog {
+                    service: "traefik_ci_test_app (Traefik, lines naming static-site-1a2b3c_ci_test)".into(),
+                    lines: vec![
+                        "router static-site-1a2b3c_ci_test@swarm: middleware \"x@docker\" does not exist".into(),
+                    ],
+                    proxy: true,
                 },
             ],
             lint: Some(LintSummary {
@@ -492,6 +500,10 @@ mod tests {
             "{c}"
         );
         assert!(!c.contains("db ok"), "{c}");
+        assert!(
+            c.contains("`traefik_ci_test_app (Traefik, lines naming static-site-1a2b3c_ci_test)`:\n```text\nrouter static-site-1a2b3c_ci_test@swarm: middleware"),
+            "Traefik's lines beside the app's: {c}"
+        );
         assert!(c.contains("- warning: R007 README.md metadata"), "{c}");
         assert!(
             c.contains("git -C static-site checkout 710e8125d41ba311f6e379209c4e6a20563a5e99\nccci test ./static-site"),

@@ -238,8 +238,13 @@ pub struct WarmOrigin {
 pub struct ServiceLog {
     /// The service (`<stack>_<name>`).
     pub service: String,
-    /// Its last lines, oldest first.
+    /// Its last lines, oldest first (each `<time> [<task>] <message>`
+    /// where the engine said).
     pub lines: Vec<String>,
+    /// True for Traefik's own lines that name the app's stack (its routers,
+    /// its access log), shown beside the app's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxy: bool,
 }
 
 /// A run's app.

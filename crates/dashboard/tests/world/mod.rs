@@ -76,6 +76,7 @@ pub fn failed_upgrade() -> RunResults {
             "2026/12/07 05:30:01 [emerg] 1#1: unknown directive \"servr\" in /etc/nginx/conf.d/default.conf:1".into(),
             format!("a very long line without spaces {}", "x".repeat(300)),
         ],
+        proxy: false,
     }];
     r.finish();
     let bar = r
