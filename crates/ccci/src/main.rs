@@ -1,6 +1,11 @@
 //! `ccci`: cc-ci's main job. A thin CLI over [`cc_ci::run`]: `ccci test`
 //! takes a recipe through the lifecycle ([`cc_ci::run::lifecycle`]),
-//! `ccci report` renders a results file.
+//! `ccci report` renders a results file; a maintainer's own tools, on the
+//! same code and without Docker: `ccci lint` (abra's rules, [`lint`]) and
+//! `ccci plan` (what a test run would do, [`plan`]).
+
+mod lint;
+mod plan;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -45,7 +50,16 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+/// How `ccci lint` and `ccci plan` print.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    /// For people: aligned lines.
+    Text,
+    /// For programs: one JSON document.
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum DeployerKind {
     /// cc-ci deploys as abra does, on `docker stack deploy` (../shared/ABRA.md).
     Native,
@@ -61,6 +75,22 @@ enum Vip {
     Routes,
     /// No IPVS: services without published ports get endpoint_mode dnsrr.
     Dnsrr,
+}
+
+impl Vip {
+    /// What this host offers, as `--vip` says (`auto` reads the kernel,
+    /// never Docker).
+    fn support(self) -> VipSupport {
+        match self {
+            Vip::Auto => ipvs::probe(),
+            Vip::Routes => VipSupport::Routes {
+                evidence: "--vip routes".into(),
+            },
+            Vip::Dnsrr => VipSupport::NoIpvs {
+                looked_at: "--vip dnsrr".into(),
+            },
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -83,6 +113,39 @@ enum Command {
     ///   ccci report --format card --out card.png results.json
     ///   ccci report --format junit results.json > junit.xml
     Report(ReportArgs),
+    /// Lint a recipe checkout with abra's rules R001-R015, as the lint rung
+    /// does: the same table (lint.txt of a run), without Docker.
+    ///
+    /// Reads compose*.yml, .env.sample, abra.sh, README.md and the git tags
+    /// of the checkout; runs nothing of the recipe. R006 and R013 need the
+    /// network (recipes.coopcloud.tech, git.coopcloud.tech): they are shown
+    /// as not checked, never as satisfied.
+    ///
+    /// Exit status: 0 when no error-level rule failed (warnings may have);
+    /// 1 when one did (the lint rung would fail and abra would refuse a
+    /// release deploy); 2 when RECIPE is not a recipe or cannot be read
+    /// (the message names the file and the fix).
+    #[command(after_long_help = lint::EXAMPLES)]
+    Lint(lint::LintArgs),
+    /// Show what `ccci test` would do with a recipe checkout, touching
+    /// neither Docker nor the state and results folders.
+    ///
+    /// The tested commit, its version and kind (release, default branch or
+    /// change), the upgrade base or why there is none, the per-recipe
+    /// settings that would apply (and which are defaults), and, for both
+    /// versions the run deploys (read from a throw-away clone, laid out as
+    /// the run's app): the compose files, services and images, the secrets
+    /// that would be generated (names and kinds, never values), the
+    /// resource limits, the confinement check; then the adaptations this
+    /// host needs (IPVS: decided from the kernel, as `ccci test` does).
+    ///
+    /// Exit status: 0 when `ccci test` would go ahead; 2 when it would
+    /// refuse the recipe before deploying anything (not a recipe, broken
+    /// settings, or a version that leaves its test app; the message names
+    /// the file and the fix; the plan is still printed when it could be
+    /// made).
+    #[command(after_long_help = plan::EXAMPLES)]
+    Plan(Box<plan::PlanArgs>),
 }
 
 #[derive(clap::Args)]
@@ -272,6 +335,8 @@ impl Progress for Lines {
     }
 }
 
+/// RECIPE as `ccci test`, `lint` and `plan` take it: a path when it
+/// exists or has a `/`, else a name under `recipes_dir`.
 fn resolve(recipe: &str, recipes_dir: &Path) -> PathBuf {
     let p = PathBuf::from(recipe);
     if p.exists() || recipe.contains('/') {
@@ -293,6 +358,8 @@ fn on_path(name: &str) -> Option<PathBuf> {
 fn run(cli: Cli) -> Result<ExitCode> {
     let args = match cli.command {
         Command::Report(args) => return report(&args),
+        Command::Lint(args) => return lint::run(&args),
+        Command::Plan(args) => return plan::run(&args),
         Command::Test(args) => *args,
     };
     let TestArgs {
@@ -355,15 +422,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let (results, interrupted) = rt.block_on(async {
         // An engine that does not answer is the install rung's `error`.
         let (docker, docker_problem) = cc_ci::host::swarm::connect_or_why().await;
-        let vip = match vip {
-            Vip::Auto => ipvs::probe(),
-            Vip::Routes => VipSupport::Routes {
-                evidence: "--vip routes".into(),
-            },
-            Vip::Dnsrr => VipSupport::NoIpvs {
-                looked_at: "--vip dnsrr".into(),
-            },
-        };
+        let vip = vip.support();
         let (deployer, info): (Box<dyn Deployer>, serde_json::Value) = match deployer {
             DeployerKind::Native => {
                 let cli = docker_cli.unwrap_or_else(default_cli);
@@ -444,16 +503,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             run.adapt(&format!("allowed beyond the test app by the settings: {v}"), &why);
         }
         if native {
-            run.adapt(
-                &format!(
-                    "every service runs under deploy.resources.limits of at most {} (cc-ci's override; a recipe's own lower limits stay)",
-                    settings.limits.describe()
-                ),
-                &match &settings.limits_reason {
-                    Some(r) => format!("one test app must not starve the runs beside it; raised by the settings: {r}"),
-                    None => "one test app must not starve the runs beside it ([limits] in the recipe's ccci.toml raises it)".into(),
-                },
-            );
+            let a = cc_ci::run::lifecycle::limits_adaptation(&settings);
+            run.adapt(&a.what, &a.why);
         }
         match claim {
             Some(cc_ci::run::warm::Claim::Adopted { record, lease }) => {

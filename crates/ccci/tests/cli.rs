@@ -2,7 +2,10 @@
 //! infrastructure faults that must give `error`, never `fail`. These runs
 //! use `--deployer abra` on a PATH without abra, so that they end at the
 //! install rung without deploying anything (the real deploys are in
-//! `lifecycle.rs` and `faults.rs`).
+//! `lifecycle.rs` and `faults.rs`). Then `ccci lint` and `ccci plan` on the
+//! fixture recipes and variants of them, without Docker.
+
+mod ccci_run;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -216,4 +219,296 @@ fn report_renders_a_results_file_and_refuses_garbage() {
     let out = ccci(d.path(), &["report", "-f", "html", folder], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("junit, json"));
+}
+
+// ---- ccci lint, ccci plan ---------------------------------------------------
+
+/// `ccci <args>` with `env`, the recipes under `recipes`, this repository's
+/// settings, and state and results folders under `root` that must stay absent.
+fn tool(root: &Path, recipes: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ccci"));
+    c.args(args)
+        .env("CCCI_RECIPES_DIR", recipes)
+        .env("CCCI_SETTINGS_DIR", test_support::workspace().join("tests/recipes"))
+        .env("CCCI_STATE_DIR", root.join("state"))
+        .env("CCCI_RESULTS_DIR", root.join("results"))
+        .env_remove("CCCI_DEPLOYER")
+        .env_remove("CCCI_VIP");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The cells of the lint table's row for `reference`.
+fn lint_row(table: &str, reference: &str) -> Vec<String> {
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&format!("{reference} ")))
+        .unwrap_or_else(|| panic!("no row {reference} in:\n{table}"));
+    line.split(" | ").map(|c| c.trim().to_string()).collect()
+}
+
+#[test]
+fn lint_of_a_clean_recipe_exits_0_with_abras_table_and_network_rules_not_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let recipes = test_support::fixture_recipes();
+    let out = tool(d.path(), &recipes, &["lint", "webapp-pg"], &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains("ref  | rule"), "{text}");
+    for r in ["R001", "R008", "R009", "R010", "R011", "R012", "R014", "R015"] {
+        assert_eq!(lint_row(&text, r)[3], "yes", "{r} is satisfied:\n{text}");
+    }
+    // The network rules: never satisfied, said to be not checked.
+    for r in ["R006", "R013"] {
+        let row = lint_row(&text, r);
+        assert_eq!((row[3].as_str(), row[4].as_str()), ("-", "yes"), "{r}:\n{text}");
+        assert!(text.contains(&format!("{r} skipped: needs the network")), "{text}");
+    }
+    assert!(
+        text.contains("errors: none;") && text.contains("not checked: R006, R013"),
+        "{text}"
+    );
+    assert!(!text.contains("critical errors"), "{text}");
+
+    let out = tool(d.path(), &recipes, &["lint", "--format", "json", "webapp-pg"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(j["recipe"], "webapp-pg");
+    assert_eq!(j["passed"], true);
+    assert_eq!(j["not_checked"], serde_json::json!(["R006", "R013"]));
+    let r006 = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["ref"] == "R006")
+        .unwrap();
+    assert_eq!(r006["outcome"], "not-checked", "{r006}");
+    assert_eq!(j["findings"].as_array().unwrap().len(), 15);
+}
+
+#[test]
+fn lint_error_level_rule_exits_1_and_names_the_rule() {
+    // The canary "lint error (R012)": a config named with a version that
+    // abra.sh does not vendor.
+    let v = test_support::fixture_variant("tmpl-site", |releases| {
+        let rel = releases.join("1.1.0+1.22.1");
+        let compose = rel.join("compose.yml");
+        ccci_run::edit(
+            &compose,
+            "        target: /etc/nginx/conf.d/default.conf\n",
+            "        target: /etc/nginx/conf.d/default.conf\n      - source: motd\n        target: /etc/motd\n",
+        );
+        ccci_run::edit(
+            &compose,
+            "    template_driver: golang\n",
+            "    template_driver: golang\n  motd:\n    name: ${STACK_NAME}_motd_${MOTD_VERSION:-v1}\n    file: motd.txt\n",
+        );
+        std::fs::write(rel.join("motd.txt"), "welcome\n").unwrap();
+    });
+    let d = tempfile::tempdir().unwrap();
+    let out = tool(d.path(), &v.recipes, &["lint", "tmpl-site"], &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert_eq!(lint_row(&text, "R012")[3], "no", "{text}");
+    assert!(
+        text.contains("R012 failed: ") && text.contains("MOTD_VERSION"),
+        "{text}"
+    );
+    assert!(text.contains("errors: R012;") && text.contains("exit 1"), "{text}");
+
+    let out = tool(d.path(), &v.recipes, &["lint", "-f", "json", "tmpl-site"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let j: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(j["errors"], serde_json::json!(["R012"]), "{j}");
+}
+
+#[test]
+fn lint_and_plan_refuse_what_is_not_a_recipe_with_2() {
+    let d = tempfile::tempdir().unwrap();
+    let r = recipe(d.path());
+    std::fs::remove_file(r.join(".env.sample")).unwrap();
+    for cmd in ["lint", "plan"] {
+        let out = tool(d.path(), d.path(), &[cmd, r.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(".env.sample is missing") && err.contains("demo"),
+            "{cmd}: {err}"
+        );
+        assert!(stdout(&out).is_empty(), "{cmd}");
+    }
+    let out = tool(d.path(), d.path(), &["lint", "nothing-here"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("nothing-here is not a recipe: no such folder") && err.contains("--recipes-dir"),
+        "{err}"
+    );
+    // A folder without compose.yml.
+    std::fs::write(r.join(".env.sample"), "TYPE=demo\n").unwrap();
+    std::fs::remove_file(r.join("compose.yml")).unwrap();
+    let out = tool(d.path(), d.path(), &["plan", "demo"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("compose.yml is missing"), "{}", stderr(&out));
+}
+
+#[test]
+fn plan_shows_the_base_services_and_secrets_without_values() {
+    let d = tempfile::tempdir().unwrap();
+    let recipes = test_support::fixture_recipes();
+    // The repository's settings of webapp-pg, with a secret-looking [env] value added.
+    let settings = d.path().join("settings");
+    std::fs::create_dir_all(settings.join("webapp-pg")).unwrap();
+    let toml = std::fs::read_to_string(test_support::workspace().join("tests/recipes/webapp-pg/ccci.toml")).unwrap();
+    std::fs::write(
+        settings.join("webapp-pg/ccci.toml"),
+        format!("[env]\nADMIN_PASSWORD = \"hunter2hunter2\"\n\n{toml}"),
+    )
+    .unwrap();
+    let env = [("CCCI_SETTINGS_DIR", settings.to_str().unwrap())];
+    let out = tool(d.path(), &recipes, &["plan", "--vip", "dnsrr", "webapp-pg"], &env);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    for want in [
+        "version 1.1.0+1.1.0",
+        "a release (tag 1.1.0+1.1.0)",
+        "upgrade          from 1.0.0+1.0.0 (commit ",
+        "install          1.0.0+1.0.0",
+        "version 1.0.0+1.0.0 (the upgrade base)",
+        "(the tested commit)",
+        "ccci/webapp:1.0.0",
+        "ccci/webapp:1.1.0",
+        "ccci/postgres:15",
+        "db_password v1: 32 alphanumeric characters",
+        "settings for webapp-pg: ",
+        "webapp-pg/ccci.toml",
+        "defaulted",
+        "limits 1 CPU, 1 GiB",
+        "deploy.endpoint_mode: dnsrr for services without published ports: app",
+        "nothing leaves the test app",
+        "would go ahead: exit 0",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(!text.contains("hunter2"), "a secret value was printed:\n{text}");
+
+    let out = tool(d.path(), &recipes, &["plan", "-f", "json", "webapp-pg"], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let raw = stdout(&out);
+    assert!(!raw.contains("hunter2"), "a secret value was printed: {raw}");
+    let j: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(j["upgrade"]["base"], "1.0.0+1.0.0");
+    assert_eq!(j["tested"]["ref_kind"]["kind"], "release");
+    let versions = j["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "{j}");
+    for v in versions {
+        let secrets = v["deploy"]["secrets"].as_array().unwrap();
+        assert_eq!(secrets.len(), 1, "{v}");
+        assert_eq!(secrets[0]["id"], "db_password");
+        assert_eq!(
+            (secrets[0]["kind"].as_str(), secrets[0]["length"].as_u64()),
+            (Some("password"), Some(32))
+        );
+        let services: Vec<&str> = v["deploy"]["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(services, ["app", "db"]);
+    }
+    assert_eq!(j["refused"], serde_json::Value::Null);
+    assert!(
+        !d.path().join("state").exists() && !d.path().join("results").exists(),
+        "plan wrote something"
+    );
+}
+
+#[test]
+fn plan_refuses_a_docker_socket_mount_with_2_naming_the_file() {
+    let v = test_support::fixture_variant("tmpl-site", |releases| {
+        ccci_run::edit(
+            &releases.join("1.1.0+1.22.1/compose.yml"),
+            "      - content:/usr/share/nginx/html\n",
+            "      - content:/usr/share/nginx/html\n      - /var/run/docker.sock:/var/run/docker.sock:ro\n",
+        );
+    });
+    let d = tempfile::tempdir().unwrap();
+    let out = tool(d.path(), &v.recipes, &["plan", "tmpl-site"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}{}", stdout(&out), stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("would refuse this recipe")
+            && err.contains("(the tested commit): compose.yml: services.app.volumes[1]: bind mount of the host path /var/run/docker.sock")
+            && err.contains("tests/recipes/tmpl-site/ccci.toml")
+            && err.contains("\"/var/run/docker.sock\" = \"<why"),
+        "{err}"
+    );
+    // The plan is still shown: the base is confined, the tested commit is not.
+    let text = stdout(&out);
+    assert!(text.contains("REFUSED") && text.contains("exit 2"), "{text}");
+    assert!(text.contains("nothing leaves the test app"), "the base: {text}");
+    let out = tool(d.path(), &v.recipes, &["plan", "-f", "json", "tmpl-site"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let j: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(j["versions"][1]["refused"][0]["subject"], "/var/run/docker.sock", "{j}");
+    assert_eq!(j["exit"], 2);
+}
+
+#[test]
+fn lint_and_plan_never_touch_docker() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let recipes = test_support::fixture_recipes();
+    // A docker CLI that leaves a mark, first on PATH and named by CCCI_DOCKER_CLI.
+    let bin = d.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let mark = d.path().join("docker-was-run");
+    let fake = bin.join("docker");
+    std::fs::write(&fake, format!("#!/bin/sh\ntouch {}\nexit 1\n", mark.display())).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    // An engine socket that nothing may connect to.
+    let sock = d.path().join("docker.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listening = format!("unix://{}", sock.display());
+    for host in ["unix:///nonexistent/docker.sock", listening.as_str()] {
+        let env = [
+            ("DOCKER_HOST", host),
+            ("PATH", path.as_str()),
+            ("CCCI_DOCKER_CLI", fake.to_str().unwrap()),
+        ];
+        for args in [
+            &["lint", "webapp-pg"][..],
+            &["plan", "webapp-pg"],
+            &["plan", "--vip", "auto", "-f", "json", "webapp-pg"],
+        ] {
+            let out = tool(d.path(), &recipes, args, &env);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{args:?} with {host}: {}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Ok(_) => panic!("something connected to the Docker engine socket"),
+        Err(e) => panic!("{e}"),
+    }
+    assert!(!mark.exists(), "the docker CLI was run");
+    assert!(!d.path().join("state").exists() && !d.path().join("results").exists());
 }

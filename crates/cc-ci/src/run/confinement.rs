@@ -18,10 +18,18 @@
 //!
 //! A version that cannot be checked out or read is left out (and said so):
 //! the deploy of it fails the same way before anything of it exists.
+//!
+//! [`read`] gives the same reading without refusing (each version's
+//! services, images, secrets and limits beside its violations), for
+//! `ccci plan`; [`check`] is [`read`] then the refusal.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::deploy::limits::ServiceLimits;
+use crate::deploy::overrides::{self, Version};
+use crate::deploy::secret::SecretPlan;
 use crate::deploy::App;
 use crate::recipe::confine::{self, Kind, Report, Scope, Violation};
 use crate::recipe::env_file::EnvFile;
@@ -38,6 +46,33 @@ pub struct Checked {
     pub commit: String,
     /// What was found.
     pub report: Report,
+    /// What the deploy of this version reads, or why it cannot (the deploy
+    /// then fails on the same text, before anything of it exists).
+    pub read: Result<VersionRead, String>,
+}
+
+/// What the deploy of one version reads, laid out as the run's app: the
+/// reading the deployer makes before it deploys (compose files, secrets
+/// planned as abra plans them), with the images, cc-ci's resource limits
+/// and the services that get `endpoint_mode: dnsrr` where virtual IPs do
+/// not route. Nothing is generated, pulled or deployed to make it.
+#[derive(Debug, Clone)]
+pub struct VersionRead {
+    /// The compose files the app env's `COMPOSE_FILE` names, in order.
+    pub compose_files: Vec<String>,
+    /// Each service's `image:`, interpolated with the app env (as written
+    /// when it does not interpolate: the deploy refuses it then).
+    pub images: BTreeMap<String, String>,
+    /// The secrets the services use: names and how each value would be
+    /// made (length, charset, passphrase, given); never a value.
+    pub secrets: Vec<SecretPlan>,
+    /// Each service's limits under the settings' caps (the native
+    /// deployer's override; a recipe's own lower limits kept).
+    pub limits: BTreeMap<String, ServiceLimits>,
+    /// The services that get `deploy.endpoint_mode: dnsrr` on a host whose
+    /// virtual IPs do not route (no published port, no endpoint mode of
+    /// their own).
+    pub dnsrr: Vec<String>,
 }
 
 /// The versions of a run checked, all confined (or allowed by the settings).
@@ -62,6 +97,23 @@ impl Confinement {
             }
         }
         out
+    }
+
+    /// Every violation no allowance covers, with the version it is in.
+    pub fn refused(&self) -> Vec<(String, Violation)> {
+        self.checked
+            .iter()
+            .flat_map(|c| c.report.refused.iter().map(|v| (c.version.clone(), v.clone())))
+            .collect()
+    }
+
+    /// The refusal [`check`] gives for this reading under `settings`, if any.
+    pub fn refusal(&self, settings: &Settings) -> Option<ConfinementError> {
+        let refused = self.refused();
+        (!refused.is_empty()).then(|| ConfinementError::Refused {
+            settings_file: settings.dir.join(SETTINGS_FILE),
+            refused,
+        })
     }
 
     /// Lines for the start of `ccci test`.
@@ -170,6 +222,21 @@ impl fmt::Display for Checked {
 /// compose key) and the lines of `ccci.toml` that would allow it;
 /// [`ConfinementError::Copy`] when the recipe cannot be cloned.
 pub fn check(plan: &RunPlan, settings: &Settings) -> Result<Confinement, ConfinementError> {
+    let out = read(plan, settings)?;
+    match out.refusal(settings) {
+        Some(refused) => Err(refused),
+        None => Ok(out),
+    }
+}
+
+/// Reads every version `plan` deploys under `settings` as [`check`] does,
+/// without refusing: each [`Checked`] carries its violations
+/// ([`Report::refused`]) and what its deploy reads ([`Checked::read`]).
+/// Only a temporary clone of the recipe is written (and removed).
+///
+/// # Errors
+/// [`ConfinementError::Copy`] when the recipe cannot be cloned.
+pub fn read(plan: &RunPlan, settings: &Settings) -> Result<Confinement, ConfinementError> {
     let tmp = tempfile::Builder::new()
         .prefix("ccci-confine-")
         .tempdir()
@@ -182,7 +249,6 @@ pub fn check(plan: &RunPlan, settings: &Settings) -> Result<Confinement, Confine
         stack: &plan.stack,
     };
     let mut out = Confinement::default();
-    let mut refused = Vec::new();
 
     // The install: the env file is made from this version's .env.sample.
     let (install_ref, _) = install_target(plan, settings);
@@ -208,12 +274,12 @@ pub fn check(plan: &RunPlan, settings: &Settings) -> Result<Confinement, Confine
                         .skipped
                         .push(format!("{what}: {e}, so its deploy fails before anything deploys")),
                     Ok(()) => {
-                        let report = version(&app, settings, &scope);
-                        refused.extend(report.refused.iter().map(|v| (what.clone(), v.clone())));
+                        let (report, read) = version(&app, settings, &scope, &install_ref);
                         out.checked.push(Checked {
                             version: what,
                             commit,
                             report,
+                            read,
                         });
                     }
                 }
@@ -243,24 +309,18 @@ pub fn check(plan: &RunPlan, settings: &Settings) -> Result<Confinement, Confine
                     Err(e) => out.skipped.push(format!("{what}: cannot set [upgrade.env]: {e}")),
                     Ok(()) if app.env_path().is_file() => {
                         copy_overlay(&app, settings).map_err(|e| copy_err(plan, e))?;
-                        let report = version(&app, settings, &scope);
-                        refused.extend(report.refused.iter().map(|v| (what.clone(), v.clone())));
+                        let (report, read) = version(&app, settings, &scope, &plan.tested_ref);
                         out.checked.push(Checked {
                             version: what,
                             commit,
                             report,
+                            read,
                         });
                     }
                     Ok(()) => {}
                 }
             }
         }
-    }
-    if !refused.is_empty() {
-        return Err(ConfinementError::Refused {
-            settings_file: settings.dir.join(SETTINGS_FILE),
-            refused,
-        });
     }
     Ok(out)
 }
@@ -301,21 +361,55 @@ fn copy_overlay(app: &App, settings: &Settings) -> Result<(), String> {
     Ok(())
 }
 
-/// The checked-out version, as its deploy would read it.
-fn version(app: &App, settings: &Settings, scope: &Scope<'_>) -> Report {
+/// The checked-out version, as its deploy would read it: its confinement
+/// report and what the deploy reads (`reference` names it in errors).
+fn version(
+    app: &App,
+    settings: &Settings,
+    scope: &Scope<'_>,
+    reference: &str,
+) -> (Report, Result<VersionRead, String>) {
     match app.deploy_env() {
         Ok((env, _)) => {
             let files = crate::deploy::compose_files(&env);
-            confine::check(&app.checkout(), &files, &env, scope, &settings.allow)
+            let report = confine::check(&app.checkout(), &files, &env, scope, &settings.allow);
+            let read = crate::deploy::read_version(app, &env, reference)
+                .map(|(compose_files, compose, secrets)| {
+                    let images = compose
+                        .services
+                        .values()
+                        .filter_map(|s| {
+                            let raw = s.image.as_ref()?;
+                            let image =
+                                crate::recipe::interpolate::interpolate(raw, &env).unwrap_or_else(|_| raw.clone());
+                            Some((s.name.clone(), image))
+                        })
+                        .collect();
+                    // The version changes labels on `app` alone; dnsrr is asked for.
+                    let version = Version::Chaos(String::new());
+                    let ov = overrides::compute(&compose, &app.stack, &app.recipe, &version, &env, true);
+                    VersionRead {
+                        compose_files,
+                        images,
+                        secrets,
+                        limits: crate::deploy::limits::per_service(&compose, &env, &settings.limits),
+                        dnsrr: ov.dnsrr,
+                    }
+                })
+                .map_err(|e| e.to_string());
+            (report, read)
         }
         // The deploy reads the same env and fails on it before anything
         // deploys; the files are still checked with the env it has.
-        Err(_) => confine::check(
-            &app.checkout(),
-            &["compose.yml".to_string()],
-            &Default::default(),
-            scope,
-            &settings.allow,
+        Err(e) => (
+            confine::check(
+                &app.checkout(),
+                &["compose.yml".to_string()],
+                &Default::default(),
+                scope,
+                &settings.allow,
+            ),
+            Err(e.to_string()),
         ),
     }
 }
@@ -453,6 +547,49 @@ mod tests {
             "{}",
             ok.describe()
         );
+    }
+
+    #[test]
+    fn read_refuses_nothing_and_tells_what_each_deploy_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let r = recipe(d.path(), |v, dir| {
+            let p = dir.join("compose.yml");
+            let t = std::fs::read_to_string(&p).unwrap();
+            let t = if v == "1.0.0+1" {
+                t.replace("    image: nginx\n", "    image: nginx:${NGINX_TAG:-1.25}\n")
+            } else {
+                // The tested commit: a secret, and the Docker socket.
+                t.replace(
+                    "[content:/srv]",
+                    "[content:/srv, \"/var/run/docker.sock:/var/run/docker.sock\"]\n    secrets: [db_password]",
+                ) + "secrets:\n  db_password:\n    external: true\n    name: ${STACK_NAME}_db_password_${SECRET_DB_PASSWORD_VERSION}\n"
+            };
+            std::fs::write(p, t).unwrap();
+            // The app's env file is made from the installed version's sample.
+            let e = dir.join(".env.sample");
+            let t = std::fs::read_to_string(&e).unwrap();
+            std::fs::write(e, t + "SECRET_DB_PASSWORD_VERSION=v1 # length=24 charset=hex\n").unwrap();
+        });
+        let plan = plan_of(d.path(), &r);
+        let s = settings(d.path(), "[limits]\nmemory = \"512m\"\nreason = \"small\"\n");
+        let read = read(&plan, &s).unwrap();
+        assert_eq!(read.checked.len(), 2);
+        let base = read.checked[0].read.as_ref().unwrap();
+        assert_eq!(base.images["app"], "nginx:1.25");
+        assert!(base.secrets.is_empty());
+        assert_eq!(base.limits["app"].memory_bytes, 512 << 20);
+        assert_eq!(base.dnsrr, ["app"]);
+        let tested = read.checked[1].read.as_ref().unwrap();
+        assert_eq!(tested.compose_files, ["compose.yml"]);
+        assert_eq!(tested.secrets.len(), 1, "{tested:?}");
+        assert_eq!(tested.secrets[0].generation, crate::deploy::secret::Generation::Hex(24));
+        assert!(tested.secrets[0].remote_name.ends_with("_db_password_v1"));
+        // The refusal check() gives is in the reading, not thrown.
+        let refused = read.refused();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(refused[0].0.contains("the tested commit") && refused[0].1.subject == "/var/run/docker.sock");
+        assert!(matches!(read.refusal(&s), Some(ConfinementError::Refused { .. })));
+        assert!(check(&plan, &s).is_err());
     }
 
     #[test]

@@ -608,19 +608,9 @@ impl<'a> Run<'a> {
             ));
         }
         if !d.dnsrr.is_empty() && !self.results.adaptations.iter().any(|a| a.what.contains("dnsrr")) {
-            let why = match &self.infra.vip {
-                VipSupport::NoIpvs { looked_at } => {
-                    format!("this kernel has no IPVS ({looked_at}): swarm virtual IPs do not route")
-                }
-                VipSupport::Routes { .. } => "virtual IPs route here".into(),
-            };
-            self.results.adaptations.push(Adaptation {
-                what: format!(
-                    "deploy.endpoint_mode: dnsrr for services without published ports: {}",
-                    d.dnsrr.join(", ")
-                ),
-                why,
-            });
+            self.results
+                .adaptations
+                .push(dnsrr_adaptation(&d.dnsrr, &self.infra.vip));
         }
         self.progress.note(&format!(
             "{what}: deployed {} in {:.1} s, converged in {:.1} s{}",
@@ -1578,6 +1568,41 @@ pub fn install_target(plan: &RunPlan, settings: &Settings) -> (String, Version) 
         (UpgradeBase::Pinned(tag), _) => (tag.clone(), Version::Release(tag.clone())),
         (UpgradeBase::Previous, Ok(b)) => (b.tag.clone(), Version::Release(b.tag.clone())),
         (UpgradeBase::Previous, Err(_)) => tested(),
+    }
+}
+
+/// The adaptation a run records when the deploy gives `services`
+/// `deploy.endpoint_mode: dnsrr` (virtual IPs do not route on this host,
+/// as `vip` found); `ccci plan` foretells the same.
+pub fn dnsrr_adaptation(services: &[String], vip: &VipSupport) -> Adaptation {
+    let why = match vip {
+        VipSupport::NoIpvs { looked_at } => {
+            format!("this kernel has no IPVS ({looked_at}): swarm virtual IPs do not route")
+        }
+        VipSupport::Routes { .. } => "virtual IPs route here".into(),
+    };
+    Adaptation {
+        what: format!(
+            "deploy.endpoint_mode: dnsrr for services without published ports: {}",
+            services.join(", ")
+        ),
+        why,
+    }
+}
+
+/// The adaptation a run with the native deployer records for cc-ci's
+/// resource caps under `settings` (`ccci test` records it, `ccci plan`
+/// foretells it).
+pub fn limits_adaptation(settings: &Settings) -> Adaptation {
+    Adaptation {
+        what: format!(
+            "every service runs under deploy.resources.limits of at most {} (cc-ci's override; a recipe's own lower limits stay)",
+            settings.limits.describe()
+        ),
+        why: match &settings.limits_reason {
+            Some(r) => format!("one test app must not starve the runs beside it; raised by the settings: {r}"),
+            None => "one test app must not starve the runs beside it ([limits] in the recipe's ccci.toml raises it)".into(),
+        },
     }
 }
 
