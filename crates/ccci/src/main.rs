@@ -61,7 +61,7 @@ enum OutputFormat {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum DeployerKind {
-    /// cc-ci deploys as abra does, on `docker stack deploy` (../shared/ABRA.md).
+    /// cc-ci deploys as abra does, on `docker stack deploy` (docs/abra.md).
     Native,
     /// The real abra CLI (`--abra` or `abra` on PATH).
     Abra,
@@ -107,11 +107,12 @@ enum Command {
     ///
     /// Everything is rendered from results.json and the files beside it
     /// (the screenshot), never from live state, by the same code the bridge
-    /// and the dashboard use. Examples:
+    /// and the dashboard use.
     ///
-    ///   ccci report /var/lib/cc-ci/results/static-site/1a2b3c
-    ///   ccci report --format card --out card.png results.json
-    ///   ccci report --format junit results.json > junit.xml
+    /// Exit status: 0 when rendered; 2 when the results cannot be read (the
+    /// message names the file), the card has no font, or the output cannot
+    /// be written.
+    #[command(after_long_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
     /// Lint a recipe checkout with abra's rules R001-R015, as the lint rung
     /// does: the same table (lint.txt of a run), without Docker.
@@ -147,6 +148,13 @@ enum Command {
     #[command(after_long_help = plan::EXAMPLES)]
     Plan(Box<plan::PlanArgs>),
 }
+
+/// `ccci report --help`'s examples, one per line.
+const REPORT_EXAMPLES: &str = "Examples:
+  ccci report /var/lib/cc-ci/results/static-site/1a2b3c        the summary table
+  ccci report --format card --out card.png results.json        the summary card
+  ccci report --format junit results.json > junit.xml          JUnit for other tools
+  ccci report --format markdown --clone-url https://git.example.org/r.git results.json";
 
 #[derive(clap::Args)]
 struct ReportArgs {
