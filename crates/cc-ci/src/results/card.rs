@@ -487,15 +487,20 @@ mod tests {
         assert_eq!(key_screenshot(&red), None);
     }
 
-    #[test]
-    fn the_thumbnail_shows_the_part_of_the_page_with_something_on_it() {
-        // A white 1280 x 800 page with a dark block at (100..300, 50..90).
+    /// A white 1280 x 800 page with a dark block at (100..300, 50..90).
+    fn page_with_a_block() -> resvg::tiny_skia::Pixmap {
         let mut px = resvg::tiny_skia::Pixmap::new(1280, 800).unwrap();
         px.fill(resvg::tiny_skia::Color::WHITE);
         let mut paint = resvg::tiny_skia::Paint::default();
         paint.set_color_rgba8(20, 20, 20, 255);
         let rect = resvg::tiny_skia::Rect::from_xywh(100.0, 50.0, 200.0, 40.0).unwrap();
         px.fill_rect(rect, &paint, resvg::tiny_skia::Transform::identity(), None);
+        px
+    }
+
+    #[test]
+    fn the_thumbnail_shows_the_part_of_the_page_with_something_on_it() {
+        let px = page_with_a_block();
         let (b, w, h) = content_box(&px.encode_png().unwrap()).unwrap();
         assert_eq!((w, h), (1280, 800));
         assert_eq!((b.x, b.y, b.w, b.h), (76, 26, 480, 300), "{b:?}");
@@ -509,12 +514,7 @@ mod tests {
 
     #[test]
     fn a_thumbnail_is_the_content_scaled_up_to_640_by_400() {
-        let mut px = resvg::tiny_skia::Pixmap::new(1280, 800).unwrap();
-        px.fill(resvg::tiny_skia::Color::WHITE);
-        let mut paint = resvg::tiny_skia::Paint::default();
-        paint.set_color_rgba8(20, 20, 20, 255);
-        let rect = resvg::tiny_skia::Rect::from_xywh(100.0, 50.0, 200.0, 40.0).unwrap();
-        px.fill_rect(rect, &paint, resvg::tiny_skia::Transform::identity(), None);
+        let px = page_with_a_block();
         let thumb = resvg::tiny_skia::Pixmap::decode_png(&thumbnail_png(&px.encode_png().unwrap()).unwrap()).unwrap();
         assert_eq!((thumb.width(), thumb.height()), (THUMB_WIDTH, THUMB_HEIGHT));
         // The crop (76, 26, 480 x 300) is scaled by 4/3: the block starts at

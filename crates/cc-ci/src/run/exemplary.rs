@@ -18,7 +18,6 @@
 use crate::recipe::lint::{LintReport, Outcome};
 use crate::results::level::{Rung, Status};
 use crate::results::{Coverage, RungResult, VolumeCoverage};
-use crate::run::settings::rung_name;
 
 /// What rung 7 is judged on.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +75,7 @@ pub fn judge(e: &Evidence) -> (Status, Option<String>) {
         .iter()
         .filter(body)
         .filter(|x| !x.status.climbs())
-        .map(|x| rung_name(x.rung))
+        .map(|x| x.rung.word())
         .collect();
     if !red.is_empty() {
         missing.push(format!("not green: {}", red.join(", ")));
@@ -84,7 +83,7 @@ pub fn judge(e: &Evidence) -> (Status, Option<String>) {
     for r in e.rungs.iter().filter(body).filter(|r| r.attempts > 1) {
         missing.push(format!(
             "{} passed only on try {} (every rung must pass on its first)",
-            rung_name(r.rung),
+            r.rung.word(),
             r.attempts
         ));
     }

@@ -46,7 +46,7 @@ use crate::results::{
 use crate::run::data::{DataFault, DataProbe};
 use crate::run::plan::{BaseProblem, RunPlan};
 use crate::run::script::{self, ScriptOutcome};
-use crate::run::settings::{rung_name, Settings, TestEnv, UpgradeBase};
+use crate::run::settings::{Settings, TestEnv, UpgradeBase};
 use crate::run::warm::WarmRecord;
 use crate::run::witness::{Witness, WitnessState};
 use crate::run::{backup, screenshot, serve, service_logs};
@@ -265,7 +265,7 @@ impl<'a> Run<'a> {
         if status == Status::Error && rung <= Rung::Restore && self.app_unusable.is_none() {
             // The infrastructure failed under the app: what later rungs would
             // find says nothing about the recipe.
-            self.app_unusable = Some(format!("rung {} hit an infrastructure error", rung_name(rung)));
+            self.app_unusable = Some(format!("rung {} hit an infrastructure error", rung.word()));
         }
         let r = RungResult {
             rung,
@@ -322,23 +322,19 @@ impl<'a> Run<'a> {
                 .and_then(|d| d.hooks.get(&rung).cloned())
         })?;
         self.progress
-            .note(&format!("hook pre-{}: {}", rung_name(rung), path.display()));
+            .note(&format!("hook pre-{}: {}", rung.word(), path.display()));
         let r = script::run(&path, rung, &self.env, self.settings.timeouts.scripts).await;
         match r.outcome {
             ScriptOutcome::Passed => None,
             ScriptOutcome::Skipped => Some((
                 Status::Skipped,
-                Some(format!(
-                    "hook pre-{} exited 77 (skipped; log {})",
-                    rung_name(rung),
-                    r.log
-                )),
+                Some(format!("hook pre-{} exited 77 (skipped; log {})", rung.word(), r.log)),
             )),
             ScriptOutcome::Failed(why) | ScriptOutcome::NotStarted(why) => Some((
                 Status::Fail,
                 Some(format!(
                     "hook pre-{} {why}: {} (log {})",
-                    rung_name(rung),
+                    rung.word(),
                     r.stderr_tail,
                     r.log
                 )),
@@ -540,7 +536,7 @@ impl<'a> Run<'a> {
             Ok(logs) if !logs.is_empty() => {
                 self.progress.note(&format!(
                     "rung {} did not pass: kept the last {SERVICE_LOG_LINES} log lines of {} service(s) (service-logs.txt)",
-                    rung_name(rung),
+                    rung.word(),
                     logs.len()
                 ));
                 self.write_artifact("service-logs", "service-logs.txt", &service_logs::render(&logs));

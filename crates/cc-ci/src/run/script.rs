@@ -52,7 +52,7 @@ pub async fn run(path: &Path, rung: Rung, env: &TestEnv, timeout: Duration) -> S
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "script".into());
-    let rung_name = crate::run::settings::rung_name(rung);
+    let rung_name = rung.word();
     let log_rel = format!("logs/{rung_name}-{name}.log");
     let log_path = env.results_dir.join(&log_rel);
     let started = Instant::now();

@@ -303,7 +303,7 @@ impl RepoLocal {
             "used": self.used,
             "reason": self.reason,
             "custom_tests": self.custom.iter().map(rel).collect::<Vec<_>>(),
-            "hooks": self.hooks.iter().map(|(r, p)| (rung_name(*r).to_string(), json!(rel(p)))).collect::<serde_json::Map<_, _>>(),
+            "hooks": self.hooks.iter().map(|(r, p)| (r.word().to_string(), json!(rel(p)))).collect::<serde_json::Map<_, _>>(),
         })
     }
 }
@@ -539,26 +539,12 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
-/// The kebab-case name of a rung (`install`, `serve`, ...), as in results.json.
-pub fn rung_name(r: Rung) -> &'static str {
-    match r {
-        Rung::Install => "install",
-        Rung::Serve => "serve",
-        Rung::Upgrade => "upgrade",
-        Rung::Restore => "restore",
-        Rung::Lint => "lint",
-        Rung::Tested => "tested",
-        Rung::Exemplary => "exemplary",
-        Rung::Maintained => "maintained",
-    }
-}
-
 fn rung_in(name: &str, allowed: &[Rung]) -> Option<Rung> {
-    allowed.iter().copied().find(|r| rung_name(*r) == name)
+    allowed.iter().copied().find(|r| r.word() == name)
 }
 
 fn names(rungs: &[Rung]) -> String {
-    rungs.iter().map(|r| rung_name(*r)).collect::<Vec<_>>().join(", ")
+    rungs.iter().map(|r| r.word()).collect::<Vec<_>>().join(", ")
 }
 
 fn is_executable(meta: &std::fs::Metadata) -> bool {
@@ -644,7 +630,7 @@ fn scan_hooks(dir: &Path) -> Result<BTreeMap<Rung, PathBuf>, SettingsError> {
                 ),
             ));
         };
-        require_executable(&path, &format!("hook pre-{}", rung_name(rung)))?;
+        require_executable(&path, &format!("hook pre-{}", rung.word()))?;
         out.insert(rung, path);
     }
     Ok(out)
@@ -1112,7 +1098,7 @@ impl Settings {
                     ),
                 ));
             };
-            let what = format!("checks.{}", rung_name(rung));
+            let what = format!("checks.{}", rung.word());
             let v = list.iter().map(|c| check(c, &what)).collect::<Result<Vec<_>, _>>()?;
             self.checks.insert(rung, v);
         }
@@ -1489,7 +1475,7 @@ impl Settings {
         let checks: serde_json::Map<String, Value> = self
             .checks
             .iter()
-            .map(|(r, l)| (rung_name(*r).to_string(), l.iter().map(HttpCheck::manifest).collect()))
+            .map(|(r, l)| (r.word().to_string(), l.iter().map(HttpCheck::manifest).collect()))
             .collect();
         let (base, skip) = match &self.upgrade_base {
             UpgradeBase::Previous => (json!("previous"), Value::Null),
@@ -1516,9 +1502,9 @@ impl Settings {
                 None => json!({ "capable": "detected from backupbot labels" }),
                 Some(b) => json!({ "capable": b.capable, "reason": b.reason }),
             },
-            "expect_na": self.expect_na.iter().map(|(r, w)| (rung_name(*r).to_string(), json!(w))).collect::<serde_json::Map<_, _>>(),
+            "expect_na": self.expect_na.iter().map(|(r, w)| (r.word().to_string(), json!(w))).collect::<serde_json::Map<_, _>>(),
             "install_steps": self.install_steps.as_ref().map(rel),
-            "hooks": self.hooks.iter().map(|(r, p)| (rung_name(*r).to_string(), json!(rel(p)))).collect::<serde_json::Map<_, _>>(),
+            "hooks": self.hooks.iter().map(|(r, p)| (r.word().to_string(), json!(rel(p)))).collect::<serde_json::Map<_, _>>(),
             "custom_tests": self.custom.iter().map(rel).collect::<Vec<_>>(),
             "overlay": self.overlay.as_ref().map(|o| json!({ "file": rel(&o.file), "reason": o.reason })),
             "allow": self.allow.manifest(),
@@ -1610,7 +1596,7 @@ impl Settings {
         }
         for (r, l) in &self.checks {
             for c in l {
-                line(&format!("checks.{}", rung_name(*r)), c.describe());
+                line(&format!("checks.{}", r.word()), c.describe());
             }
         }
         line(
@@ -1621,7 +1607,7 @@ impl Settings {
             },
         );
         for (r, w) in &self.expect_na {
-            line(&format!("n/a {}", rung_name(*r)), w.clone());
+            line(&format!("n/a {}", r.word()), w.clone());
         }
         let s = |v: &Value| -> String {
             match v {
@@ -1848,7 +1834,7 @@ impl TestEnv {
             .collect();
         self.results_dir
             .join("junit")
-            .join(format!("{}-{safe}.xml", rung_name(rung)))
+            .join(format!("{}-{safe}.xml", rung.word()))
     }
 
     /// The variables for executable `name` (its file name) run for `rung`
@@ -1875,7 +1861,7 @@ impl TestEnv {
         let ca = p(&self.ca_cert);
         [
             ("CCCI_RECIPE", self.recipe.clone()),
-            ("CCCI_RUNG", rung_name(rung).to_string()),
+            ("CCCI_RUNG", rung.word().to_string()),
             ("CCCI_APP_DOMAIN", self.domain.clone()),
             ("CCCI_APP_URL", self.app_url()),
             ("CCCI_STACK", self.stack.clone()),
