@@ -219,7 +219,7 @@ in {
       default = "native";
       description = ''
         How `ccci test` deploys recipes: `native` follows abra's conventions
-        on `docker stack deploy` (see ../shared/ABRA.md), `abra` drives the
+        on `docker stack deploy` (see docs/abra.md), `abra` drives the
         real abra CLI ({option}`services.cc-ci.abraPackage`).
       '';
     };

@@ -1,6 +1,6 @@
 //! The native deployer against the real swarm, on the tmpl-site fixture
 //! recipe, which exercises abra's conventions one by one: each convention of
-//! `../shared/ABRA.md` the deployer follows is pinned by an assertion here
+//! `docs/abra.md` the deployer follows is pinned by an assertion here
 //! (the env file's place and content, abra.sh exports, the golang-templated
 //! config, generated secrets, the labels on `app`, `ExposeAllEnv`, the
 //! timeout label, POST_DEPLOY_CMDS / POST_UPGRADE_CMDS, TYPE, the removal of

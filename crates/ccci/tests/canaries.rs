@@ -2,7 +2,7 @@
 //! ladder, each with the exact rung and status it must get, run side by side
 //! with the good fixtures (which must stay green alongside them) on the real
 //! swarm behind the real Traefik. Every defect the earlier Python cc-ci
-//! shipped (../shared/COOP-CLOUD.md) has a canary here.
+//! shipped (docs/recipes.md, "The earlier Python cc-ci") has a canary here.
 //!
 //! The suite prints a table, canary -> expected -> got, straight to stderr
 //! (the harness does not capture it), then fails if any row differs. Each

@@ -28,10 +28,11 @@ pub const LOCAL_SERVER: &str = "default";
 
 /// abra's stack name for an app domain: dots become underscores
 /// (`blog.example.com` -> `blog_example_com`; `docs/abra.md`,
-/// [I-obs]); an explicit `STACK_NAME` in the env wins. abra also cuts names
-/// longer than `MAX_SANITISED_APP_NAME_LENGTH` ([I-src], 45 as recalled,
-/// unverified); cc-ci never relies on the cut: its run domains are chosen
-/// short enough ([`MAX_STACK_NAME`]) that the rule is the dots alone.
+/// "Making an app", [I-obs]); an explicit `STACK_NAME` in the env wins.
+/// abra also cuts names longer than `MAX_SANITISED_APP_NAME_LENGTH`
+/// ([I-src], 45 as recalled, unverified); cc-ci never relies on the cut:
+/// its run domains are chosen short enough ([`MAX_STACK_NAME`]) that the
+/// rule is the dots alone.
 pub fn stack_name(domain: &str) -> String {
     domain.replace('.', "_")
 }

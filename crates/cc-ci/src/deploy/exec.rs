@@ -10,10 +10,11 @@
 //! and `PUT /containers/{id}/archive` with a tar built in memory (`tar` crate)
 //! to copy a file in.
 //!
-//! Which container: abra (post-deploy commands, `../shared/ABRA.md` §2 step
-//! 16) and backup-bot-two (§5) exec into "a running container" of the
-//! service; an exec into a dying or not-running task fails the operation
-//! (§5, [I-obs]). So only a task whose desired state *and* current state are
+//! Which container: abra (post-deploy commands, `docs/abra.md`,
+//! "Deploying", step 16) and backup-bot-two ("Backups: the backupbot label
+//! contract") exec into "a running container" of the service; an exec into
+//! a dying or not-running task fails the operation (same section,
+//! [I-obs]). So only a task whose desired state *and* current state are
 //! both `running` is taken, the newest first; a service without one is
 //! [`ExecError::NoRunningContainer`], never a wait.
 

@@ -1,4 +1,4 @@
-//! Deploying an app the way abra does (`../shared/ABRA.md`), behind one
+//! Deploying an app the way abra does (`docs/abra.md`), behind one
 //! small trait, [`Deployer`], with two implementations:
 //!
 //! - [`native::Native`] (the default): abra's conventions followed by cc-ci

@@ -1,12 +1,12 @@
 //! The native deployer: abra's `app new` and `app deploy` pipeline
-//! (`../shared/ABRA.md` §1-2) done by cc-ci on Docker's own
-//! `docker stack deploy` and the Engine API.
+//! (`docs/abra.md`, "Making an app" and "Deploying") done by cc-ci on
+//! Docker's own `docker stack deploy` and the Engine API.
 //!
 //! A deploy, in abra's order:
 //! 1. check out the version in the app's recipe checkout (a release tag, or
 //!    the tested commit under chaos);
 //! 2. unless chaos, abra's lint gate: every error-level lint rule must pass
-//!    (ABRA.md §2 step 4; `lint.LintForErrors`);
+//!    (docs/abra.md, "Deploying", step 4; `lint.LintForErrors`);
 //! 3. the app env: the env file, abra.sh `export`s over it (read, never
 //!    run), `STACK_NAME`;
 //! 4. `COMPOSE_FILE` split on `:` (default `compose.yml`), each file read;
@@ -37,8 +37,9 @@
 //!     `"<service> <fn> [args]|..."`, each `<fn>` a function of abra.sh,
 //!     copied into a running container of the service as `/tmp/abra.sh` and
 //!     run as `bash -c "source /tmp/abra.sh; <fn> <args>"`, `sh` when the
-//!     image has no bash (asked first with `bash -c :`; ABRA.md §2 step
-//!     16, [I-src]); an entry that is not `<service> <fn> [args]` and any
+//!     image has no bash (asked first with `bash -c :`; docs/abra.md,
+//!     "Deploying", step 16, [I-src]); an entry that is not
+//!     `<service> <fn> [args]` and any
 //!     failure fail the deploy;
 //! 12. `TYPE=<recipe>:<version>` written to the env file (chaos: the short
 //!     SHA abra labels the deploy with).
@@ -71,7 +72,8 @@ use crate::recipe::interpolate::interpolate;
 /// to digests through a registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResolveImage {
-    /// Always query the registry (abra's choice, ABRA.md §2 step 14).
+    /// Always query the registry (abra's choice, docs/abra.md,
+    /// "Deploying", step 14).
     Always,
     /// Only when the image changed.
     Changed,
@@ -483,7 +485,8 @@ impl Deployer for Native {
             .deploy_env()
             .map_err(|e| DeployError::recipe(Step::Compose, e.to_string()))?;
         // abra's CheckEnv: keys of this version's .env.sample missing from
-        // the app env are warned about, not refused (ABRA.md §2 step 11).
+        // the app env are warned about, not refused (docs/abra.md,
+        // "Deploying", step 11).
         if let Ok(sample) = crate::recipe::env_file::EnvFile::read(&app.checkout().join(".env.sample")) {
             for e in &sample.entries {
                 if !env.contains_key(&e.key) {

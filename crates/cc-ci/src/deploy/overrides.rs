@@ -1,6 +1,7 @@
 //! The compose override cc-ci's native deployer writes and passes last to
 //! `docker stack deploy`: what abra changes in the loaded compose config
-//! before it deploys (`../shared/ABRA.md` §2 steps 9-10), plus the
+//! before it deploys (`docs/abra.md`, "Deploying", steps 9-10, and "Labels
+//! and environment abra adds"), plus the
 //! environment adaptation for kernels without IPVS ([`crate::host::ipvs`]).
 //!
 //! - the labels abra adds to the service named `app` only ([D S6] for the
@@ -8,7 +9,7 @@
 //!   `recipe`, `chaos`, `chaos-version` (chaos deploys only) and `version`
 //!   (release deploys; under chaos the recipe's own version label is kept);
 //!   abra's `autoupdate` label is left out (whether deploy still sets it is
-//!   unknown, ABRA.md §2 step 9);
+//!   unknown, docs/abra.md, "Labels and environment abra adds");
 //! - abra's `ExposeAllEnv`: every app env variable the `app` service does
 //!   not set itself is added to its `environment`;
 //! - `deploy.endpoint_mode: dnsrr` for services without published ports,

@@ -1,4 +1,4 @@
-//! App secrets, made as abra makes them (`../shared/ABRA.md` §1 "Secrets";
+//! App secrets, made as abra makes them (`docs/abra.md`, "Secrets";
 //! `abra app new --secrets` / `abra app secret generate --all`).
 //!
 //! Which secrets: only those some service of the app's compose files uses
@@ -16,7 +16,7 @@
 //!   schultz-is/passgen, [I-src]);
 //! - no `length`: a passphrase, four words of the EFF large word list joined
 //!   by `-` (abra: `secret.GeneratePassphrases`; word count and list are
-//!   recollections of passgen's defaults, ABRA.md says "unknown");
+//!   recollections of passgen's defaults, docs/abra.md says "not known");
 //! - `generate=false`: abra generates nothing and the operator inserts the
 //!   value; cc-ci takes it from the recipe's settings (`[secrets]` in
 //!   `ccci.toml`) and refuses the run, naming the key, without one;

@@ -6,7 +6,7 @@
 //! abra names secrets: `<stack>_<secret>_<version>`, where the stack is the
 //! Traefik app's domain with dots turned into underscores, the secrets are
 //! `ssl_cert` and `ssl_key`, and versions are `v1`, `v2`, ...
-//! (see `COOP-CLOUD.md`, "Names" and "Traefik recipe in wildcard mode").
+//! (see `docs/recipes.md`, "Names" and "Traefik recipe in wildcard mode").
 //!
 //! [`WildcardCert::from_sops_file`] decrypts and validates the pair without
 //! touching Docker; [`install`] then makes a secret version hold it.

@@ -1,6 +1,6 @@
 //! `traefik-deploy`, the converge-on-boot oneshot: the Traefik recipe
 //! deployed by the same deployer as test apps, in wildcard mode
-//! (`../shared/COOP-CLOUD.md`, "Traefik recipe in wildcard mode"):
+//! (`docs/recipes.md`, "Traefik recipe in wildcard mode"):
 //! `LETS_ENCRYPT_ENV` empty, `WILDCARDS_ENABLED=1`,
 //! `COMPOSE_FILE=...:compose.wildcard.yml`, and
 //! `SECRET_WILDCARD_CERT_VERSION`/`SECRET_WILDCARD_KEY_VERSION` naming the

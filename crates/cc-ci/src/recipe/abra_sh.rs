@@ -2,12 +2,12 @@
 //!
 //! - `export KEY=VALUE` lines are merged into the app env at deploy time,
 //!   over the env file (abra's `ReadAbraShEnvVars` / `deploy.MergeAbraShEnv`;
-//!   the lines are split on `export ` and `=`, not run: `../shared/ABRA.md`
-//!   §2 step 6, [I-src]). Typical use: config versions
+//!   the lines are split on `export ` and `=`, not run: `docs/abra.md`,
+//!   "abra.sh" and "Deploying", step 6, [I-src]). Typical use: config versions
 //!   (`export NGINX_CONF_VERSION=v2`).
 //! - shell function names are the commands `POST_DEPLOY_CMDS` /
 //!   `POST_UPGRADE_CMDS` and `abra app cmd` may call (`ReadAbraShCmdNames`,
-//!   ABRA.md §2 step 16).
+//!   docs/abra.md, "Deploying", step 16).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,13 +1,13 @@
 //! abra's `recipe lint` rules R001–R015, run natively on a recipe checkout.
 //!
-//! abra itself cannot be had on cc-ci's machines (`../shared/ABRA.md`), so
+//! abra itself cannot be had on cc-ci's machines (`docs/abra.md`), so
 //! this module reimplements its lint package (`coopcloud.tech/abra/pkg/lint`)
 //! with the same refs, descriptions, severities and how-to-fix texts, and
 //! prints the table abra prints; [`LintReport::table`] becomes the run
 //! artifact `lint.txt`.
 //!
-//! Sources, per fact (the full notes, with how sure each one is, were written
-//! to `/tmp/abra-lint-research.md` when this module was made):
+//! Sources, per fact (with how sure each one is: `docs/abra.md`, "Lint
+//! rules"):
 //!
 //! - <https://pkg.go.dev/coopcloud.tech/abra/pkg/lint>: the rule functions'
 //!   names (`LintComposeVersion` … `LintValidTags`,
@@ -31,7 +31,7 @@
 //! - Everything else (the other descriptions and how-to-fix texts, the
 //!   levels of R003–R015, what each function checks) is a recollection of
 //!   abra's Go source, unverified, following the table in
-//!   `../shared/ABRA.md` §4; each such item says so where it is decided.
+//!   `docs/abra.md`, "Lint rules"; each such item says so where it is decided.
 //!
 //! R016 exists in current abra (the earlier cc-ci saw rows R001–R016) but
 //! nothing about it could be found: it is left out.
@@ -123,7 +123,7 @@ const fn rule(
 
 // R001 and the start of R002 are verbatim from pkg.go.dev (see the module
 // doc); the rest is a recollection of abra's `LintRules`, unverified
-// (../shared/ABRA.md §4). The typos ("servce", "config version are") are
+// (docs/abra.md, "Lint rules"). The typos ("servce", "config version are") are
 // abra's as recalled.
 const R001: Rule = rule(
     "R001",
@@ -222,7 +222,8 @@ pub const RULES: [Rule; 15] = [
 ];
 
 /// The longest secret name R015 accepts: "reduce length of secret names to
-/// 12 chars" (recollection of abra's `LintSecretLengths`, ../shared/ABRA.md §4).
+/// 12 chars" (recollection of abra's `LintSecretLengths`, docs/abra.md,
+/// "Lint rules").
 pub const MAX_SECRET_NAME_LENGTH: usize = 12;
 
 /// Why R006 and R013 are never checked here.
@@ -307,7 +308,7 @@ impl LintReport {
     /// failed, was skipped or carries a detail, and, when an error-level
     /// rule failed, abra's closing warning `critical errors present in
     /// <recipe> config` (the words after "present" are a recollection,
-    /// ../shared/ABRA.md §4).
+    /// docs/abra.md, "Lint rules").
     pub fn table(&self) -> String {
         let header = ["ref", "rule", "severity", "satisfied", "skipped", "resolve"].map(String::from);
         let rows: Vec<[String; 6]> = self
@@ -562,7 +563,8 @@ impl Checkout {
         };
 
         // abra interpolates the compose files with the sample env; abra.sh's
-        // exports override it at deploy time (../shared/ABRA.md §2.6).
+        // exports override it at deploy time (docs/abra.md, "Deploying",
+        // step 6).
         let mut vars: BTreeMap<String, String> = BTreeMap::new();
         if let Some(env) = &env_sample {
             for e in &env.entries {
@@ -672,7 +674,7 @@ fn labels(y: &Yaml) -> Vec<(String, String)> {
 }
 
 /// `export KEY=VALUE` lines of `abra.sh`, read literally, never run. As
-/// recalled from abra's `ReadAbraShEnvVars` (../shared/ABRA.md §2.6): only
+/// recalled from abra's `ReadAbraShEnvVars` (docs/abra.md, "abra.sh"): only
 /// lines that begin with `export`; the value loses surrounding quotes.
 fn abra_sh_exports(text: &str) -> BTreeMap<String, String> {
     text.lines()

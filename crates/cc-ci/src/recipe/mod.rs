@@ -2,7 +2,7 @@
 //!
 //! A recipe is a git repository with `compose.yml`, optional `compose.*.yml`
 //! overlays picked by `COMPOSE_FILE` in the app env, and `.env.sample`
-//! (conventions: `../shared/COOP-CLOUD.md`, "Recipes"). Releases are git
+//! (conventions: `docs/recipes.md`, "Recipes"). Releases are git
 //! tags named `<recipe semver>+<upstream version>`, e.g. `1.0.0+1.22.1`.
 //! [`Recipe::open`] refuses a path that is not a recipe with a
 //! [`RecipeError`] naming the file and what is missing.

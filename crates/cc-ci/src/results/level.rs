@@ -1,4 +1,4 @@
-//! The quality ladder (`../shared/DESIGN.md`, "Levels"): rungs, their
+//! The quality ladder (`docs/design.md`, "Levels"): rungs, their
 //! outcomes, and the level a run reaches.
 //!
 //! The level is the last rung of an unbroken climb from rung 1. A

@@ -1,6 +1,6 @@
 //! `results.json`: everything one run of the lifecycle suite found. Every
 //! report (terminal summary, JUnit, badge, PR comment, dashboard) is rendered
-//! from these files, never from live state (`../shared/DESIGN.md`, "Results").
+//! from these files, never from live state (`docs/design.md`, "Results").
 
 use std::collections::BTreeMap;
 use std::path::Path;

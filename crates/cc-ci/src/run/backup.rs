@@ -3,12 +3,13 @@
 //! Under abra, `abra app backup create` and `abra app restore` drive
 //! backup-bot-two, a separate app that reads backupbot labels off the app's
 //! services, runs their hooks and snapshots their volumes with restic
-//! (`../shared/ABRA.md` §5). cc-ci runs the same contract itself, per run,
+//! (`docs/abra.md`, "Backups: the backupbot label contract"). cc-ci runs
+//! the same contract itself, per run,
 //! against the live stack, and proves it with witnesses: back up, destroy
 //! the witnesses, restore, and check that every witness came back byte for
 //! byte.
 //!
-//! # The contract (service `deploy.labels`, ABRA.md §5)
+//! # The contract (service `deploy.labels`, docs/abra.md, "Backups")
 //!
 //! - `backupbot.backup=true` turns backup on for the service [I-rec].
 //! - `backupbot.backup.pre-hook` / `backupbot.backup.post-hook`,
@@ -24,7 +25,7 @@
 //!   prefix of it [I-rec template]. A legacy path under no named volume
 //!   cannot be backed up: the recipe fails.
 //!
-//! Where ABRA.md marks a point [I-src] or unknown, this module follows it
+//! Where docs/abra.md marks a point [I-src] or unknown, this module follows it
 //! and every such decision is in [`contract`], so it is easy to correct.
 //!
 //! # What a round trip does ([`round_trip`])
@@ -109,7 +110,8 @@ const REPOSITORY: &str = "/repository";
 const PASSWORD_FILE: &str = "ccci-restic-password";
 
 /// The backupbot label contract, and every decision taken where
-/// `../shared/ABRA.md` §5 is [I-src], [I-rec] or silent. Change them here.
+/// `docs/abra.md`, "Backups: the backupbot label contract", is [I-src],
+/// [I-rec] or silent. Change them here.
 ///
 /// Decisions that are the shape of [`round_trip`] rather than a value:
 /// one restic snapshot per labelled service, in service name order, each

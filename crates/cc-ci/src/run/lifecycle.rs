@@ -1,5 +1,5 @@
 //! The lifecycle behind `ccci test`: one deployment taken through the
-//! ladder (`../shared/DESIGN.md`, "The main job"), teardown always.
+//! ladder (`docs/design.md`, "The main job"), teardown always.
 //!
 //! 1. **install**: the run's lease first (the janitor never reaps a live
 //!    run), the app made in the run's `ABRA_DIR`, the settings' install

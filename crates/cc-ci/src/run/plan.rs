@@ -3,7 +3,8 @@
 //! results folder), so concurrent runs share nothing writable.
 //!
 //! The app domain is `<recipe>-<6 hex>.<wildcard domain>`, as the earlier
-//! Python cc-ci did (`../shared/COOP-CLOUD.md`), the stack its abra name.
+//! Python cc-ci did (`docs/recipes.md`, "The earlier Python cc-ci"), the
+//! stack its abra name.
 
 use std::path::{Path, PathBuf};
 

@@ -93,7 +93,7 @@ const CAPTURE_RESERVE: Duration = Duration::from_secs(3);
 /// Lines of Chromium's stderr kept for error messages.
 const STDERR_TAIL: usize = 15;
 
-/// The flags every run gets (see the module docs and DESIGN.md): headless,
+/// The flags every run gets (see the module docs and docs/design.md): headless,
 /// no sandbox (we run as root / in a CI agent), no GPU, and nothing that
 /// talks to Google's services on its own.
 const BASE_FLAGS: &[&str] = &[

@@ -1,5 +1,5 @@
 //! Per-recipe CI settings: `tests/recipes/<recipe>/` in this repository
-//! (`../shared/DESIGN.md`, "The main job"). Zero config works: a recipe
+//! (`docs/design.md`, "The main job"). Zero config works: a recipe
 //! without a folder, or a folder without `ccci.toml`, gets the defaults.
 //!
 //! The folder holds one declarative file plus optional executables
