@@ -507,6 +507,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         let native = infra.deployer.name() == "native";
         let mut run = Run::new(&plan, &settings, &infra, &mut progress);
+        // The versions were read in deploy order: the tested one is last.
+        if let Some(Ok(read)) = confinement.checked.last().map(|c| &c.read) {
+            run.record_images(read.images.clone());
+        }
         for (v, why) in confinement.allowed() {
             run.adapt(&format!("allowed beyond the test app by the settings: {v}"), &why);
         }

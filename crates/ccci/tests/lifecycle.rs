@@ -90,6 +90,8 @@ fn static_site_is_exemplary() {
         "backupbot labels: a real round trip: {restore}"
     );
     assert!(r["adaptations"].as_array().is_some());
+    // The tested version's images, as its deploy read them.
+    assert_eq!(r["images"]["app"], "ccci/nginx:1.22.1", "{}", r["images"]);
 }
 
 #[test]

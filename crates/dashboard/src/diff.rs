@@ -1,7 +1,7 @@
 //! What changed between a run and the last green run of the same recipe
 //! before it (verdict success): rungs whose status flipped, the versions
-//! tested and upgraded from, the tested commit, the deployer and the
-//! settings in force (key by key, as results.json recorded them, secrets
+//! tested and upgraded from, the tested commit, the services' images, the
+//! deployer and the settings in force (key by key, as results.json recorded them, secrets
 //! already masked there).
 
 use std::collections::BTreeMap;
@@ -34,7 +34,7 @@ pub struct Diff {
     pub green_started_at: String,
     /// Rungs whose status differs, in ladder order.
     pub rungs: Vec<Change>,
-    /// Versions, commit, deployer.
+    /// Versions, commit, images, deployer.
     pub versions: Vec<Change>,
     /// Settings keys that differ.
     pub settings: Vec<Change>,
@@ -120,6 +120,11 @@ pub fn diff(green_id: &str, green: &RunResults, now: &RunResults) -> Diff {
     }
     let null = Value::Null;
     versions.extend(changes(
+        &serde_json::to_value(&green.images).unwrap_or(Value::Null),
+        &serde_json::to_value(&now.images).unwrap_or(Value::Null),
+        "images",
+    ));
+    versions.extend(changes(
         green.deployer.as_ref().unwrap_or(&null),
         now.deployer.as_ref().unwrap_or(&null),
         "deployer",
@@ -140,6 +145,7 @@ mod tests {
     use cc_ci::results::RungResult;
 
     fn run(upgrade: Status, version: &str, env: &str) -> RunResults {
+        let image = format!("nginx:{version}");
         let rung = |rung, status| RungResult {
             rung,
             status,
@@ -158,6 +164,11 @@ mod tests {
                 rung(Rung::Upgrade, upgrade),
             ],
             settings: serde_json::json!({"env": {"FOO": env}, "min_level": null}),
+            images: [
+                ("app".to_string(), image),
+                ("db".to_string(), "postgres:15".to_string()),
+            ]
+            .into(),
             ..RunResults::empty()
         };
         r.finish();
@@ -177,8 +188,17 @@ mod tests {
                 now: "fail".into()
             }]
         );
-        assert_eq!(d.versions.len(), 1, "{:?}", d.versions);
+        assert_eq!(d.versions.len(), 2, "{:?}", d.versions);
         assert_eq!(d.versions[0].what, "tested_version");
+        assert_eq!(
+            d.versions[1],
+            Change {
+                what: "images.app".into(),
+                then: "\"nginx:1.0.0\"".into(),
+                now: "\"nginx:1.1.0\"".into()
+            },
+            "the image that changed, not the one that did not"
+        );
         assert_eq!(d.settings.len(), 1, "{:?}", d.settings);
         assert_eq!(d.settings[0].what, "settings.env.FOO");
         let same = diff("abc123", &green, &green);

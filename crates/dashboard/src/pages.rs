@@ -436,6 +436,7 @@ pub fn run_context(snap: &Snapshot, recipe: &str, id: &str, clone_url: &str) -> 
         "deploys": r.deploys,
         "deployer": r.deployer.as_ref().and_then(|d| d["name"].as_str().map(str::to_string)),
         "adaptations": r.adaptations,
+        "images": r.images,
         "reproduce": reproduce,
         "settings": serde_json::to_string_pretty(&r.settings).unwrap_or_default(),
         "files": files(r),

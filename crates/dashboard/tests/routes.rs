@@ -119,6 +119,9 @@ async fn the_run_page_shows_what_broke_since_when_and_how_to_reproduce() {
         "the <strong>native</strong> deployer",
         "endpoint_mode: dnsrr",
         "static-site-ed7869_ci_test_app",
+        // The image the tested version ran, and that it differs from the green run's.
+        r#"<th scope="row">app</th><td class="reason">ccci/nginx:1.22.1-broken</td>"#,
+        r#"<th scope="row">images.app</th><td class="reason">(absent)</td><td class="reason">"ccci/nginx:1.22.1-broken"</td>"#,
     ] {
         assert!(html.contains(want), "missing {want:?} in {html}");
     }

@@ -134,6 +134,11 @@ pub struct RunResults {
     /// Which deployer ran the deploys (`native` or `abra`) and how.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployer: Option<serde_json::Value>,
+    /// Each service's image as the tested version's deploy reads it
+    /// (interpolated with the app's env), by service name: what a run
+    /// page shows and what the dashboard compares with the last green run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, String>,
     /// Deploys made (a full run makes exactly two: the upgrade base, then
     /// the tested ref).
     #[serde(default)]
@@ -334,6 +339,7 @@ impl RunResults {
             screenshot: None,
             app: None,
             deployer: None,
+            images: BTreeMap::new(),
             deploys: 0,
             adaptations: Vec::new(),
             artifacts: BTreeMap::new(),

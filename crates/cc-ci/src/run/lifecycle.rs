@@ -242,6 +242,12 @@ impl<'a> Run<'a> {
         self.results.quick = true;
     }
 
+    /// Records each service's image as the tested version's deploy reads
+    /// it (results.json `images`; from the confinement reading).
+    pub fn record_images(&mut self, images: std::collections::BTreeMap<String, String>) {
+        self.results.images = images;
+    }
+
     /// Records a way this run departs from plain abra behaviour, and why
     /// (results.json `adaptations`), and says so in the progress.
     pub fn adapt(&mut self, what: &str, why: &str) {

@@ -70,6 +70,7 @@ pub fn failed_upgrade() -> RunResults {
         }
     }
     r.rungs.retain(|x| x.rung <= Rung::Upgrade);
+    r.images = [("app".to_string(), "ccci/nginx:1.22.1-broken".to_string())].into();
     r.service_logs = vec![ServiceLog {
         service: "static-site-ed7869_ci_test_app".into(),
         lines: vec![
