@@ -377,7 +377,7 @@ pub fn run_context(snap: &Snapshot, recipe: &str, id: &str, clone_url: &str) -> 
     let key = key_screenshot(r);
     let shots: Vec<Value> = screenshots(r)
         .into_iter()
-        .map(|s| json!({"path": s.path, "caption": s.caption, "key": key.as_ref().is_some_and(|k| k.artifact == s.artifact)}))
+        .map(|s| json!({"path": s.path, "artifact": s.artifact, "caption": s.caption, "key": key.as_ref().is_some_and(|k| k.artifact == s.artifact)}))
         .collect();
     let no_shots = r
         .missing_artifacts

@@ -66,6 +66,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/run/{recipe}/{id}/", get(run))
         .route("/run/{recipe}/{id}/{render}", get(run_rendering))
         .route("/run/{recipe}/{id}/files/{*path}", get(run_file))
+        .route("/run/{recipe}/{id}/thumbnail/{artifact}", get(run_thumbnail))
         .route("/queue", get(queue))
         .route("/api/recipes", get(api_recipes))
         .route("/api/recipe/{recipe}", get(api_recipe))
@@ -182,6 +183,64 @@ async fn run_rendering(
     };
     match format::render(fmt, &results, &run.dir, &ctx) {
         Ok(bytes) => typed(fmt.media_type(), bytes),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// A screenshot's thumbnail (`cc_ci::results::card::thumbnail_png`: the
+/// part of the page with something on it, 640 x 400), by artifact name
+/// (`screenshot-serve`, `screenshot-upgrade`); kept like the cards.
+async fn run_thumbnail(
+    State(app): State<Arc<App>>,
+    UrlPath((recipe, id, artifact)): UrlPath<(String, String, String)>,
+) -> Response {
+    let snap = app.catalog.snapshot();
+    let Some(run) = snap.run(&recipe, &id).cloned() else {
+        return not_found("No such run", &format!("No run {id:?} of {recipe:?}."));
+    };
+    let shot = run.results.as_ref().and_then(|r| {
+        cc_ci::results::card::screenshots(r)
+            .into_iter()
+            .find(|s| s.artifact == artifact)
+    });
+    let Some(rel) = shot.and_then(|s| safe_relative(&s.path)) else {
+        return not_found("No such screenshot", &format!("Run {id} has no {artifact:?}."));
+    };
+    let key = (recipe.clone(), id.clone(), format!("thumbnail {artifact}"));
+    if let Some(png) = app
+        .cards
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
+        return typed("image/png", png.as_ref().clone());
+    }
+    let path = run.dir.join(rel);
+    match tokio::fs::symlink_metadata(&path).await {
+        Ok(m) if m.file_type().is_file() => {}
+        _ => {
+            return not_found(
+                "No such screenshot",
+                &format!("Run {id}'s {artifact} is not on this host."),
+            )
+        }
+    }
+    let drawn = tokio::task::spawn_blocking(move || {
+        let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+        cc_ci::results::card::thumbnail_png(&bytes).map_err(|e| e.to_string())
+    })
+    .await;
+    match drawn {
+        Ok(Ok(png)) => {
+            let png = Arc::new(png);
+            let mut cards = app.cards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if cards.len() >= CARDS_KEPT {
+                cards.clear();
+            }
+            cards.insert(key, png.clone());
+            typed("image/png", png.as_ref().clone())
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

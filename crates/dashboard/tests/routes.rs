@@ -145,6 +145,13 @@ async fn renderings_beside_a_run_come_from_the_same_code_as_ccci_report() {
     let (status, media, png) = get(&format!("{run}/card.png")).await;
     assert_eq!((status, media.as_str()), (200, "image/png"));
     assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 1200);
+    // A screenshot's thumbnail: the part with content, 640 x 400.
+    let (status, media, thumb) = get(&format!("{run}/thumbnail/screenshot-upgrade")).await;
+    assert_eq!((status, media.as_str()), (200, "image/png"));
+    assert_eq!(u32::from_be_bytes(thumb[16..20].try_into().unwrap()), 640);
+    assert_eq!(u32::from_be_bytes(thumb[20..24].try_into().unwrap()), 400);
+    let (status, _, _) = get(&format!("{run}/thumbnail/deploy-log")).await;
+    assert_eq!(status, 404, "only screenshots have thumbnails");
     let (_, media, junit) = get(&format!("{run}/junit.xml")).await;
     assert_eq!(media, "application/xml");
     assert!(String::from_utf8(junit)
