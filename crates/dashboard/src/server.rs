@@ -131,6 +131,37 @@ async fn run(State(app): State<Arc<App>>, UrlPath((recipe, id)): UrlPath<(String
     }
 }
 
+/// A drawn picture (card or thumbnail) from the in-memory keep, or drawn
+/// now off the async threads by `draw` and kept (the keep is emptied when
+/// it holds [`CARDS_KEPT`]).
+async fn kept_png(
+    app: &App,
+    key: (String, String, String),
+    draw: impl FnOnce() -> Result<Vec<u8>, String> + Send + 'static,
+) -> Response {
+    if let Some(png) = app
+        .cards
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
+        return typed("image/png", png.as_ref().clone());
+    }
+    match tokio::task::spawn_blocking(draw).await {
+        Ok(Ok(png)) => {
+            let png = Arc::new(png);
+            let mut cards = app.cards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if cards.len() >= CARDS_KEPT {
+                cards.clear();
+            }
+            cards.insert(key, png.clone());
+            typed("image/png", png.as_ref().clone())
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
 async fn run_rendering(
     State(app): State<Arc<App>>,
     UrlPath((recipe, id, what)): UrlPath<(String, String, String)>,
@@ -153,29 +184,11 @@ async fn run_rendering(
     };
     if fmt == Format::Card {
         let key = (recipe.clone(), id.clone(), results.finished_at.clone());
-        if let Some(png) = app
-            .cards
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-        {
-            return typed("image/png", png.as_ref().clone());
-        }
         let dir = run.dir.clone();
-        let drawn = tokio::task::spawn_blocking(move || cc_ci::results::card::png(&results, &dir)).await;
-        return match drawn {
-            Ok(Ok(png)) => {
-                let png = Arc::new(png);
-                let mut cards = app.cards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if cards.len() >= CARDS_KEPT {
-                    cards.clear();
-                }
-                cards.insert(key, png.clone());
-                typed("image/png", png.as_ref().clone())
-            }
-            Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-        };
+        return kept_png(&app, key, move || {
+            cc_ci::results::card::png(&results, &dir).map_err(|e| e.to_string())
+        })
+        .await;
     }
     let ctx = CommentContext {
         clone_url: app.config.clone_url.replace("{recipe}", &recipe),
@@ -206,15 +219,6 @@ async fn run_thumbnail(
     let Some(rel) = shot.and_then(|s| safe_relative(&s.path)) else {
         return not_found("No such screenshot", &format!("Run {id} has no {artifact:?}."));
     };
-    let key = (recipe.clone(), id.clone(), format!("thumbnail {artifact}"));
-    if let Some(png) = app
-        .cards
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&key)
-    {
-        return typed("image/png", png.as_ref().clone());
-    }
     let path = run.dir.join(rel);
     match tokio::fs::symlink_metadata(&path).await {
         Ok(m) if m.file_type().is_file() => {}
@@ -225,24 +229,12 @@ async fn run_thumbnail(
             )
         }
     }
-    let drawn = tokio::task::spawn_blocking(move || {
+    let key = (recipe.clone(), id.clone(), format!("thumbnail {artifact}"));
+    kept_png(&app, key, move || {
         let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
         cc_ci::results::card::thumbnail_png(&bytes).map_err(|e| e.to_string())
     })
-    .await;
-    match drawn {
-        Ok(Ok(png)) => {
-            let png = Arc::new(png);
-            let mut cards = app.cards.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if cards.len() >= CARDS_KEPT {
-                cards.clear();
-            }
-            cards.insert(key, png.clone());
-            typed("image/png", png.as_ref().clone())
-        }
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    .await
 }
 
 /// A path inside a run folder: normal components only, none hidden.
