@@ -8,24 +8,33 @@
       url = "github:Mic92/sops-nix";
       inputs.nixpkgs.follows = "nixpkgs";
     };
+    # The hosts' encrypted secrets: a folder (normally the operator's private
+    # repository) with cc-ci.yaml, wildcard.sops.yaml and orchestrator.yaml.
+    # The default is the TEST-ONLY folder of this repository, encrypted to the
+    # public test age key, so that a clone evaluates and the VM tests boot the
+    # real hosts; docs/install.md ("Your secrets") points it at yours.
+    secrets = {
+      url = "path:./tests/secrets";
+      flake = false;
+    };
   };
 
-  outputs = {
+  outputs = inputs @ {
     self,
     nixpkgs,
-    sops-nix,
+    ...
   }: let
     inherit (nixpkgs) lib;
     systems = ["x86_64-linux" "aarch64-linux"];
     forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
-    # One module per concern. The ones that read secrets through sops-nix
-    # import its module themselves (a path, so importing it twice is harmless).
+    # One module per concern. None imports a secrets backend: they take
+    # `*File` options, and each host chooses (ours: sops-nix).
     modules = {
       common = ./modules/common.nix;
       swarm = ./modules/swarm.nix;
       proxy = ./modules/proxy.nix;
-      ci = {imports = [./modules/ci.nix sops-nix.nixosModules.sops];};
+      ci = ./modules/ci.nix;
       bridge = ./modules/bridge.nix;
       dashboard = ./modules/dashboard.nix;
       janitor = ./modules/janitor.nix;
@@ -34,12 +43,15 @@
   in {
     nixosModules = modules // {default = {imports = builtins.attrValues modules;};};
 
-    # `nixos-rebuild switch --flake .#cc-ci` (see docs/install.md).
+    # `nixos-rebuild switch --flake .#cc-ci` (see docs/install.md). The hosts
+    # get the flake's inputs (sops-nix, secrets) as the module argument `inputs`.
     nixosConfigurations = {
       cc-ci = lib.nixosSystem {
+        specialArgs = {inherit inputs;};
         modules = [self.nixosModules.default ./hosts/cc-ci];
       };
       orchestrator = lib.nixosSystem {
+        specialArgs = {inherit inputs;};
         modules = [self.nixosModules.default ./hosts/orchestrator];
       };
     };

@@ -8,8 +8,9 @@
 # fit, kills runs past their limits and shows live logs; the bridge
 # (modules/bridge.nix) starts builds through its API.
 #
-# Secrets (the workers' and the bridge user's Buildbot passwords) come from
-# sops-nix and reach the units only through LoadCredential.
+# Secrets (the workers' and the bridge user's Buildbot passwords) are files
+# named by options, whatever backend made them (the cc-ci host: sops-nix);
+# they reach the units only through LoadCredential.
 {
   config,
   lib,
@@ -18,7 +19,6 @@
 }: let
   cfg = config.services.cc-ci.ci;
   common = config.services.cc-ci;
-  sec = cfg.secrets;
   # `or`: a host may import this module without the proxy module.
   proxyEnabled = common.proxy.enable or false;
   python = pkgs.python3;
@@ -107,7 +107,7 @@
       Group = common.group;
       WorkingDirectory = lib.mkForce "${common.stateDir}/buildbot";
       ExecStart = lib.mkForce "${python.pkgs.twisted}/bin/twistd --nodaemon --pidfile= --logfile - --python ${workerTac}";
-      LoadCredential = ["worker-password:${config.sops.secrets.${sec.workerPassword}.path}"];
+      LoadCredential = ["worker-password:${cfg.workerPasswordFile}"];
       Restart = "always";
       RestartSec = 5;
     };
@@ -183,29 +183,34 @@ in {
       description = "Minutes without output after which Buildbot stops a run (`timeout` of the step).";
     };
 
-    secrets = {
-      sopsFile = lib.mkOption {
-        type = lib.types.path;
-        default = config.sops.defaultSopsFile;
-        defaultText = lib.literalExpression "config.sops.defaultSopsFile";
-        description = "The sops file (decrypted by sops-nix at activation) that holds the Buildbot passwords.";
-      };
+    workerPasswordFile = lib.mkOption {
+      type = lib.types.str;
+      example = lib.literalExpression ''config.sops.secrets."buildbot/worker-password".path'';
+      description = ''
+        File (outside the Nix store) holding the password this host's worker
+        slots log in to the master with. It reaches the master and the slots
+        only as a systemd credential (`LoadCredential`). Any secrets backend
+        works; the cc-ci host uses sops-nix.
+      '';
+    };
 
-      workerPassword = lib.mkOption {
-        type = lib.types.str;
-        default = "buildbot/worker-password";
-        description = "Key in {option}`sopsFile` of the password this host's worker slots log in to the master with.";
-      };
+    bridgePasswordFile = lib.mkOption {
+      type = lib.types.str;
+      example = lib.literalExpression ''config.sops.secrets."buildbot/bridge-password".path'';
+      description = ''
+        File (outside the Nix store) holding the password of Buildbot's
+        `bridge` user, who may force `ccci` builds, stop them and cancel
+        their requests, and nothing else. The bridge logs in with it
+        ({option}`services.cc-ci.bridge.buildbotPasswordFile`).
+      '';
+    };
 
-      bridgePassword = lib.mkOption {
-        type = lib.types.str;
-        default = "buildbot/bridge-password";
-        description = ''
-          Key in {option}`sopsFile` of the password of Buildbot's `bridge`
-          user, who may force `ccci` builds, stop them and cancel their
-          requests, and nothing else. The bridge logs in with it.
-        '';
-      };
+    workerUnits = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      readOnly = true;
+      default = map (n: "${unitOf n}.service") slots;
+      defaultText = lib.literalExpression ''[ "cc-ci-worker-1.service" ... ]'';
+      description = "The worker slots' units (read only): for a secrets backend's restart lists.";
     };
 
     extraPackages = lib.mkOption {
@@ -253,9 +258,6 @@ in {
   };
 
   config = lib.mkIf cfg.enable {
-    sops.secrets.${sec.workerPassword}.sopsFile = sec.sopsFile;
-    sops.secrets.${sec.bridgePassword}.sopsFile = sec.sopsFile;
-
     services.buildbot-master = {
       enable = true;
       masterCfg = ../pkgs/buildbot/master.cfg;
@@ -297,8 +299,8 @@ in {
         buildbot-master = {
           environment.CCCI_BUILDBOT_SETTINGS = "${masterSettings}";
           serviceConfig.LoadCredential = [
-            "worker-password:${config.sops.secrets.${sec.workerPassword}.path}"
-            "bridge-password:${config.sops.secrets.${sec.bridgePassword}.path}"
+            "worker-password:${cfg.workerPasswordFile}"
+            "bridge-password:${cfg.bridgePasswordFile}"
           ];
         };
 

@@ -2,10 +2,20 @@
 # The VM tests (tests/nixos/rebuild.nix) boot this file without hardware.nix.
 #
 # Site settings marked REPLACE are this deployment's: domain names, the
-# forge, the enrolled repositories. Secrets are not here: they are in
-# secrets/cc-ci.yaml and secrets/wildcard.sops.yaml (see secrets/README.md),
-# which the operator creates before the first rebuild (docs/install.md).
-{config, ...}: {
+# forge, the enrolled repositories. Secrets are not here: they come from the
+# flake's `secrets` input (cc-ci.yaml, wildcard.sops.yaml; layout in
+# secrets/README.md), by default the TEST-ONLY folder tests/secrets, which
+# an operator points at their own before the first rebuild (docs/install.md).
+{
+  config,
+  inputs,
+  ...
+}: let
+  secrets = inputs.secrets;
+  secret = name: config.sops.secrets.${name}.path;
+in {
+  imports = [inputs.sops-nix.nixosModules.sops];
+
   networking.hostName = "cc-ci";
   system.stateVersion = "25.11";
   time.timeZone = "UTC";
@@ -17,16 +27,19 @@
   nix.settings.experimental-features = ["nix-command" "flakes"];
 
   # The host's age key decrypts both secrets files. It is created on the
-  # host, never committed and never copied into the Nix store.
+  # host, never committed and never copied into the Nix store. A changed
+  # secret restarts the units that read it.
   sops = {
-    defaultSopsFile = ../../secrets/cc-ci.yaml;
+    defaultSopsFile = "${secrets}/cc-ci.yaml";
     age.keyFile = "/var/lib/sops-nix/key.txt";
     age.sshKeyPaths = [];
     gnupg.sshKeyPaths = [];
-    secrets."bridge/gitea-token" = {};
-    secrets."bridge/webhook-secret" = {};
-    # buildbot/worker-password and buildbot/bridge-password: declared by the
-    # ci module (services.cc-ci.ci.secrets).
+    secrets = {
+      "buildbot/worker-password".restartUnits = ["buildbot-master.service"] ++ config.services.cc-ci.ci.workerUnits;
+      "buildbot/bridge-password".restartUnits = ["buildbot-master.service" "cc-ci-bridge.service"];
+      "bridge/gitea-token".restartUnits = ["cc-ci-bridge.service"];
+      "bridge/webhook-secret".restartUnits = ["cc-ci-bridge.service"];
+    };
   };
 
   services.cc-ci = {
@@ -36,7 +49,7 @@
 
     proxy = {
       enable = true;
-      certSopsFile = ../../secrets/wildcard.sops.yaml;
+      certSopsFile = "${secrets}/wildcard.sops.yaml";
       ageKeyFile = "/var/lib/sops-nix/key.txt";
       traefik.version = "4.0.0+v3.5.3"; # REPLACE: unverified; pick one from `abra recipe versions traefik`
     };
@@ -46,6 +59,8 @@
       url = "https://builds.ci.example.org/"; # REPLACE: Buildbot's public URL (live logs)
       maxConcurrentTests = 2;
       buildTimeout = 60;
+      workerPasswordFile = secret "buildbot/worker-password";
+      bridgePasswordFile = secret "buildbot/bridge-password";
     };
 
     bridge = {
@@ -54,9 +69,9 @@
       org = "coop-cloud";
       repos = ["coop-cloud/custom-html"];
       pollInterval = 30;
-      botTokenFile = config.sops.secrets."bridge/gitea-token".path;
-      buildbotPasswordFile = config.sops.secrets."buildbot/bridge-password".path;
-      webhookSecretFile = config.sops.secrets."bridge/webhook-secret".path;
+      botTokenFile = secret "bridge/gitea-token";
+      buildbotPasswordFile = secret "buildbot/bridge-password";
+      webhookSecretFile = secret "bridge/webhook-secret";
     };
 
     dashboard = {

@@ -28,7 +28,7 @@ in {
   };
 
   sops = {
-    defaultSopsFile = ./secrets.sops.yaml;
+    defaultSopsFile = ../secrets/cc-ci.yaml;
     age.keyFile = "/var/lib/sops-nix/key.txt";
     age.sshKeyPaths = [];
     gnupg.sshKeyPaths = [];
