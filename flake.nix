@@ -82,8 +82,8 @@
           deadnix --fail ${self} && touch $out
         '';
         abra = ours.abra;
-        vm-cc-ci = import ./tests/nixos/cc-ci.nix {inherit pkgs self;};
-        vm-rebuild = import ./tests/nixos/rebuild.nix {inherit pkgs self;};
+        vm-cc-ci = import ./tests/nixos/cc-ci.nix {inherit pkgs self inputs;};
+        vm-rebuild = import ./tests/nixos/rebuild.nix {inherit pkgs self inputs;};
       });
 
     formatter = forAllSystems (pkgs: (import ./pkgs {inherit pkgs;}).alejandra-lite);

@@ -18,6 +18,7 @@
   ciEnabled = common.ci.enable or false;
   ciPort = common.ci.port or 8010;
   dashboardEnabled = common.dashboard.enable or false;
+  proxyEnabled = common.proxy.enable or false;
   settings =
     {
       gitea_url = cfg.giteaUrl;
@@ -144,8 +145,24 @@ in {
 
     listenAddress = lib.mkOption {
       type = lib.types.str;
-      default = "127.0.0.1";
+      default =
+        if proxyEnabled && cfg.publicUrl != null
+        then "0.0.0.0"
+        else "127.0.0.1";
+      defaultText = lib.literalExpression ''"0.0.0.0" when routed through the proxy (Traefik reaches it over docker_gwbridge; the firewall opens the port on that interface only), else "127.0.0.1"'';
       description = "Address `/hook` and `/status` listen on.";
+    };
+
+    publicUrl = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "https://hooks.ci.example.org";
+      description = ''
+        Public base URL of the webhook (Gitea posts to `<publicUrl>/hook`).
+        With the proxy concern, Traefik routes `/hook` on its host to the
+        bridge with the wildcard certificate; `/status` stays on the host.
+        null: no public route (polling alone triggers runs).
+      '';
     };
 
     port = lib.mkOption {
@@ -156,6 +173,14 @@ in {
   };
 
   config = lib.mkIf cfg.enable {
+    services.cc-ci.hostRoutes = lib.mkIf (proxyEnabled && cfg.publicUrl != null) {
+      bridge-hook = {
+        url = cfg.publicUrl;
+        pathPrefix = "/hook";
+        inherit (cfg) port;
+      };
+    };
+
     systemd.services.cc-ci-bridge = {
       description = "cc-ci: Gitea pull requests to Buildbot builds";
       after = ["network-online.target"] ++ lib.optional ciEnabled "buildbot-master.service";
@@ -173,8 +198,10 @@ in {
           ]
           ++ lib.optional (cfg.webhookSecretFile != null) "webhook-secret:${cfg.webhookSecretFile}";
         DynamicUser = true;
+        # Reads the results through their group, nothing else of the host's.
+        SupplementaryGroups = [common.resultsGroup];
         StateDirectory = "cc-ci-bridge";
-        ReadOnlyPaths = [cfg.resultsDir];
+        ReadOnlyPaths = ["-${cfg.resultsDir}"];
         Restart = "always";
         RestartSec = 10;
         NoNewPrivileges = true;

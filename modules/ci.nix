@@ -2,11 +2,20 @@
 # cc-ci's own master.cfg (pkgs/buildbot/master.cfg: one builder, `ccci`, that
 # checks a recipe out at a commit, runs `ccci test` on it and uploads the
 # run's results to the results directory), and `maxConcurrentTests` worker
-# slots on this host: slot 1 is nixpkgs' services.buildbot-worker, the others
-# our own units; all run cc-ci's worker.tac, whose short output buffer puts
-# log lines in the web UI within about a second. Buildbot queues what does not
-# fit, kills runs past their limits and shows live logs; the bridge
-# (modules/bridge.nix) starts builds through its API.
+# slots on this host, each a unit of ours (`cc-ci-worker-<n>`) running cc-ci's
+# worker.tac, whose short output buffer puts log lines in the web UI within
+# about a second. Buildbot queues what does not fit, kills runs past their
+# limits and shows live logs; the bridge (modules/bridge.nix) starts builds
+# through its API.
+#
+# master.cfg reads everything from the JSON settings file written here
+# (CCCI_BUILDBOT_SETTINGS): with `masterCfg` set, nixpkgs ignores the
+# module's own port, pbPort, buildbotUrl and listenAddress (its description:
+# "Other options in this configuration will be ignored"), so they are not set.
+#
+# Results have one owner, the master's user, which uploads them; the results
+# group (services.cc-ci.resultsGroup) gives the bridge and the dashboard read
+# access, and nothing else does.
 #
 # Secrets (the workers' and the bridge user's Buildbot passwords) are files
 # named by options, whatever backend made them (the cc-ci host: sops-nix);
@@ -22,14 +31,12 @@
   # `or`: a host may import this module without the proxy module.
   proxyEnabled = common.proxy.enable or false;
   python = pkgs.python3;
+  workerPython = python.withPackages (p: [p.buildbot-worker]);
   workerTac = ../pkgs/buildbot/worker.tac;
   slots = lib.genList (i: i + 1) cfg.maxConcurrentTests;
   slotName = n: "slot-${toString n}";
-  # Slot 1 is the upstream unit; the others are cc-ci-worker-<n>.
-  unitOf = n:
-    if n == 1
-    then "buildbot-worker"
-    else "cc-ci-worker-${toString n}";
+  unitOf = n: "cc-ci-worker-${toString n}";
+  masterUser = config.services.buildbot-master.user;
   masterCreds = "/run/credentials/buildbot-master.service";
   workerResults = "${common.stateDir}/worker-results";
 
@@ -49,6 +56,8 @@
     results_dir = common.resultsDir;
     worker_results_dir = workerResults;
     ccci = "${common.package}/bin/ccci";
+    # The master's own tools, by absolute path (its PATH has none of ours).
+    chmod = "${pkgs.coreutils}/bin/chmod";
     max_time_s = cfg.buildTimeout * 60;
     no_output_timeout_s = cfg.noOutputTimeout * 60;
     teardown_grace_s = 150;
@@ -80,7 +89,7 @@
     CCCI_HELPER_IMAGE = cfg.helperImage;
     CCCI_RESTIC_IMAGE = cfg.resticImage;
     CCCI_SETTINGS_DIR = "${../tests/recipes}";
-    PYTHONPATH = "${python.withPackages (p: [p.buildbot-worker])}/${python.sitePackages}";
+    PYTHONPATH = "${workerPython}/${python.sitePackages}";
   };
   workerPath =
     [
@@ -95,9 +104,11 @@
     ]
     ++ cfg.extraPackages;
 
-  # Shared by every slot's unit: cc-ci's user (in the docker group), the
-  # slot's worker.tac settings, its password as a credential.
+  # One unit per slot: cc-ci's user (in the docker group), the slot's
+  # worker.tac settings, its password as a credential.
   workerUnit = n: {
+    description = "cc-ci: Buildbot worker ${slotName n}";
+    wantedBy = ["multi-user.target"];
     after = ["docker.service" "cc-ci-images.service" "buildbot-master.service"] ++ lib.optional proxyEnabled "traefik-deploy.service";
     wants = lib.optional proxyEnabled "traefik-deploy.service";
     environment = workerEnvironment // {CCCI_WORKER_SETTINGS = "${workerSettings n}";};
@@ -105,8 +116,8 @@
     serviceConfig = {
       User = common.user;
       Group = common.group;
-      WorkingDirectory = lib.mkForce "${common.stateDir}/buildbot";
-      ExecStart = lib.mkForce "${python.pkgs.twisted}/bin/twistd --nodaemon --pidfile= --logfile - --python ${workerTac}";
+      WorkingDirectory = "${common.stateDir}/buildbot";
+      ExecStart = "${python.pkgs.twisted}/bin/twistd --nodaemon --pidfile= --logfile - --python ${workerTac}";
       LoadCredential = ["worker-password:${cfg.workerPasswordFile}"];
       Restart = "always";
       RestartSec = 5;
@@ -130,8 +141,12 @@ in {
 
     listenAddress = lib.mkOption {
       type = lib.types.str;
-      default = "127.0.0.1";
-      description = "Address Buildbot's web interface and API bind to (put a proxy in front for the public URL).";
+      default =
+        if proxyEnabled
+        then "0.0.0.0"
+        else "127.0.0.1";
+      defaultText = lib.literalExpression ''"0.0.0.0" with the proxy concern (Traefik reaches it over docker_gwbridge; the firewall opens the port on that interface only), else "127.0.0.1"'';
+      description = "Address Buildbot's web interface and API bind to.";
     };
 
     port = lib.mkOption {
@@ -247,6 +262,18 @@ in {
       '';
     };
 
+    preloadImages = lib.mkOption {
+      type = lib.types.listOf lib.types.package;
+      default = [];
+      example = lib.literalExpression ''[ (pkgs.dockerTools.pullImage { imageName = "busybox"; finalImageTag = "1.36"; ... }) ]'';
+      description = ''
+        Image archives (`docker load` format, e.g. from `pkgs.dockerTools`)
+        that `cc-ci-images.service` loads before it pulls: hosts without a
+        registry (the VM tests) preload {option}`helperImage` and
+        {option}`resticImage` this way.
+      '';
+    };
+
     resticImage = lib.mkOption {
       type = lib.types.str;
       default = "restic/restic:0.16.4";
@@ -261,16 +288,19 @@ in {
     services.buildbot-master = {
       enable = true;
       masterCfg = ../pkgs/buildbot/master.cfg;
-      buildbotUrl = cfg.url;
-      inherit (cfg) port listenAddress;
-      pbPort = cfg.pbPort;
-      # It writes the uploaded results into the results directory.
-      extraGroups = [common.group];
-      packages = [pkgs.coreutils pkgs.findutils];
+      # master.cfg runs its tools by absolute path (settings `chmod`, `ccci`).
+      packages = [];
     };
-    # Group-writable, so the master's uploads land; the dashboard reads them.
-    systemd.tmpfiles.settings."10-cc-ci".${common.resultsDir}.d.mode = lib.mkForce "2775";
-    systemd.tmpfiles.settings."11-cc-ci-workers" = {
+
+    # The results: owned by the master (it uploads them), readable by the
+    # results group alone; setgid, so every folder the master makes keeps
+    # the group.
+    systemd.tmpfiles.settings."11-cc-ci-ci" = {
+      ${common.resultsDir}.d = {
+        user = masterUser;
+        group = common.resultsGroup;
+        mode = "2750";
+      };
       "${common.stateDir}/buildbot".d = {
         inherit (common) user group;
         mode = "0750";
@@ -279,19 +309,6 @@ in {
         inherit (common) user group;
         mode = "0750";
       };
-    };
-
-    # Slot 1: the upstream worker unit, running cc-ci's worker.tac.
-    services.buildbot-worker = {
-      enable = true;
-      user = common.user;
-      group = common.group;
-      home = common.stateDir;
-      buildbotDir = "${common.stateDir}/buildbot/${slotName 1}";
-      workerUser = slotName 1;
-      workerPassFile = "/run/credentials/buildbot-worker.service/worker-password";
-      masterUrl = "127.0.0.1:${toString cfg.pbPort}";
-      packages = workerPath;
     };
 
     systemd.services =
@@ -304,34 +321,42 @@ in {
           ];
         };
 
-        buildbot-worker = workerUnit 1;
-
-        # The images runs use but never pull, present before the first run.
+        # The images runs use but never pull, present before the first run:
+        # loaded from {option}`preloadImages`, then pulled only when absent.
+        # A failed pull (registry down) is retried every 30 s.
         cc-ci-images = {
-          description = "cc-ci: pull the helper and restic images ccci test uses";
+          description = "cc-ci: load or pull the helper and restic images ccci test uses";
           after = ["docker.service" "network-online.target"];
           wants = ["network-online.target"];
           requires = ["docker.service"];
           wantedBy = ["multi-user.target"];
           path = [config.virtualisation.docker.package];
           script = ''
-            docker pull ${lib.escapeShellArg cfg.helperImage}
-            docker pull ${lib.escapeShellArg cfg.resticImage}
+            ${lib.concatMapStrings (image: ''
+                docker load --quiet <${image}
+              '')
+              cfg.preloadImages}
+            for image in ${lib.escapeShellArgs [cfg.helperImage cfg.resticImage]}; do
+              docker image inspect "$image" >/dev/null 2>&1 || docker pull "$image"
+            done
           '';
+          unitConfig.StartLimitIntervalSec = 0;
           serviceConfig = {
             Type = "oneshot";
             RemainAfterExit = true;
+            Restart = "on-failure";
+            RestartSec = 30;
           };
         };
       }
-      # Slots 2..N: our own units, the same worker.tac.
-      // lib.listToAttrs (map (n:
-        lib.nameValuePair (unitOf n) (workerUnit n
-          // {
-            description = "cc-ci: Buildbot worker ${slotName n}";
-            wantedBy = ["multi-user.target"];
-          }))
-      (lib.drop 1 slots));
+      // lib.listToAttrs (map (n: lib.nameValuePair (unitOf n) (workerUnit n)) slots);
+
+    # Traefik routes the public URL's host to the web UI and API.
+    services.cc-ci.hostRoutes = lib.mkIf proxyEnabled {
+      buildbot = {
+        inherit (cfg) url port;
+      };
+    };
 
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [cfg.port];
   };

@@ -10,7 +10,9 @@
   ours = import ../pkgs {inherit pkgs;};
   # The concerns that run as (or write files for) the cc-ci user; `or false`
   # because a host may import only some of the concern modules.
-  userNeeded = (cfg.ci.enable or false) || (cfg.janitor.enable or false) || (cfg.dashboard.enable or false);
+  userNeeded = (cfg.ci.enable or false) || (cfg.janitor.enable or false);
+  # The concerns that write or read the results.
+  resultsNeeded = (cfg.ci.enable or false) || (cfg.bridge.enable or false) || (cfg.dashboard.enable or false);
 in {
   options.services.cc-ci = {
     package = lib.mkOption {
@@ -49,19 +51,33 @@ in {
 
     resultsDir = lib.mkOption {
       type = lib.types.str;
-      default = "${cfg.stateDir}/results";
-      defaultText = lib.literalExpression ''"''${config.services.cc-ci.stateDir}/results"'';
-      description = "Where test runs write their results (results.json, logs, screenshots); the dashboard reads them.";
+      default = "/var/lib/cc-ci-results";
+      description = ''
+        Where the Buildbot master keeps each build's results
+        (`<recipe>/<run id>/`: results.json, logs, screenshots). Owned by the
+        master's user, group {option}`services.cc-ci.resultsGroup`, mode
+        2750; outside {option}`stateDir`, whose 0750 the readers could not
+        traverse.
+      '';
+    };
+
+    resultsGroup = lib.mkOption {
+      type = lib.types.str;
+      default = "cc-ci-results";
+      description = ''
+        The group through which the bridge and the dashboard (dynamic users
+        given it as a supplementary group) read the results, and nothing
+        else. The master, which writes them, owns them.
+      '';
     };
 
     user = lib.mkOption {
       type = lib.types.str;
       default = "cc-ci";
       description = ''
-        The system user that runs tests (the CI agent) and the janitor; its
-        group owns the results, which the dashboard (a dynamic user of its
-        own) reads through it. It is in the `docker` group, which is root-equivalent:
-        give this user nothing else.
+        The system user that runs tests (the worker slots) and the janitor.
+        It is in the `docker` group, which is root-equivalent: give this user
+        nothing else.
       '';
     };
 
@@ -69,6 +85,35 @@ in {
       type = lib.types.str;
       default = "cc-ci";
       description = "The group of {option}`services.cc-ci.user`.";
+    };
+
+    hostRoutes = lib.mkOption {
+      type = lib.types.attrsOf (lib.types.submodule {
+        options = {
+          url = lib.mkOption {
+            type = lib.types.str;
+            example = "https://builds.ci.example.org/";
+            description = "The public URL; its host is the route's `Host` rule (a name under the wildcard domain, so the wildcard certificate covers it).";
+          };
+          pathPrefix = lib.mkOption {
+            type = lib.types.nullOr lib.types.str;
+            default = null;
+            example = "/hook";
+            description = "Route only this path prefix on the host (null: every path).";
+          };
+          port = lib.mkOption {
+            type = lib.types.port;
+            description = "The port the host's service listens on (reached from Traefik at the docker_gwbridge gateway).";
+          };
+        };
+      });
+      default = {};
+      description = ''
+        The host's own web services that Traefik serves on the wildcard
+        domain (set by the ci, bridge and dashboard concerns; the proxy
+        concern deploys them as routes). Internal plumbing between modules.
+      '';
+      internal = true;
     };
 
     convergeUnits = lib.mkOption {
@@ -86,14 +131,23 @@ in {
 
   config = lib.mkMerge [
     (lib.mkIf (cfg.convergeUnits != []) {
-      # At boot systemd starts them (wantedBy); on `nixos-rebuild switch` this
-      # queues a re-run even when the unit did not change. The guard skips the
+      # At boot systemd starts them (wantedBy). On `nixos-rebuild switch` the
+      # activation script asks switch-to-configuration to restart them (the
+      # file it reads after `daemon-reload`, so the new unit files run:
+      # nixpkgs, pkgs/by-name/sw/switch-to-configuration-ng, "Handle the
+      # activation script requesting the restart or reload of a unit"). The
+      # switch waits for those jobs and exits 4 when one fails, so a failing
+      # converge unit fails `nixos-rebuild switch`. The guard skips the
       # boot-time activation, which runs before systemd does.
       system.activationScripts.cc-ci-converge.text = ''
         if [ -d /run/systemd/system ]; then
-          ${config.systemd.package}/bin/systemctl restart --no-block ${lib.escapeShellArgs cfg.convergeUnits} || true
+          mkdir -p /run/nixos
+          printf '%s\n' ${lib.escapeShellArgs cfg.convergeUnits} >>/run/nixos/activation-restart-list
         fi
       '';
+    })
+    (lib.mkIf resultsNeeded {
+      users.groups.${cfg.resultsGroup} = {};
     })
     (lib.mkIf userNeeded {
       users.users.${cfg.user} = {
@@ -108,10 +162,6 @@ in {
         ${cfg.stateDir}.d = {
           inherit (cfg) user group;
           mode = "0750";
-        };
-        ${cfg.resultsDir}.d = {
-          inherit (cfg) user group;
-          mode = "0755";
         };
       };
     })

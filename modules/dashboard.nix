@@ -15,6 +15,7 @@
   # `or`: a host may import this module without the CI concern's.
   ciEnabled = common.ci.enable or false;
   ciPort = common.ci.port or 8010;
+  proxyEnabled = common.proxy.enable or false;
   configFile = (pkgs.formats.toml {}).generate "cc-ci-dashboard.toml" ({
       results_dir = common.resultsDir;
       public_url = cfg.publicUrl;
@@ -36,11 +37,12 @@ in {
 
     listenAddress = lib.mkOption {
       type = lib.types.str;
-      default = "127.0.0.1";
-      description = ''
-        Address the dashboard listens on. The default serves it to a
-        reverse proxy on this host only.
-      '';
+      default =
+        if proxyEnabled
+        then "0.0.0.0"
+        else "127.0.0.1";
+      defaultText = lib.literalExpression ''"0.0.0.0" with the proxy concern (Traefik reaches it over docker_gwbridge; the firewall opens the port on that interface only), else "127.0.0.1"'';
+      description = "Address the dashboard listens on.";
     };
 
     port = lib.mkOption {
@@ -67,6 +69,14 @@ in {
   };
 
   config = lib.mkIf cfg.enable {
+    # Traefik routes the public URL's host here, with the wildcard certificate.
+    services.cc-ci.hostRoutes = lib.mkIf proxyEnabled {
+      dashboard = {
+        url = cfg.publicUrl;
+        inherit (cfg) port;
+      };
+    };
+
     systemd.services.cc-ci-dashboard = {
       description = "cc-ci: results dashboard";
       after = ["network.target"];
@@ -78,7 +88,7 @@ in {
         # A user of its own, made at start: not the cc-ci user, which is in
         # the docker group. The results group lets it read the results.
         DynamicUser = true;
-        SupplementaryGroups = [common.group];
+        SupplementaryGroups = [common.resultsGroup];
         Restart = "on-failure";
         RestartSec = 5;
         NoNewPrivileges = true;

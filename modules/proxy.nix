@@ -11,6 +11,21 @@
 }: let
   cfg = config.services.cc-ci.proxy;
   common = config.services.cc-ci;
+  ciEnabled = common.ci.enable or false;
+  # `https://builds.ci.example.org/` -> `builds.ci.example.org`
+  hostOf = url: let
+    m = builtins.match "[a-zA-Z][a-zA-Z0-9+.-]*://([^/:?#]+).*" url;
+  in
+    if m == null
+    then throw "services.cc-ci: `${url}` is not a URL with a host (a route needs one)"
+    else builtins.head m;
+  routes = lib.attrValues common.hostRoutes;
+  routeArgs =
+    lib.concatMap (r: [
+      "--route"
+      "${hostOf r.url}${lib.optionalString (r.pathPrefix != null) r.pathPrefix}=${toString r.port}"
+    ])
+    routes;
 in {
   imports = [./common.nix ./swarm.nix];
 
@@ -34,6 +49,17 @@ in {
         The age private key that decrypts {option}`certSopsFile`, as a path
         on the host (a string, so it never enters the Nix store). cert-install
         reads it through systemd's `LoadCredential`.
+      '';
+    };
+
+    routesImage = lib.mkOption {
+      type = lib.types.str;
+      default = common.ci.helperImage or "busybox:1.36";
+      defaultText = lib.literalExpression "config.services.cc-ci.ci.helperImage";
+      description = ''
+        Image of the one idle task that carries the host routes' labels
+        (Traefik's swarm provider ignores a service with no running task).
+        It must be on the host already: nothing is pulled.
       '';
     };
 
@@ -68,7 +94,11 @@ in {
 
   config = lib.mkIf cfg.enable {
     services.cc-ci.swarm.enable = true;
-    services.cc-ci.convergeUnits = ["swarm-init.service" "cert-install.service" "traefik-deploy.service"];
+    services.cc-ci.convergeUnits = ["swarm-init.service" "cert-install.service" "traefik-deploy.service" "cc-ci-routes.service"];
+
+    # Traefik's task reaches the host's services at the docker_gwbridge
+    # gateway: open their ports on that interface, and only there.
+    networking.firewall.interfaces.docker_gwbridge.allowedTCPPorts = map (r: r.port) routes;
 
     assertions = [
       {
@@ -133,6 +163,35 @@ in {
         # Deploying and waiting for convergence can take a while on a cold
         # image cache.
         TimeoutStartSec = "15min";
+        PrivateTmp = true;
+        NoNewPrivileges = true;
+      };
+    };
+
+    # The host's own web services (Buildbot, the webhook, the dashboard) as
+    # Traefik routes on the wildcard domain: a small stack whose labels name
+    # each host and the host port (`loadbalancer.server.url`). No routes: the
+    # stack is removed.
+    systemd.services.cc-ci-routes = {
+      description = "cc-ci: route the host's web services through Traefik";
+      after = ["traefik-deploy.service"] ++ lib.optional ciEnabled "cc-ci-images.service";
+      requires = ["traefik-deploy.service"];
+      wants = lib.optional ciEnabled "cc-ci-images.service";
+      wantedBy = ["multi-user.target"];
+      path = [config.virtualisation.docker.package];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        ExecStart = lib.escapeShellArgs ([
+            "${common.package}/bin/traefik-deploy"
+            "routes"
+            "--stack"
+            "cc-ci-routes"
+            "--image"
+            cfg.routesImage
+          ]
+          ++ routeArgs);
+        TimeoutStartSec = "5min";
         PrivateTmp = true;
         NoNewPrivileges = true;
       };

@@ -64,6 +64,12 @@ in {
       };
     };
 
+    # Swarm refuses live-restore, so restarting dockerd kills every task,
+    # test runs included. A rebuild that bumps Docker must not do that under
+    # running tests: the new dockerd takes over at the next reboot (or
+    # `systemctl restart docker` when no run is in flight).
+    systemd.services.docker.restartIfChanged = false;
+
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [80 443];
 
     systemd.services.swarm-init = {

@@ -51,12 +51,17 @@ in {
       enable = true;
       certSopsFile = "${secrets}/wildcard.sops.yaml";
       ageKeyFile = "/var/lib/sops-nix/key.txt";
-      traefik.version = "4.0.0+v3.5.3"; # REPLACE: unverified; pick one from `abra recipe versions traefik`
+      # REPLACE: UNVERIFIED. No machine cc-ci is built on can reach
+      # git.coopcloud.tech to list the recipe's tags, so this is not known to
+      # be a release. Pick one from `abra recipe versions traefik` (or
+      # `git ls-remote --tags https://git.coopcloud.tech/coop-cloud/traefik.git`);
+      # traefik-deploy fails the switch, naming the tag, if it does not exist.
+      traefik.version = "4.0.0+v3.5.3";
     };
 
     ci = {
       enable = true;
-      url = "https://builds.ci.example.org/"; # REPLACE: Buildbot's public URL (live logs)
+      url = "https://builds.ci.example.org/"; # REPLACE: Buildbot's public URL (live logs), routed by Traefik
       maxConcurrentTests = 2;
       buildTimeout = 60;
       workerPasswordFile = secret "buildbot/worker-password";
@@ -72,6 +77,7 @@ in {
       botTokenFile = secret "bridge/gitea-token";
       buildbotPasswordFile = secret "buildbot/bridge-password";
       webhookSecretFile = secret "bridge/webhook-secret";
+      publicUrl = "https://hooks.ci.example.org"; # REPLACE: Gitea's webhook posts to <publicUrl>/hook
     };
 
     dashboard = {

@@ -1,22 +1,44 @@
-# VM test (a): a host with the swarm, proxy, CI, janitor and dashboard concerns boots,
-# every oneshot succeeds, Buildbot's master and both worker slots run, Traefik serves the TEST wildcard certificate on
-# 443, and a second activation re-runs the oneshots and changes nothing.
+# VM test (a): a host with every cc-ci concern but the bridge, from the
+# modules alone: it boots, every oneshot succeeds, Buildbot's master and both
+# worker slots run, Traefik serves the TEST wildcard certificate on 443 and
+# routes Buildbot and the dashboard on their hosts, a forced Buildbot build
+# of the stand-in recipe vm-site runs `ccci test` to its level with results
+# the dashboard serves, and a second activation re-runs the oneshots and
+# changes nothing.
 {
   pkgs,
   self,
+  inputs,
 }:
 pkgs.testers.runNixOSTest {
   name = "cc-ci-host";
 
-  nodes.machine = {
-    imports = [self.nixosModules.default ./test-host.nix];
+  nodes.machine = {config, ...}: {
+    imports = [
+      self.nixosModules.default
+      inputs.sops-nix.nixosModules.sops
+      ./test-host.nix
+    ];
+    sops = {
+      defaultSopsFile = "${inputs.secrets}/cc-ci.yaml";
+      age.keyFile = "/var/lib/sops-nix/key.txt";
+      age.sshKeyPaths = [];
+      gnupg.sshKeyPaths = [];
+      secrets."buildbot/worker-password" = {};
+      secrets."buildbot/bridge-password" = {};
+    };
     services.cc-ci = {
       swarm.enable = true;
-      proxy.enable = true;
+      proxy = {
+        enable = true;
+        certSopsFile = "${inputs.secrets}/wildcard.sops.yaml";
+      };
       ci = {
         enable = true;
-        url = "http://localhost:8010/";
+        url = "https://builds.ci.test/";
         maxConcurrentTests = 2;
+        workerPasswordFile = config.sops.secrets."buildbot/worker-password".path;
+        bridgePasswordFile = config.sops.secrets."buildbot/bridge-password".path;
       };
       janitor.enable = true;
       dashboard = {
@@ -33,7 +55,7 @@ pkgs.testers.runNixOSTest {
     machine.wait_for_unit("multi-user.target")
     assert_converged(machine)
     machine.wait_for_unit("buildbot-master.service")
-    machine.wait_for_unit("buildbot-worker.service")
+    machine.wait_for_unit("cc-ci-worker-1.service")
     machine.wait_for_unit("cc-ci-worker-2.service")
     # Both slots are connected to the master, and anonymous users may not force builds.
     machine.wait_until_succeeds(
@@ -59,6 +81,18 @@ pkgs.testers.runNixOSTest {
             " gid=$(getent group docker | cut -d: -f3);"
             " ! grep -Eq \"^Groups:.*\\b$gid\\b\" /proc/$pid/status"
         )
+
+    with subtest("Buildbot and the dashboard are routed through Traefik"):
+        machine.wait_for_unit("cc-ci-routes.service")
+        for url, expect in [("https://builds.ci.test/api/v2/builders", "ccci"),
+                            ("https://dashboard.ci.test/", "<h1>Recipes</h1>")]:
+            machine.wait_until_succeeds(f"curl -sf {url} | grep -q '{expect}'", timeout=120)
+
+    with subtest("a forced build of vm-site reaches its level; the dashboard shows it"):
+        results = force_vm_site_build(machine, "a1b2c3")
+        print(json.dumps(results, indent=2))
+        assert results["level"] >= 3, f"vm-site reached level {results['level']}"
+        machine.wait_until_succeeds("curl -sf http://127.0.0.1:8082/recipe/vm-site | grep -q a1b2c3", timeout=60)
 
     with subtest("a second activation converges again and changes nothing"):
         before = snapshot(machine)

@@ -1,11 +1,15 @@
-# Settings both VM tests share: the TEST-ONLY keys and certificate from
-# tests/keys (a `*.ci.test` wildcard signed by a test CA), the test secrets
-# file, and the Traefik recipe and image the VM cannot download.
+# Settings both VM tests share: the TEST-ONLY age key (tests/keys), a
+# `*.ci.test` wildcard from the test CA, and stand-ins for everything a NixOS
+# VM test cannot download (it has no network).
 #
-# Two stand-ins (fakes, named as such), because a NixOS VM test has no
-# network: the Traefik recipe (tests/nixos/traefik-recipe-standin, served
-# from a local git repository) and the Traefik image (built by Nix from
-# nixpkgs' traefik, loaded before traefik-deploy runs).
+# Stand-ins (fakes, named as such):
+#   - the Traefik recipe (tests/nixos/traefik-recipe-standin, served from a
+#     local git repository) and its image (nixpkgs' traefik);
+#   - the helper and restic images `ccci test` uses (nixpkgs' busybox and
+#     restic), preloaded by cc-ci-images.service instead of pulled;
+#   - `vm-site`, a two-release recipe on busybox httpd (vm-site-recipe.nix),
+#     served from a local git repository, that the VM tests force a real
+#     Buildbot build of.
 {
   config,
   lib,
@@ -18,21 +22,32 @@
     contents = [pkgs.traefik];
     config.Entrypoint = ["/bin/traefik"];
   };
+  # `rm` for the volume witnesses; `sleep` for the routes' idle task.
+  helperImage = pkgs.dockerTools.buildLayeredImage {
+    name = "ccci-test/busybox";
+    tag = "nixpkgs";
+    contents = [pkgs.busybox];
+    config.Cmd = ["sh"];
+  };
+  # Entrypoint `restic`, `rm` on PATH (what the backup rung needs).
+  resticImage = pkgs.dockerTools.buildLayeredImage {
+    name = "ccci-test/restic";
+    tag = "nixpkgs";
+    contents = [pkgs.restic pkgs.busybox];
+    config.Entrypoint = ["restic"];
+  };
+  vmSite = import ./vm-site-recipe.nix {inherit pkgs;};
   recipeRepo = "/var/lib/ccci-test/traefik.git";
   recipeVersion = "0.0.0+test";
+  # A recipe tree -> a bare repository with one annotated tag per release.
+  gitCommit = ''git -C "$work" -c user.name=test -c user.email=test@ci.test'';
 in {
   virtualisation = {
-    memorySize = 3072;
+    memorySize = 4096;
     diskSize = 8192;
     cores = 2;
   };
 
-  sops = {
-    defaultSopsFile = ../secrets/cc-ci.yaml;
-    age.keyFile = "/var/lib/sops-nix/key.txt";
-    age.sshKeyPaths = [];
-    gnupg.sshKeyPaths = [];
-  };
   # The TEST-ONLY age key, put where a real host keeps its own, before
   # sops-nix decrypts at activation (on a real host the key is never in the
   # store; this one is public test material anyway).
@@ -42,24 +57,26 @@ in {
   system.activationScripts.setupSecrets.deps = ["ccci-test-age-key"];
 
   services.cc-ci = {
-    domain = "ci.test";
-    proxy = {
-      certSopsFile = ../keys/wildcard.sops.yaml;
-      ageKeyFile = "/var/lib/sops-nix/key.txt";
-      traefik = {
-        recipeSource = recipeRepo;
-        version = recipeVersion;
-      };
+    # The test certificate covers *.ci.test and nothing else.
+    domain = lib.mkForce "ci.test";
+    proxy.traefik = {
+      recipeSource = lib.mkForce recipeRepo;
+      version = lib.mkForce recipeVersion;
+    };
+    ci = {
+      helperImage = "ccci-test/busybox:nixpkgs";
+      resticImage = "ccci-test/restic:nixpkgs";
+      preloadImages = [helperImage resticImage vmSite.image];
     };
   };
 
-  # Test apps resolve to this machine.
-  networking.hosts."127.0.0.1" = ["traefik.ci.test" "probe.ci.test"];
+  # Test apps and the host routes resolve to this machine.
+  networking.hosts."127.0.0.1" = ["traefik.ci.test" "probe.ci.test" "builds.ci.test" "hooks.ci.test" "dashboard.ci.test"];
   security.pki.certificateFiles = [../keys/ca.crt];
-  environment.systemPackages = [pkgs.curl pkgs.openssl pkgs.jq];
+  environment.systemPackages = [pkgs.curl pkgs.openssl pkgs.jq pkgs.git];
 
   systemd.services.ccci-test-standins = {
-    description = "TEST ONLY: load the stand-in Traefik image and recipe";
+    description = "TEST ONLY: load the stand-in Traefik image, make the stand-in recipes' repositories";
     after = ["docker.service"];
     requires = ["docker.service"];
     before = ["traefik-deploy.service"];
@@ -76,11 +93,30 @@ in {
         cp -r ${./traefik-recipe-standin}/. "$work"
         chmod -R u+w "$work"
         git -C "$work" init -q -b main
-        git -C "$work" -c user.name=test -c user.email=test@ci.test add -A
-        git -C "$work" -c user.name=test -c user.email=test@ci.test commit -q -m "stand-in traefik recipe"
-        git -C "$work" -c user.name=test -c user.email=test@ci.test tag -a ${lib.escapeShellArg recipeVersion} -m ${lib.escapeShellArg recipeVersion}
+        ${gitCommit} add -A
+        ${gitCommit} commit -q -m "stand-in traefik recipe"
+        ${gitCommit} tag -a ${lib.escapeShellArg recipeVersion} -m ${lib.escapeShellArg recipeVersion}
         mkdir -p "$(dirname ${recipeRepo})"
         git clone -q --bare "$work" ${recipeRepo}
+        rm -rf "$work"
+      fi
+      # vm-site: one commit and tag per release, oldest first; readable by
+      # the worker slots (they clone it like any recipe).
+      if [ ! -d ${vmSite.repo} ]; then
+        work=$(mktemp -d)
+        git -C "$work" init -q -b main
+        ${lib.concatMapStrings (r: ''
+          find "$work" -mindepth 1 -maxdepth 1 ! -name .git -exec rm -rf {} +
+          cp -rL ${r.tree}/. "$work"
+          chmod -R u+w "$work"
+          ${gitCommit} add -A
+          ${gitCommit} commit -q -m ${lib.escapeShellArg "release ${r.version}"}
+          ${gitCommit} tag -a ${lib.escapeShellArg r.version} -m ${lib.escapeShellArg r.version}
+        '')
+        vmSite.releases}
+        mkdir -p "$(dirname ${vmSite.repo})"
+        git clone -q --bare "$work" ${vmSite.repo}
+        chmod -R a+rX "$(dirname ${vmSite.repo})"
         rm -rf "$work"
       fi
     '';
