@@ -84,6 +84,7 @@
     CCCI_DEPLOYER = cfg.deployer;
     CCCI_ABRA = "${common.abraPackage}/bin/abra";
     CCCI_DOCKER_CLI = "${config.virtualisation.docker.package}/bin/docker";
+    CCCI_RESOLVE_IMAGE = common.resolveImage;
     CCCI_CA_CERT = cfg.caCert;
     CCCI_CHROMIUM = "${pkgs.chromium}/bin/chromium";
     CCCI_HELPER_IMAGE = cfg.helperImage;

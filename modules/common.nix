@@ -87,6 +87,17 @@ in {
       description = "The group of {option}`services.cc-ci.user`.";
     };
 
+    resolveImage = lib.mkOption {
+      type = lib.types.enum ["always" "changed" "never"];
+      default = "always";
+      description = ''
+        `docker stack deploy --resolve-image` for test apps and Traefik
+        (CCCI_RESOLVE_IMAGE). `never` on a host without a registry (the VM
+        tests): then an image the host lacks is the recipe's failure, named
+        with its service, and nothing is pulled.
+      '';
+    };
+
     hostRoutes = lib.mkOption {
       type = lib.types.attrsOf (lib.types.submodule {
         options = {

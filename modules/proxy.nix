@@ -146,6 +146,7 @@ in {
         # per-run ones of the tests.
         ABRA_DIR = "%S/cc-ci/proxy/abra";
         HOME = "%S/cc-ci/proxy";
+        CCCI_RESOLVE_IMAGE = common.resolveImage;
       };
       serviceConfig = {
         Type = "oneshot";

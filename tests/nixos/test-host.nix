@@ -59,6 +59,8 @@ in {
   services.cc-ci = {
     # The test certificate covers *.ci.test and nothing else.
     domain = lib.mkForce "ci.test";
+    # No registry: every image is preloaded.
+    resolveImage = "never";
     proxy.traefik = {
       recipeSource = lib.mkForce recipeRepo;
       version = lib.mkForce recipeVersion;
