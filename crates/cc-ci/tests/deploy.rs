@@ -532,3 +532,66 @@ fn a_test_app_that_leaves_its_app_is_not_deployed() {
         );
     });
 }
+
+/// A compose file without `version:` (the compose spec allows it, abra's
+/// loader accepts it, real recipes omit it more and more) deploys with the
+/// 20.10 docker CLI, which refuses such a file ("unsupported Compose file
+/// version: 1.0") and files of differing versions ("version mismatched
+/// between two composefiles"): the deployer gives it copies with one
+/// version, beside the originals, and removes them after the deploy.
+#[test]
+fn a_compose_file_without_version_deploys_with_the_20_10_cli() {
+    let Some(d) = test_support::docker_with(&[Component::Swarm, Component::FixtureImages]) else {
+        return;
+    };
+    let n = native(&d);
+    assert_eq!(
+        n.cli,
+        std::path::PathBuf::from("/usr/bin/docker"),
+        "the 20.10 CLI is the one under test"
+    );
+    let v = variant(|rel| {
+        let p = rel.join("compose.yml");
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert!(t.contains("version: \"3.8\"\n"), "the fixture declares its version");
+        std::fs::write(&p, t.replace("version: \"3.8\"\n", "")).unwrap();
+        // A second file declaring an older version: both must agree for 20.10.
+        std::fs::write(
+            rel.join("compose.extra.yml"),
+            "version: \"3.7\"\nservices:\n  app:\n    environment:\n      - EXTRA_FILE=read\n",
+        )
+        .unwrap();
+        let e = rel.join(".env.sample");
+        let t = std::fs::read_to_string(&e).unwrap();
+        std::fs::write(&e, format!("{t}\nCOMPOSE_FILE=\"compose.yml:compose.extra.yml\"\n")).unwrap();
+    });
+    let abra_dir = tempfile::tempdir().unwrap();
+    let app = App::new(
+        abra_dir.path(),
+        "tmpl-site",
+        &format!("v{}.ci.test", &test_support::token()[..6]),
+    );
+    let _guard = Cleanup(n.clone(), app.clone());
+    test_support::rt().block_on(async {
+        n.new_app(&app, &v.recipes.join("tmpl-site"), "1.0.0+1.22.1", &BTreeMap::new())
+            .await
+            .unwrap();
+        let req = request("1.0.0+1.22.1", Version::Release("1.0.0+1.22.1".into()), Kind::Install);
+        let done = n
+            .deploy(&app, &req, &BTreeMap::new())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            done.log.iter().any(|l| l.contains("compose files given one version")),
+            "{:?}",
+            done.log
+        );
+        assert_eq!(sh(&d, &app.stack, "echo $EXTRA_FILE").await.trim(), "read");
+        let left: Vec<_> = std::fs::read_dir(app.checkout())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".ccci-"))
+            .collect();
+        assert!(left.is_empty(), "the copies are removed after the deploy: {left:?}");
+    });
+}

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 pub mod abra;
 pub mod app;
+pub mod compose_version;
 pub mod converge;
 pub mod exec;
 pub mod images;

@@ -293,20 +293,14 @@ impl Native {
             return Ok(text);
         }
         let t = text.trim();
-        // The compose files are the recipe's: a loader refusal is its fault,
-        // except the 20.10 CLI's refusal of a file without `version:`, which
-        // abra's newer loader accepts.
+        // The compose files are the recipe's: a loader refusal is its fault
+        // (a missing or differing `version:` never reaches the CLI:
+        // compose_version gives every file one).
         let infra = t.contains("Cannot connect to the Docker daemon")
             || t.contains("connection refused")
-            || t.contains("unsupported Compose file version: 1.0")
             || t.contains("not a swarm manager")
             || t.contains("is not a docker command");
-        let hint = if t.contains("unsupported Compose file version: 1.0") {
-            "; this docker CLI (20.10) needs `version:` in every compose file, abra's loader does not: set CCCI_DOCKER_CLI to a newer docker CLI"
-        } else {
-            ""
-        };
-        let detail = format!("docker stack deploy failed: {t}{hint}");
+        let detail = format!("docker stack deploy failed: {t}");
         Err(if infra {
             DeployError::infra(Step::StackDeploy, detail)
         } else {
@@ -571,12 +565,24 @@ impl Deployer for Native {
                     .join(", ")
             ));
         }
-        let mut text = ov.render(&app.domain);
-        if let Some(v) = compose.files.first().and_then(|f| f.version.clone()) {
-            text = text.replacen("version: \"3.8\"\n", &format!("version: {}\n", serde_json::json!(v)), 1);
-        } else {
-            text = text.replacen("version: \"3.8\"\n", "", 1);
+        // One version in every file the CLI reads (the 20.10 CLI refuses a
+        // file without one and files that differ): copies when they do not
+        // agree, removed when `deploy_files` drops after the deploy.
+        let declared: Vec<Option<String>> = compose.files.iter().map(|f| f.version.clone()).collect();
+        let deploy_files = super::compose_version::prepare(&app.checkout(), &files, &declared)
+            .map_err(|e| DeployError::infra(Step::StackDeploy, e))?;
+        if deploy_files.copied {
+            log.push(format!(
+                "compose files given one version ({}) for the docker CLI: {}",
+                deploy_files.version,
+                files.join(", ")
+            ));
         }
+        let text = ov.render(&app.domain).replacen(
+            "version: \"3.8\"\n",
+            &format!("version: {}\n", serde_json::json!(deploy_files.version)),
+            1,
+        );
         let dir = app.abra_dir.join("cc-ci");
         std::fs::create_dir_all(&dir)
             .map_err(|e| DeployError::infra(Step::StackDeploy, format!("{}: {e}", dir.display())))?;
@@ -585,7 +591,9 @@ impl Deployer for Native {
             .map_err(|e| DeployError::infra(Step::StackDeploy, format!("{}: {e}", override_file.display())))?;
         // 8. the stack deploy.
         let t = Instant::now();
-        let out = self.stack_deploy(app, &files, &override_file, &env).await?;
+        let out = self.stack_deploy(app, &deploy_files.files, &override_file, &env).await;
+        drop(deploy_files);
+        let out = out?;
         let command_time = t.elapsed();
         log.extend(out.lines().map(|l| format!("docker stack deploy: {l}")));
         // 9. convergence.
