@@ -631,3 +631,33 @@ async fn teardown_leaves_nothing_and_a_second_teardown_is_a_no_op() {
         .await
         .unwrap();
 }
+
+/// Where Docker reports health, a healthy probe proves the task is up: no
+/// stability window of ours is added on top of it. A service without a
+/// healthcheck still waits out the window (a crash-looping container is
+/// briefly `running`). The window is made 10 minutes here, so which of the
+/// two converged within the 60 s timeout tells which waited it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_healthy_probe_needs_no_stability_window_a_bare_container_does() {
+    let Some(d) = docker() else { return };
+    let opts = ConvergeOptions {
+        stable_for: Duration::from_secs(600),
+        ..ConvergeOptions::new(Duration::from_secs(60))
+    };
+    let checked = TestStack::new(&d);
+    checked
+        .create(with_health(
+            checked.spec("app", "exec sleep 100000"),
+            health("true", 1, 3),
+        ))
+        .await;
+    let c = converge::wait_converged_with(&d, &checked.name, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("a healthy service converges without the window: {e}"));
+    assert!(c.services[0].healthchecked, "{c:?}");
+
+    let bare = TestStack::new(&d);
+    bare.create(bare.spec("app", "exec sleep 100000")).await;
+    let e = converge::wait_converged_with(&d, &bare.name, &opts).await.unwrap_err();
+    assert!(matches!(e, ConvergeError::Timeout { .. }), "{e}");
+}

@@ -206,9 +206,11 @@ pub struct ConvergeOptions {
     pub failed_tasks_limit: usize,
     /// Safety re-read interval when no event arrives (default 2 s).
     pub safety_poll: Duration,
-    /// How long the same tasks must stay ready before the service counts as
-    /// converged (default 5 s, the docker CLI's `docker service create`
-    /// stability check): a crash-looping container is briefly `running`.
+    /// How long the same tasks must stay ready before a service without a
+    /// healthcheck counts as converged (default 5 s, the docker CLI's
+    /// `docker service create` stability check): a crash-looping container
+    /// is briefly `running`. A service whose tasks report `healthy` needs
+    /// no window: the probe is the proof.
     pub stable_for: Duration,
 }
 
@@ -284,7 +286,15 @@ pub async fn wait_converged_with(
                             *entry = (ids, now);
                         }
                         c.converged_after = entry.1 - start;
-                        let stable_at = entry.1 + opts.stable_for;
+                        // A healthy probe already proves the tasks up (swarm
+                        // holds a task in `starting` until its first one):
+                        // the window is for containers nothing probes.
+                        let window = if c.healthchecked {
+                            Duration::ZERO
+                        } else {
+                            opts.stable_for
+                        };
+                        let stable_at = entry.1 + window;
                         if stable_at > now {
                             next_stable = Some(next_stable.map_or(stable_at, |n| n.min(stable_at)));
                         }
