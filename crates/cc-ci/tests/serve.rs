@@ -550,3 +550,39 @@ async fn readiness_waits_for_a_router_that_appears_later() {
     assert!(r.waited < spec.readiness, "{r}");
     eprintln!("{r}");
 }
+
+/// Just after an upgrade, Traefik may still send a request to the address
+/// of the task that was replaced, and it hangs. Such an attempt must not
+/// cost the whole attempt timeout: the first attempts are short, and grow
+/// toward [`ServeSpec::timeout`]. Here the first connection hangs and the
+/// later ones answer; the readiness budget (8 s) is shorter than the
+/// attempt timeout (20 s), so only short first attempts can pass.
+#[tokio::test]
+async fn a_request_hanging_on_a_replaced_task_costs_a_short_attempt_not_the_timeout() {
+    let Some(bin) = traefik() else { return };
+    let mut t = Traefik::start(&bin, true);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for (i, conn) in listener.incoming().flatten().enumerate() {
+            if i == 0 {
+                held.push(conn); // never answered, never closed
+            } else {
+                std::thread::spawn(move || answer(conn));
+            }
+        }
+    });
+    t.write_dynamic(
+        "app.yml",
+        &router("app", "app.ci.test", &[format!("http://127.0.0.1:{port}")]),
+    );
+    t.wait_router("app");
+    let mut spec = t.spec("app.ci.test");
+    spec.timeout = Duration::from_secs(20);
+    spec.readiness = Duration::from_secs(8);
+    let r = check(&spec).await;
+    assert!(matches!(r.verdict, Verdict::Pass(_)), "{r}");
+    assert!(r.attempts >= 2, "the first attempt hung: {r}");
+    eprintln!("{r}");
+}

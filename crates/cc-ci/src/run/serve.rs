@@ -79,8 +79,12 @@ pub const TRAEFIK_DEFAULT_CERT_SAN_SUFFIX: &str = ".traefik.default";
 pub const TRAEFIK_NOT_FOUND_BODY: &str = "404 page not found\n";
 /// Bytes of the response body read at most (the rest is not read).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
-/// Default time one attempt may take, connection to last body byte.
+/// Default time one attempt may take, connection to last body byte (the
+/// first attempts get less: [`attempt_limit`]).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+/// The time the first attempt may take; each next one doubles it, up to
+/// [`ServeSpec::timeout`].
+pub const FIRST_ATTEMPT_LIMIT: Duration = Duration::from_secs(2);
 /// Default time the check keeps retrying while the answer is "not yet".
 pub const DEFAULT_READINESS: Duration = Duration::from_secs(60);
 
@@ -601,6 +605,17 @@ impl fmt::Display for ServeReport {
     }
 }
 
+/// The time attempt number `n` (from 1) may take: [`FIRST_ATTEMPT_LIMIT`],
+/// doubling with each attempt, never above `timeout`. A request Traefik
+/// sends to a task that was just replaced hangs (its swarm provider learns
+/// of the new task at its next refresh); short first attempts retry it in
+/// seconds instead of waiting out the whole timeout, and a slow app still
+/// gets the full timeout on a later attempt.
+pub fn attempt_limit(timeout: Duration, n: u32) -> Duration {
+    let grown = FIRST_ATTEMPT_LIMIT.saturating_mul(1u32 << (n.saturating_sub(1)).min(16));
+    grown.min(timeout)
+}
+
 /// Runs the serve check: attempts until the verdict is final or the
 /// readiness budget is spent (see the module docs). Never panics on network
 /// input; every problem is in the returned verdict.
@@ -620,7 +635,7 @@ pub async fn check(spec: &ServeSpec) -> ServeReport {
     let mut backoff = FIRST_BACKOFF;
     loop {
         attempts += 1;
-        let mut verdict = prepared.attempt(spec).await;
+        let mut verdict = prepared.attempt(spec, attempt_limit(spec.timeout, attempts)).await;
         tracing::debug!(domain = %spec.domain, attempt = attempts, %verdict, "serve check attempt");
         let mut traefik_final = false;
         if let (Verdict::Fail(Failure::TraefikNotFound { traefik_says, .. }), Some(probe)) =
@@ -682,24 +697,15 @@ impl Prepared {
         })
     }
 
-    async fn attempt(&self, spec: &ServeSpec) -> Verdict {
+    /// One attempt, given `limit` from connection to last body byte.
+    async fn attempt(&self, spec: &ServeSpec, limit: Duration) -> Verdict {
         let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + spec.timeout;
+        let deadline = tokio::time::Instant::now() + limit;
         let addr = spec.traefik;
-        let timeout = |phase| {
-            Verdict::Fail(Failure::Timeout {
-                phase,
-                after: spec.timeout,
-            })
-        };
+        let timeout = |phase| Verdict::Fail(Failure::Timeout { phase, after: limit });
 
         let tcp = match timeout_at(deadline, TcpStream::connect(addr)).await {
-            Err(_) => {
-                return Verdict::Error(ServeError::ConnectTimeout {
-                    addr,
-                    after: spec.timeout,
-                })
-            }
+            Err(_) => return Verdict::Error(ServeError::ConnectTimeout { addr, after: limit }),
             Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 return Verdict::Error(ServeError::NothingListens { addr, source: e })
             }
@@ -1098,6 +1104,16 @@ pub fn ca_roots(path: &Path) -> Result<RootCertStore, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn attempts_start_short_and_grow_to_the_timeout() {
+        let t = Duration::from_secs(20);
+        let limits: Vec<u64> = (1..=7).map(|n| super::attempt_limit(t, n).as_secs()).collect();
+        assert_eq!(limits, [2, 4, 8, 16, 20, 20, 20]);
+        assert_eq!(super::attempt_limit(Duration::from_secs(1), 1), Duration::from_secs(1));
+        assert_eq!(super::attempt_limit(t, u32::MAX), t);
+    }
+
     use super::*;
 
     fn spec() -> ServeSpec {
