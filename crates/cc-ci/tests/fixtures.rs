@@ -40,7 +40,7 @@ const RESTIC: &str = "ccci/restic:0.14.0";
 /// Each fixture recipe and its releases, oldest first.
 const RECIPES: &[(&str, &[&str])] = &[
     ("static-site", &["1.0.0+1.22.1", "1.1.0+1.22.1"]),
-    ("traefik", &["4.0.0+v3.7.15", "4.1.0+v3.7.15"]),
+    ("traefik", &["4.0.0+v3.7.15", "4.1.0+v3.7.15", "4.2.0+v3.7.15"]),
     ("tmpl-site", &["1.0.0+1.22.1", "1.1.0+1.22.1"]),
     ("webapp-pg", &["1.0.0+1.0.0", "1.1.0+1.1.0"]),
 ];
