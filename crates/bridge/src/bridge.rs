@@ -33,6 +33,9 @@ pub enum StartError {
 /// What `/status` shows of one repository.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RepoHealth {
+    /// Unix seconds it was enrolled (Gitea's clock): comments older are
+    /// never read ([`Bridge::enrolled_at`]).
+    pub enrolled_at: f64,
     /// The last poll's problem, if it had one.
     pub error: Option<String>,
     /// Unix seconds of the last poll that read it.
@@ -81,6 +84,8 @@ pub struct Bridge {
     pub(crate) bot_login: std::sync::OnceLock<String>,
     /// Unix seconds of the first start.
     pub first_start: f64,
+    /// Unix seconds each enrolled repository was enrolled ([`Bridge::enrolled_at`]).
+    enrolled: BTreeMap<RepoName, f64>,
     /// Serialises the decision "which build of this PR is the live one".
     pub(crate) enqueue: tokio::sync::Mutex<()>,
     /// Wakes the start and follow loops early.
@@ -122,8 +127,27 @@ impl Bridge {
             first_start,
             ..Health::default()
         };
+        // Each repository counts from its enrolment: the first start of a
+        // bridge with it in `repos`, on Gitea's clock (ours when Gitea did
+        // not answer). One polled before enrolments were recorded counts
+        // from the first start, as it did then.
+        let giteas_now = gitea.now().timestamp() as f64;
+        let mut enrolled = BTreeMap::new();
         for r in &config.repos {
-            health.repos.insert(r.to_string(), RepoHealth::default());
+            let at = if state.cursor(r)?.is_some() {
+                first_start
+            } else {
+                giteas_now.max(first_start)
+            };
+            let since = state.enrol(r, at)?;
+            enrolled.insert(r.clone(), since);
+            health.repos.insert(
+                r.to_string(),
+                RepoHealth {
+                    enrolled_at: since,
+                    ..RepoHealth::default()
+                },
+            );
         }
         Ok(Bridge {
             webhook_secret: secrets.webhook_secret,
@@ -133,11 +157,22 @@ impl Bridge {
             state,
             bot_login,
             first_start,
+            enrolled,
             enqueue: tokio::sync::Mutex::new(()),
             wake: tokio::sync::Notify::new(),
             health: Mutex::new(health),
             in_hand: Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// Unix seconds `repo` was enrolled: the first start of a bridge that
+    /// had it in `repos` (the bridge's first start for one enrolled from
+    /// the beginning). Comments made before it are never read, by a poll
+    /// or by the webhook, so enrolling a recipe later does not replay its
+    /// older `!testme` comments. The first start for a repository that is
+    /// not enrolled.
+    pub fn enrolled_at(&self, repo: &RepoName) -> f64 {
+        self.enrolled.get(repo).copied().unwrap_or(self.first_start)
     }
 
     /// The bot's login: known since start, else asked of Gitea now

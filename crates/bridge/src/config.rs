@@ -129,6 +129,20 @@ fn default_scheduler() -> String {
     "testme".into()
 }
 
+/// Whether `name` is a recipe name Buildbot's force scheduler takes (the
+/// `recipe` property's check in `pkgs/buildbot/master.cfg`, `RECIPE_RE`:
+/// `^[a-z0-9][a-z0-9._-]{0,62}$`). The bridge sends an enrolled
+/// repository's name as the recipe, so a name outside it could never be
+/// built.
+pub fn is_recipe_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}
+
 /// An enrolled repository, `owner/name`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepoName {
@@ -261,7 +275,18 @@ impl Config {
         let mut repos = Vec::new();
         for r in &raw.repos {
             match RepoName::parse(r) {
-                Some(n) => repos.push(n),
+                Some(n) if is_recipe_name(&n.name) => repos.push(n),
+                Some(n) => {
+                    return Err(invalid(
+                        "repos",
+                        format!(
+                            "{r:?}: the repository's name is the recipe's name on Buildbot, and {:?} is not one \
+                             (lower-case letters, digits, . _ -, starting with a letter or digit, at most 63): \
+                             rename the repository (Co-op Cloud recipe names are lower case)",
+                            n.name
+                        ),
+                    ))
+                }
                 None => return Err(invalid("repos", format!("{r:?} is not owner/name"))),
             }
         }
@@ -432,6 +457,14 @@ state_db = "/var/lib/cc-ci-bridge/state.sqlite"
     fn bad_settings_name_the_file_and_the_key() {
         let cases = [
             (MINIMAL.replace("recipes/static-site", "no-slash"), "repos"),
+            // Buildbot's force scheduler takes the name as the recipe
+            // (master.cfg's RECIPE_RE): lower case only.
+            (MINIMAL.replace("recipes/static-site", "recipes/Static-Site"), "repos"),
+            (MINIMAL.replace("recipes/static-site", "recipes/.site"), "repos"),
+            (
+                MINIMAL.replace("recipes/static-site", &format!("recipes/{}", "a".repeat(64))),
+                "repos",
+            ),
             (
                 MINIMAL.replace("https://git.example.org/", "git.example.org"),
                 "gitea_url",
@@ -446,6 +479,21 @@ state_db = "/var/lib/cc-ci-bridge/state.sqlite"
             let e = Config::parse(Path::new("bridge.toml"), &text).unwrap_err().to_string();
             assert!(e.contains("bridge.toml") && e.contains(want), "{want}: {e}");
         }
+    }
+
+    #[test]
+    fn recipe_names_are_those_buildbot_takes() {
+        for ok in ["static-site", "0ad", "a.b_c-d", &"a".repeat(63)] {
+            assert!(is_recipe_name(ok), "{ok}");
+        }
+        for bad in ["", "Static", "-x", ".x", "_x", "a b", "a/b", &"a".repeat(64)] {
+            assert!(!is_recipe_name(bad), "{bad}");
+        }
+        let upper = MINIMAL.replace("recipes/static-site", "Recipes/static-site");
+        assert!(
+            Config::parse(Path::new("bridge.toml"), &upper).is_ok(),
+            "the owner may be any case"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::time::Duration;
 use bridge::bridge::Bridge;
 use bridge::config::{Config, RepoName, Secret, Secrets};
 use bridge::state::{BuildRow, Phase};
+use bridge::trigger::{CommentEvent, Handled, Via};
 use cc_ci::results::level::{Rung, Status};
 use cc_ci::results::{RunResults, RungResult};
 use fake::buildbot::{results, Endpoint as Bb, FakeBuildbot};
@@ -1217,6 +1218,57 @@ async fn a_build_purged_from_buildbot_is_reported_as_an_error_once() {
     assert_eq!(row(&b, gone).phase, Phase::Done);
     assert_eq!(w.gitea.bot_comments(gone_pr).len(), 1);
     assert!(b.health().gitea_error.is_none(), "{:?}", b.health());
+}
+
+/// A repository enrolled into a bridge that ran before (the operator adds
+/// it to `repos`; the bridge restarts): its comments made before that
+/// start are never read, by a poll or by the webhook; those after are.
+#[tokio::test]
+async fn comments_made_before_a_repository_was_enrolled_are_never_read() {
+    let w = World::new().await;
+    let secrets = || Secrets {
+        gitea_token: Secret::new(w.gitea.bot_token.clone()),
+        buildbot_password: Secret::new(w.bb.password.clone()),
+        webhook_secret: Some(Secret::new(HOOK_SECRET)),
+    };
+    // The bridge first starts, two minutes ago by Gitea's clock, with
+    // another repository only.
+    w.gitea.set_clock_skew(-120);
+    let mut before = w.config();
+    before.repos = vec![RepoName::parse(&format!("{}/another-recipe", w.gitea.org)).unwrap()];
+    drop(Bridge::new(before, secrets()).await.unwrap());
+    // A member's `!testme` on the recipe a minute ago: after the bridge's
+    // first start, before the recipe was enrolled.
+    w.gitea.set_clock_skew(-60);
+    let pr = w.gitea.open_pr("early", SHA_A);
+    let early = w.gitea.comment(pr, "maintainer", "!testme");
+    let early_at = w.gitea.comments(pr)[0].created_at;
+    w.gitea.set_clock_skew(0);
+    // Enrolled now: the bridge restarts with it in `repos`.
+    let b = w.bridge().await;
+    turn(&b).await;
+    assert_eq!(b.state.comment(early).unwrap(), None, "the earlier comment was claimed");
+    assert!(w.forced_shas().is_empty(), "{:?}", w.forced_shas());
+    let by_hook = b
+        .on_comment(CommentEvent {
+            repo: w.repo.clone(),
+            pr,
+            comment_id: early,
+            author: "maintainer".into(),
+            body: "!testme".into(),
+            created_at: early_at,
+            via: Via::Webhook,
+        })
+        .await;
+    assert!(
+        matches!(&by_hook, Handled::Ignored(why) if why.contains("before") && why.contains("enrolled")),
+        "{by_hook:?}"
+    );
+    // A comment after the enrolment starts a build.
+    let c = w.gitea.comment(pr, "maintainer", "!testme");
+    turn(&b).await;
+    build_of_comment(&b, c);
+    assert_eq!(w.forced_shas(), [SHA_A]);
 }
 
 #[tokio::test]

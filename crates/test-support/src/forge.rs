@@ -130,11 +130,18 @@ impl Gitea {
     }
 
     fn token_for(&self, login: &str, password: &str) -> String {
+        self.token_with(login, password, &json!({"name": crate::unique("t"), "scopes": ["all"]}))
+    }
+
+    /// A token made by `login` itself (basic auth, as Gitea requires) with
+    /// `request`, the body of `POST /users/{login}/tokens` (`name`,
+    /// `scopes`).
+    fn token_with(&self, login: &str, password: &str, request: &Value) -> String {
         let r = self
             .http
             .post(format!("{}/api/v1/users/{login}/tokens", self.url))
             .basic_auth(login, Some(password))
-            .json(&json!({"name": crate::unique("t"), "scopes": ["all"]}))
+            .json(request)
             .send()
             .expect("token");
         let status = r.status();
@@ -164,6 +171,27 @@ impl Gitea {
         let (s, v) = self.api(user, method, path, body);
         assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
         v
+    }
+
+    /// A new user (made by the administrator) whose token is the one
+    /// `token_request` asks for: the body of `POST /users/{login}/tokens`,
+    /// e.g. `{"name": "bridge", "scopes": ["read:user", "write:issue"]}`
+    /// (panics when Gitea refuses it).
+    pub fn user_with_token(&self, login: &str, token_request: &Value) -> User {
+        let password = format!("pw-{}", crate::token());
+        self.ok(
+            &self.admin,
+            "POST",
+            "/admin/users",
+            Some(
+                json!({"username": login, "email": format!("{login}@ci.test"), "password": password,
+                        "must_change_password": false}),
+            ),
+        );
+        User {
+            login: login.into(),
+            token: self.token_with(login, &password, token_request),
+        }
     }
 
     /// A new user (made by the administrator) with a token.
@@ -273,10 +301,19 @@ impl Gitea {
     /// Adds a commit to the PR's branch (a README line) and pushes it;
     /// returns the new head.
     pub fn push_commit(&self, pr: &mut Pr, message: &str) -> String {
-        let readme = pr.clone.join("README.md");
-        let mut text = std::fs::read_to_string(&readme).unwrap_or_default();
-        text.push_str(&format!("\n{message}\n"));
-        std::fs::write(&readme, text).unwrap();
+        self.push_edit(pr, message, |clone| {
+            let readme = clone.join("README.md");
+            let mut text = std::fs::read_to_string(&readme).unwrap_or_default();
+            text.push_str(&format!("\n{message}\n"));
+            std::fs::write(&readme, text).unwrap();
+        })
+    }
+
+    /// Lets `edit` change the PR's clone (new files included), commits
+    /// everything as `message` and pushes it to the PR's branch; returns
+    /// the new head once Gitea shows it as the PR's.
+    pub fn push_edit(&self, pr: &mut Pr, message: &str, edit: impl FnOnce(&Path)) -> String {
+        edit(&pr.clone);
         let (org, name) = pr.repo.split_once('/').unwrap();
         let remote = self.push_url(org, name);
         let git = |args: &[&str]| {
@@ -289,7 +326,8 @@ impl Gitea {
                 &format!("git {args:?}"),
             )
         };
-        git(&["commit", "-q", "-am", message]);
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", message]);
         git(&["push", "-q", &remote, &format!("{0}:refs/heads/{0}", pr.branch)]);
         let sha = git(&["rev-parse", "HEAD"]).trim().to_string();
         let path = format!("/repos/{}/pulls/{}", pr.repo, pr.number);
@@ -396,6 +434,8 @@ pub struct Buildbot {
     pub results_dir: PathBuf,
     /// Where `ccci test` writes on the workers.
     pub worker_results_dir: PathBuf,
+    /// The per-recipe settings the workers' `ccci test` reads (`CCCI_SETTINGS_DIR`).
+    settings_dir: PathBuf,
     http: reqwest::blocking::Client,
 }
 
@@ -408,6 +448,12 @@ impl Buildbot {
     /// the test host's settings (`scripts/host.env`) and the repository's
     /// `tests/recipes` as settings.
     pub fn start(dir: &Path, slots: usize, ccci: &Path) -> Buildbot {
+        Buildbot::start_with_settings(dir, slots, ccci, &workspace().join("tests/recipes"))
+    }
+
+    /// As [`Buildbot::start`], the workers reading their per-recipe
+    /// settings from `settings_dir` (a folder laid out as `tests/recipes`).
+    pub fn start_with_settings(dir: &Path, slots: usize, ccci: &Path, settings_dir: &Path) -> Buildbot {
         std::fs::create_dir_all(dir).unwrap();
         let dir = dir.canonicalize().unwrap();
         let www = free_port();
@@ -446,6 +492,7 @@ impl Buildbot {
             bridge_password_file,
             results_dir,
             worker_results_dir,
+            settings_dir: settings_dir.into(),
             http: reqwest::blocking::Client::builder()
                 .cookie_store(true)
                 .timeout(Duration::from_secs(20))
@@ -468,7 +515,7 @@ impl Buildbot {
     /// Starts the workers (again, after [`Buildbot::kill_workers`]), with
     /// the test host's settings in their environment.
     pub fn start_workers(&self) {
-        let settings = workspace().join("tests/recipes");
+        let settings = &self.settings_dir;
         run(
             Command::new("bash")
                 .arg("-c")

@@ -1,6 +1,7 @@
 //! The bridge's state in SQLite: which comments were handled, which builds
 //! are in flight and where each is in its life, the one PR comment per pull
-//! request, the poll cursors and the sweeps. Every step of a build's life
+//! request, when each repository was enrolled, the poll cursors and the
+//! sweeps. Every step of a build's life
 //! is written before the next one starts, so a bridge restarted at any point
 //! picks up where it was and posts nothing twice.
 //!
@@ -228,6 +229,7 @@ CREATE INDEX IF NOT EXISTS builds_by_pr ON builds (repo, pr, phase);
 CREATE TABLE IF NOT EXISTS pr_comments (repo TEXT NOT NULL, pr INTEGER NOT NULL, comment_id INTEGER NOT NULL,
   PRIMARY KEY (repo, pr));
 CREATE TABLE IF NOT EXISTS cursors (repo TEXT PRIMARY KEY, since REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS enrolments (repo TEXT PRIMARY KEY, since REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS sweeps (repo TEXT PRIMARY KEY, last_at REAL NOT NULL);
 ";
 
@@ -805,6 +807,27 @@ impl State {
         })
     }
 
+    /// When `repo` was enrolled (unix seconds): `at` if this is the first
+    /// time it is asked (the first start of a bridge with the repository in
+    /// its `repos`), else the time recorded then. Comments older than it are
+    /// never read.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub fn enrol(&self, repo: &RepoName, at: f64) -> Result<f64, StateError> {
+        self.with(|db| {
+            db.execute(
+                "INSERT OR IGNORE INTO enrolments (repo, since) VALUES (?1, ?2)",
+                params![repo.to_string(), at],
+            )?;
+            db.query_row(
+                "SELECT since FROM enrolments WHERE repo = ?1",
+                params![repo.to_string()],
+                |r| r.get(0),
+            )
+        })
+    }
+
     /// The poll cursor of a repository (unix seconds), if it was polled.
     ///
     /// # Errors
@@ -913,6 +936,18 @@ mod tests {
         s.comment_outcome(7, "not a member", None).unwrap();
         assert!(s.pending_comments().unwrap().is_empty());
         assert_eq!(s.comment(7).unwrap().as_deref(), Some("not a member"));
+    }
+
+    #[test]
+    fn a_repository_keeps_the_time_it_was_first_enrolled() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.sqlite");
+        let s = State::open(&p).unwrap();
+        assert_eq!(s.enrol(&repo(), 100.0).unwrap(), 100.0);
+        assert_eq!(s.enrol(&repo(), 200.0).unwrap(), 100.0, "asked again");
+        drop(s);
+        let s = State::open(&p).unwrap();
+        assert_eq!(s.enrol(&repo(), 300.0).unwrap(), 100.0, "after a restart");
     }
 
     #[test]

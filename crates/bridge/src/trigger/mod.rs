@@ -87,9 +87,13 @@ impl Bridge {
         if !self.config.enrolled(&ev.repo) {
             return Handled::Ignored(format!("{} is not an enrolled repository", ev.repo));
         }
-        let first = self.first_start;
-        if (ev.created_at.timestamp() as f64) < first.floor() {
-            return Handled::Ignored("made before the bridge first started".into());
+        let since = self.enrolled_at(&ev.repo);
+        if (ev.created_at.timestamp() as f64) < since.floor() {
+            return Handled::Ignored(if since > self.first_start {
+                format!("made before {} was enrolled", ev.repo)
+            } else {
+                "made before the bridge first started".into()
+            });
         }
         if self.bot_login.get().map(String::as_str) == Some(ev.author.as_str()) {
             return Handled::Ignored("the bot's own comment".into());

@@ -1,6 +1,6 @@
 //! Polling, the primary trigger: every `poll_interval` each enrolled
-//! repository's comments since its cursor (at first the bridge's first
-//! start) are read, and those on pull requests go to
+//! repository's comments since its cursor (at first the repository's
+//! enrolment, [`Bridge::enrolled_at`]) are read, and those on pull requests go to
 //! [`Bridge::on_comment`]. A repository Gitea does not know is an error in
 //! the log and on `/status`, never silently skipped; a repository that
 //! fails backs off on its own while the others are polled every interval.
@@ -62,7 +62,7 @@ impl Bridge {
             };
             let started = gitea_now.timestamp() as f64;
             let cursor = match self.state.cursor(&repo) {
-                Ok(c) => c.unwrap_or(self.first_start),
+                Ok(c) => c.unwrap_or_else(|| self.enrolled_at(&repo)),
                 Err(e) => {
                     tracing::error!("{e}");
                     continue;
