@@ -1509,7 +1509,7 @@ async fn a_comment_the_webhook_holds_gets_one_reply_however_often_polls_resume_i
     let pr = w.gitea.open_pr("race", SHA_A);
     let c = w.gitea.comment(pr, "maintainer", "!testme --full");
     // Gitea is slow to answer the webhook's membership check ...
-    w.gitea.fail(Gt::OrgMember, Fault::Stall(Duration::from_millis(400)), 1);
+    w.gitea.fail(Gt::OrgMember, Fault::Stall(Duration::from_secs(3)), 1);
     let (headers, payload) = w.gitea.webhook_delivery(c);
     let body = payload.to_string();
     let sig = bridge::trigger::webhook::sign(HOOK_SECRET.as_bytes(), body.as_bytes());
@@ -1527,9 +1527,17 @@ async fn a_comment_the_webhook_holds_gets_one_reply_however_often_polls_resume_i
             .status()
     });
     // ... while polls run: the comment is claimed (pending) and in the
-    // webhook's hand; they leave it to it.
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(b.state.comment(c).unwrap().as_deref(), Some("pending"));
+    // webhook's hand; they leave it to it. (Waited for, not slept on: on a
+    // loaded machine the claim may take longer than any fixed sleep; the
+    // stall outlasts the wait.)
+    let claimed_by = std::time::Instant::now() + Duration::from_millis(2500);
+    while b.state.comment(c).unwrap().as_deref() != Some("pending") {
+        assert!(
+            std::time::Instant::now() < claimed_by,
+            "the webhook never claimed the comment"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     b.poll_once().await;
     b.poll_once().await;
     assert_eq!(hook.await.unwrap(), 202);
