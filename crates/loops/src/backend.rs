@@ -154,12 +154,15 @@ pub fn opencode_session(backend: &Backend, cwd: &Path, title: &str) -> Result<Op
     let out = Command::new(&backend.command)
         .args(args)
         .current_dir(cwd)
+        // opencode takes the project (whose sessions it lists) from $PWD, not
+        // from the working folder; tmux sets PWD for the agents' panes.
+        .env("PWD", cwd)
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| err(format!("cannot run it: {e}")))?;
     if !out.status.success() {
         return Err(err(format!(
-            "exit status {}: {}",
+            "{}: {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         )));
@@ -325,12 +328,18 @@ mod tests {
     }
 
     /// A fake `opencode` printing `list` for `session list --format json`.
+    /// Like the real one (opencode 1.18 takes its project from `$PWD`, not
+    /// from the process's working folder), it refuses to answer when the
+    /// `PWD` it was given (read from /proc: sh itself resets `$PWD`) is not
+    /// its working folder.
     fn fake_opencode(dir: &Path, list: &str) -> Backend {
         let script = dir.join("opencode");
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\n[ \"$*\" = 'session list --format json' ] || {{ echo \"bad args: $*\" >&2; exit 9; }}\ncat <<'EOF'\n{list}\nEOF\n"
+                "#!/bin/sh\n[ \"$*\" = 'session list --format json' ] || {{ echo \"bad args: $*\" >&2; exit 9; }}\n\
+                 tr '\\0' '\\n' </proc/$$/environ | grep -qx \"PWD=$(pwd)\" || {{ echo 'PWD is not the working folder' >&2; exit 7; }}\n\
+                 cat <<'EOF'\n{list}\nEOF\n"
             ),
         )
         .unwrap();
