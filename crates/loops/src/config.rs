@@ -184,6 +184,9 @@ pub struct Orchestrator {
 pub struct Config {
     /// The configuration file itself.
     pub file: PathBuf,
+    /// The text it was parsed from (the watchdog restarts itself when the
+    /// file's text changes to another valid configuration).
+    pub source: String,
     /// Folder for state, logs and REBOOTS.md.
     pub workspace: PathBuf,
     /// The repository the agents push to.
@@ -593,6 +596,7 @@ impl Config {
         let own = |v: Option<Vec<String>>, d: &[&str]| v.unwrap_or_else(|| d.iter().map(|s| s.to_string()).collect());
         Ok(Config {
             file: path.to_path_buf(),
+            source: text.to_string(),
             workspace,
             origin,
             branch: raw.branch.unwrap_or_else(|| "main".into()),

@@ -503,11 +503,14 @@ impl Loops {
     /// The watchdog: heavy check at once and every `heavy_check`, fast tick
     /// every `fast_tick`, until the last phase is done and no orchestrator is
     /// wanted. Only one runs per workspace (`watchdog.lock`); a second
-    /// returns at once.
+    /// returns at once. Before each heavy check it rereads the configuration
+    /// file: a changed, valid one makes it replace itself (`exec`, same
+    /// pane) with a watchdog on the new configuration (a NixOS rebuild
+    /// points `/etc/cc-ci/loops.toml` at a new file).
     ///
     /// # Errors
-    /// When the lock file cannot be created. Errors inside a check are logged
-    /// and the watch goes on.
+    /// When the lock file cannot be created, or the new watchdog cannot be
+    /// run. Errors inside a check are logged and the watch goes on.
     pub fn watchdog(&self) -> Result<()> {
         let Some(_lock) = try_lock(&self.watchdog_lock())? else {
             println!("a watchdog is already running for {}", self.cfg.workspace.display());
@@ -520,8 +523,18 @@ impl Loops {
             "watchdog started"
         );
         let mut next_heavy = Instant::now();
+        let mut refused: Option<String> = None;
         loop {
             if Instant::now() >= next_heavy {
+                if let Some(new) = self.changed_config(&mut refused) {
+                    tracing::info!(
+                        file = %self.cfg.file.display(),
+                        "the configuration changed; the watchdog restarts itself with it"
+                    );
+                    self.state.event("reload", "watchdog", &new)?;
+                    // The lock's file closes on exec (close-on-exec); the new watchdog takes it again.
+                    return Err(self.reexec());
+                }
                 match self.heavy_check() {
                     Ok(Outcome::Finished) if !self.orchestrator_wanted()? => {
                         tracing::info!("all phases done; watchdog exits");
@@ -544,6 +557,39 @@ impl Loops {
                     .max(Duration::from_millis(20)),
             );
         }
+    }
+
+    /// When the configuration file's text differs from what this process
+    /// loaded and is a valid configuration, its sha256; an invalid new text is
+    /// logged once (in `refused`) and the old configuration kept.
+    fn changed_config(&self, refused: &mut Option<String>) -> Option<String> {
+        let text = std::fs::read_to_string(&self.cfg.file).ok()?;
+        if text == self.cfg.source {
+            return None;
+        }
+        let hash = sha256_hex(&text);
+        match Config::parse(&self.cfg.file, &text) {
+            Ok(_) => Some(hash),
+            Err(e) => {
+                if refused.as_deref() != Some(hash.as_str()) {
+                    tracing::error!("the configuration changed but is invalid; keeping the old one: {e}");
+                    *refused = Some(hash);
+                }
+                None
+            }
+        }
+    }
+
+    /// Replaces this process with a new watchdog (same program, same
+    /// configuration path), keeping its tmux pane; returns only on failure.
+    fn reexec(&self) -> Error {
+        use std::os::unix::process::CommandExt as _;
+        let e = std::process::Command::new(&self.exe)
+            .arg("--config")
+            .arg(&self.cfg.file)
+            .arg("watchdog")
+            .exec();
+        Error::io("run", &self.exe, e)
     }
 
     /// A snapshot of phase, sessions, watchdog, reboots and jobs.

@@ -239,6 +239,24 @@ fn uuid_ish() -> String {
     format!("{}-{}", std::process::id(), t % 1_000_000_000)
 }
 
+/// `text` without its terminal colour codes (`ESC [ ... m`; the pane is a terminal).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Polls `cond` every 50 ms for up to `secs` seconds; returns the time it took.
 fn wait(what: &str, secs: u64, mut cond: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
@@ -839,4 +857,55 @@ fn with_a_server_unit_loops_never_starts_a_tmux_server() {
     w.loops_ok(&["stop"]);
     let _ = w.tmux(&["kill-server"]);
     server.wait().unwrap();
+}
+
+#[test]
+fn the_watchdog_restarts_itself_on_a_changed_configuration() {
+    if !test_support::need(Component::Tmux) {
+        return;
+    }
+    let w = World::new(FAST);
+    w.loops_ok(&["start"]);
+    wait("agents up", 20, || w.invocations("builder").len() == 1);
+    let pid = || {
+        String::from_utf8(
+            w.tmux(&["display-message", "-p", "-t", "=loops-watchdog:", "#{pane_pid}"])
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let before = pid();
+    // Read directly: `loops logs` itself refuses the invalid configuration.
+    let log = || strip_ansi(&std::fs::read_to_string(w.path("ws/logs/watchdog.log")).unwrap_or_default());
+
+    // An invalid change is refused (said once) and the old configuration kept.
+    let good = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(&w.config, good.replace("stall_idle = 3", "stall_idle = -3")).unwrap();
+    wait("refusal logged", 20, || {
+        log().contains("is invalid; keeping the old one")
+    });
+    std::thread::sleep(Duration::from_secs(3)); // three heavy checks
+    assert_eq!(log().matches("is invalid; keeping the old one").count(), 1, "{}", log());
+    assert_eq!(pid(), before);
+
+    // A valid change: the same pane runs a watchdog on the new configuration.
+    std::fs::write(&w.config, good.replace("heavy_check = 1", "heavy_check = 0.7")).unwrap();
+    let t0 = Instant::now();
+    wait("the new watchdog", 20, || log().contains("heavy_s=0.7"));
+    println!(
+        "TIMING changed configuration -> new watchdog: {:.2}s (heavy_check = 1 s)",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(log().contains("the configuration changed; the watchdog restarts itself"));
+    assert_eq!(pid(), before, "the watchdog replaced itself in its pane");
+    assert_eq!(w.status()["watchdog_alive"], true);
+    w.wait_checks(2);
+    assert_eq!(w.invocations("builder").len(), 1, "a reload restarted an agent");
+    assert_eq!(
+        log().matches("the watchdog restarts itself").count(),
+        1,
+        "it reloaded more than once"
+    );
 }
