@@ -1,5 +1,6 @@
 # What every cc-ci concern shares: the packages, the wildcard domain, where
-# state and results live, and the system user that runs tests.
+# state and results live, the system user that runs tests, and the
+# operators' SSH keys.
 {
   config,
   lib,
@@ -127,6 +128,17 @@ in {
       internal = true;
     };
 
+    admins.sshKeys = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [];
+      example = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... operator@laptop"];
+      description = ''
+        The operators' SSH public keys: root's authorized keys on each cc-ci
+        host (and, on the orchestrator, the loops user's, to attach to the
+        agents' tmux sessions). Empty: nobody can log in over SSH with a key.
+      '';
+    };
+
     convergeUnits = lib.mkOption {
       type = lib.types.listOf lib.types.str;
       default = [];
@@ -141,6 +153,13 @@ in {
   };
 
   config = lib.mkMerge [
+    {
+      users.users.root.openssh.authorizedKeys.keys = cfg.admins.sshKeys;
+      warnings = lib.optional (cfg.admins.sshKeys == [] && config.services.openssh.enable) ''
+        services.cc-ci.admins.sshKeys is empty: no operator's key may log in over SSH
+        (password login is off). Set it in the host's configuration.nix.
+      '';
+    }
     (lib.mkIf (cfg.convergeUnits != []) {
       # At boot systemd starts them (wantedBy). On `nixos-rebuild switch` the
       # activation script asks switch-to-configuration to restart them (the

@@ -16,6 +16,10 @@
       (lib.fileset.maybeMissing (src + "/tests/fixtures"))
       (lib.fileset.maybeMissing (src + "/tests/recipes"))
       (lib.fileset.maybeMissing (src + "/tests/keys"))
+      # Run or read by the loops' and test-support's tests.
+      (src + "/scripts/versions.env")
+      (src + "/scripts/loops-repos")
+      (src + "/scripts/agent-clis")
     ];
   };
 in {
@@ -49,7 +53,9 @@ in {
     pname = "cc-ci-tests";
     src = testSrc;
     doCheck = true;
-    CCCI_ALLOW_SKIP = "docker,swarm,sops,traefik,chromium,fixture-images,busybox-image";
+    # claude-code, opencode: scripts/agent-clis installs them from the npm
+    # registry, which the sandbox cannot reach.
+    CCCI_ALLOW_SKIP = "docker,swarm,sops,traefik,chromium,fixture-images,busybox-image,claude-code,opencode";
     # The loop supervisor's tests drive real tmux and git.
     nativeCheckInputs = [pkgs.git pkgs.tmux];
   };

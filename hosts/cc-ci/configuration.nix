@@ -44,6 +44,7 @@ in {
 
   services.cc-ci = {
     domain = "ci.example.org"; # REPLACE: *.<domain> must resolve to this host
+    admins.sshKeys = []; # REPLACE: the operators' SSH public keys (root's authorized keys)
 
     swarm.enable = true;
 

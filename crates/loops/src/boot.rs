@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use crate::error::{Error, Result};
 
 /// The kernel's boot id file.
 pub const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
@@ -23,7 +23,7 @@ pub fn record(workspace: &Path, boot_id: &str) -> Result<bool> {
     let old = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => HEADER.to_string(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+        Err(e) => return Err(Error::io("read", &file, e)),
     };
     let boot_id = boot_id.trim();
     if old
@@ -41,8 +41,8 @@ pub fn record(workspace: &Path, boot_id: &str) -> Result<bool> {
         chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
     ));
     let tmp = file.with_extension("md.tmp");
-    std::fs::write(&tmp, new).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &file).with_context(|| format!("cannot replace {}", file.display()))?;
+    std::fs::write(&tmp, new).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, &file).map_err(|e| Error::io("replace", &file, e))?;
     Ok(true)
 }
 

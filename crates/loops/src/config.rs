@@ -7,6 +7,7 @@
 //! backend = "claude"               # default backend: "claude" or "opencode"
 //! model = "opus"                   # default model (optional)
 //! tmux_socket = "loops"            # optional `tmux -L` socket; default: tmux's own
+//! tmux_server_unit = "cc-ci-loops-tmux.service"  # optional: a unit owns the tmux server
 //!
 //! [watchdog]
 //! heavy_check = 300                # seconds between heavy checks
@@ -42,7 +43,19 @@
 //! name = "build"
 //! status = "STATUS.md"             # a real `## DONE` heading here on origin ends the phase
 //! prompts = { builder = "prompts/build-builder.md" }
+//!
+//! [orchestrator]                   # optional: the orchestrator's own agent session
+//! prompt = "prompts/orchestrator.md"
+//! dir = "/srv/loops/orchestrator"  # its working folder (Claude keeps conversations per folder)
+//! session = "orchestrator"         # tmux session name (the default)
+//! backend = "claude"               # default: the global backend
+//! model = "opus"                   # default: the global model
 //! ```
+//!
+//! With `tmux_server_unit` set, `loops` never starts a tmux server itself: the
+//! named unit runs it (on `tmux_socket`), and when none answers, `loops`
+//! fails naming that unit. So no tmux server, and no agent, ever lives in the
+//! cgroup of a short-lived unit that merely ran `loops start`.
 //!
 //! Unknown keys, wrong types and bad values are [`ConfigError`]s that name the
 //! file and the line.
@@ -149,11 +162,31 @@ pub struct Patterns {
     pub usage_limit: Vec<String>,
 }
 
+/// The orchestrator's own agent session: one conversation kept across
+/// restarts and reboots (`loops orchestrator start|resume|status|stop`).
+#[derive(Debug, Clone)]
+pub struct Orchestrator {
+    /// Prompt file of a fresh conversation.
+    pub prompt: PathBuf,
+    /// Its working folder: every run of it starts there, so that Claude finds
+    /// the conversation again (it keeps them per folder).
+    pub dir: PathBuf,
+    /// tmux session name (default `orchestrator`).
+    pub session: String,
+    /// Backend that runs it (default: the global `backend`).
+    pub backend: BackendKind,
+    /// Model (default: the global `model`).
+    pub model: Option<String>,
+}
+
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The configuration file itself.
     pub file: PathBuf,
+    /// The text it was parsed from (the watchdog restarts itself when the
+    /// file's text changes to another valid configuration).
+    pub source: String,
     /// Folder for state, logs and REBOOTS.md.
     pub workspace: PathBuf,
     /// The repository the agents push to.
@@ -162,6 +195,9 @@ pub struct Config {
     pub branch: String,
     /// `tmux -L` socket name, if any.
     pub tmux_socket: Option<String>,
+    /// The systemd unit that runs the tmux server, if one does: `loops` then
+    /// never starts a server itself.
+    pub tmux_server_unit: Option<String>,
     /// Watchdog pacing.
     pub pacing: Pacing,
     /// Backend settings by kind.
@@ -180,6 +216,8 @@ pub struct Config {
     pub default_backend: BackendKind,
     /// Default model (for one-shot jobs).
     pub default_model: Option<String>,
+    /// The orchestrator's own session, if `[orchestrator]` is given.
+    pub orchestrator: Option<Orchestrator>,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +229,7 @@ struct RawConfig {
     backend: Option<BackendKind>,
     model: Option<String>,
     tmux_socket: Option<String>,
+    tmux_server_unit: Option<String>,
     #[serde(default)]
     watchdog: RawWatchdog,
     #[serde(default)]
@@ -201,6 +240,17 @@ struct RawConfig {
     phases: Spanned<Vec<RawPhase>>,
     #[serde(default)]
     patterns: RawPatterns,
+    orchestrator: Option<Spanned<RawOrchestrator>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrchestrator {
+    prompt: Spanned<PathBuf>,
+    dir: Spanned<PathBuf>,
+    session: Option<String>,
+    backend: Option<BackendKind>,
+    model: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -264,6 +314,10 @@ struct RawPatterns {
     usage_limit: Option<Vec<String>>,
 }
 
+/// Where every key of the configuration is documented (this file's header),
+/// relative to the repository root; error messages point there.
+pub const CONFIG_DOC: &str = "crates/loops/src/config.rs";
+
 /// Default fatal-error substrings (matched case-insensitively on a pane's last lines).
 pub const DEFAULT_FATAL: &[&str] = &[
     "API Error: 5",
@@ -311,10 +365,7 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             err(
                 e.span(),
-                format!(
-                    "{} (see the example at the top of crates/cc-ci/src/loops/config.rs)",
-                    e.message().trim()
-                ),
+                format!("{} (see the example at the top of {CONFIG_DOC})", e.message().trim()),
             )
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -477,6 +528,53 @@ impl Config {
             });
         }
 
+        let orchestrator = match &raw.orchestrator {
+            None => None,
+            Some(spanned) => {
+                let o = spanned.get_ref();
+                let prompt = resolve(o.prompt.get_ref());
+                if !prompt.is_file() {
+                    return Err(err(
+                        Some(o.prompt.span()),
+                        format!("orchestrator.prompt: no such file {}", prompt.display()),
+                    ));
+                }
+                let dir = resolve(o.dir.get_ref());
+                if !dir.is_dir() {
+                    return Err(err(
+                        Some(o.dir.span()),
+                        format!(
+                            "orchestrator.dir: no such folder {}; create it (or clone the repository there) first",
+                            dir.display()
+                        ),
+                    ));
+                }
+                let session = o.session.clone().unwrap_or_else(|| "orchestrator".into());
+                let taken = if let Some(agent) = sessions.get(&session) {
+                    Some(format!("agent {agent}'s"))
+                } else if session == crate::supervisor::WATCHDOG_SESSION {
+                    Some("the watchdog's".into())
+                } else if session.starts_with("job-") {
+                    Some("a one-shot job's (job-*)".into())
+                } else {
+                    None
+                };
+                if let Some(whose) = taken {
+                    return Err(err(
+                        Some(spanned.span()),
+                        format!("orchestrator.session {session:?} is {whose} tmux session; give it its own"),
+                    ));
+                }
+                Some(Orchestrator {
+                    prompt,
+                    dir,
+                    session,
+                    backend: o.backend.unwrap_or(default_backend),
+                    model: o.model.clone().or_else(|| raw.model.clone()),
+                })
+            }
+        };
+
         let workspace = raw
             .workspace
             .as_ref()
@@ -498,10 +596,12 @@ impl Config {
         let own = |v: Option<Vec<String>>, d: &[&str]| v.unwrap_or_else(|| d.iter().map(|s| s.to_string()).collect());
         Ok(Config {
             file: path.to_path_buf(),
+            source: text.to_string(),
             workspace,
             origin,
             branch: raw.branch.unwrap_or_else(|| "main".into()),
             tmux_socket: raw.tmux_socket,
+            tmux_server_unit: raw.tmux_server_unit,
             pacing,
             backends,
             agents,
@@ -514,6 +614,7 @@ impl Config {
             },
             default_backend,
             default_model: raw.model,
+            orchestrator,
         })
     }
 
@@ -632,5 +733,43 @@ prompts = { adversary = "b.md" }
         assert!(e.message.contains("missing.md"));
         let e = error_of(&GOOD.replace("clone = \"cb\"", "clone = \"nope\""));
         assert_eq!(e.line, Some(6), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_documented_example() {
+        let e = error_of(&GOOD.replace("fast_tick = 0.5", "fast_tick = = 0.5"));
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains(CONFIG_DOC), "{e}");
+        let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(CONFIG_DOC);
+        assert!(
+            doc.is_file(),
+            "the error points at {}, which does not exist",
+            doc.display()
+        );
+    }
+
+    #[test]
+    fn orchestrator_table_is_optional_and_checked() {
+        let (d, p) = fixture();
+        assert!(Config::parse(&p, GOOD).unwrap().orchestrator.is_none());
+        std::fs::create_dir(d.path().join("od")).unwrap();
+        let with = format!("model = \"opus\"\n{GOOD}[orchestrator]\nprompt = \"a.md\"\ndir = \"od\"\n");
+        let c = Config::parse(&p, &with).unwrap();
+        let o = c.orchestrator.unwrap();
+        assert_eq!(o.session, "orchestrator");
+        assert_eq!(o.dir, d.path().join("od"));
+        assert_eq!(o.prompt, d.path().join("a.md"));
+        assert_eq!(o.backend, BackendKind::Claude);
+        assert_eq!(o.model.as_deref(), Some("opus"));
+
+        let bad_dir = Config::parse(&p, &with.replace("dir = \"od\"", "dir = \"nowhere\"")).unwrap_err();
+        assert_eq!(bad_dir.line, Some(18), "{bad_dir}");
+        assert!(bad_dir.message.contains("orchestrator.dir"), "{bad_dir}");
+        let clash = Config::parse(&p, &format!("{with}session = \"builder\"\n")).unwrap_err();
+        assert!(clash.message.contains("agent builder's"), "{clash}");
+        let clash = Config::parse(&p, &format!("{with}session = \"loops-watchdog\"\n")).unwrap_err();
+        assert!(clash.message.contains("watchdog"), "{clash}");
+        let unknown = Config::parse(&p, &format!("{with}promt = \"x\"\n")).unwrap_err();
+        assert!(unknown.message.contains("promt"), "{unknown}");
     }
 }

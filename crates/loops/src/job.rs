@@ -11,13 +11,13 @@
 //! up, the supervisor takes over with a fresh run (at most `max_takeovers`
 //! times), and it restarts a job watchdog that died without giving up.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::backend::{argv, Run};
+use crate::error::{Error, Result};
 use crate::state::{JobState, State};
 use crate::supervisor::{lock_held, try_lock, Loops};
 use crate::tmux::{Launch, PaneState};
@@ -41,7 +41,9 @@ pub struct JobStatus {
 
 fn check_name(name: &str) -> Result<()> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        bail!("job name {name:?} must be letters, digits, '-' or '_'");
+        return Err(Error::Request(format!(
+            "job name {name:?} must be letters, digits, '-' or '_'"
+        )));
     }
     Ok(())
 }
@@ -93,18 +95,20 @@ impl Loops {
             ));
             return Ok(report);
         }
-        std::fs::create_dir_all(self.job_dir(name))?;
+        let dir = self.job_dir(name);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
         let prompt = prompt
             .canonicalize()
-            .with_context(|| format!("no prompt file {}", prompt.display()))?;
+            .map_err(|e| Error::io("find prompt file", prompt, e))?;
         let clone = clone
             .canonicalize()
-            .with_context(|| format!("no working folder {}", clone.display()))?;
+            .map_err(|e| Error::io("find working folder", clone, e))?;
         let mut job = self.state.job(name)?.unwrap_or_default();
         let gave_up = self.job_gave_up_file(name);
         if gave_up.exists() {
             // A human restarts it: the earlier hand-off is kept beside, the budget renewed.
-            std::fs::rename(&gave_up, gave_up.with_extension("by-hand"))?;
+            let kept = gave_up.with_extension("by-hand");
+            std::fs::rename(&gave_up, &kept).map_err(|e| Error::io("rename to", &kept, e))?;
             job.resumes = 0;
             report.push(format!(
                 "job {name}: had given up; restarted by hand with a new resume budget"
@@ -156,33 +160,40 @@ impl Loops {
 
     /// Runs the job's agent: resuming its conversation when `resume`, else fresh.
     fn launch_job(&self, name: &str, resume: bool) -> Result<&'static str> {
-        let mut job = self.state.job(name)?.context("no such job")?;
+        let mut job = self
+            .state
+            .job(name)?
+            .ok_or_else(|| Error::Request(format!("no job named {name:?}")))?;
         let kind = self.cfg.default_backend;
         let backend = self.cfg.backend(kind);
         let done = self.job_done_file(name);
-        let run = Run::choose(job.conversation.as_deref(), resume, || {
-            let body = std::fs::read_to_string(&job.prompt).with_context(|| format!("cannot read {}", job.prompt))?;
-            Ok(format!(
+        let clone = PathBuf::from(&job.clone);
+        let title = Self::job_session(name);
+        let run = Run::plan(
+            kind,
+            backend,
+            &clone,
+            &title,
+            job.conversation.as_deref(),
+            resume,
+            || {
+                let body = std::fs::read_to_string(&job.prompt)
+                    .map_err(|e| Error::io("read prompt", Path::new(&job.prompt), e))?;
+                Ok(format!(
                 "{body}\n\nWhen the task is complete, create the file {} (the loops supervisor stops resuming you once it exists).",
                 done.display()
             ))
-        })?;
+            },
+        )?;
         let how = run.how();
-        let argv = argv(
-            kind,
-            backend,
-            self.cfg.default_model.as_deref(),
-            &format!("job-{name}"),
-            &run,
-        );
+        let argv = argv(kind, backend, self.cfg.default_model.as_deref(), &title, &run);
         let env = vec![
             format!("LOOPS_JOB={name}"),
             format!("LOOPS_DONE_FILE={}", done.display()),
         ];
-        let log = self.log_path(&Self::job_session(name));
-        let clone = PathBuf::from(&job.clone);
+        let log = self.log_path(&title);
         self.tmux.launch(
-            &Self::job_session(name),
+            &title,
             &Launch {
                 cwd: &clone,
                 env,
@@ -205,7 +216,9 @@ impl Loops {
     pub fn job_watch(&self, name: &str) -> Result<i32> {
         check_name(name)?;
         if self.state.job(name)?.is_none() {
-            bail!("no job named {name:?}; start it with `loops job start {name} PROMPT`");
+            return Err(Error::Request(format!(
+                "no job named {name:?}; start it with `loops job start {name} PROMPT`"
+            )));
         }
         let Some(_lock) = try_lock(&self.job_watch_lock(name))? else {
             println!("job {name}: another watchdog is watching it");
@@ -224,7 +237,10 @@ impl Loops {
             }
             let pane = self.tmux.pane_state(&Self::job_session(name))?;
             if !matches!(pane, PaneState::Alive(_)) {
-                let mut job = self.state.job(name)?.context("job vanished from state")?;
+                let mut job = self
+                    .state
+                    .job(name)?
+                    .ok_or_else(|| Error::Request(format!("job {name:?} vanished from the state")))?;
                 if job.resumes >= self.cfg.pacing.max_resumes {
                     let text = format!(
                         "job {name} GAVE UP at {}: its agent stopped {} times without creating {} \
@@ -238,8 +254,8 @@ impl Loops {
                     );
                     let marker = self.job_gave_up_file(name);
                     let tmp = marker.with_extension("tmp");
-                    std::fs::write(&tmp, &text)?;
-                    std::fs::rename(&tmp, &marker)?;
+                    std::fs::write(&tmp, &text).map_err(|e| Error::io("write", &tmp, e))?;
+                    std::fs::rename(&tmp, &marker).map_err(|e| Error::io("replace", &marker, e))?;
                     self.state
                         .event("job-gave-up", name, &format!("{} resumes", job.resumes))?;
                     eprintln!("{text}");
@@ -276,7 +292,8 @@ pub fn supervise_jobs(l: &Loops) -> Result<()> {
             job.takeovers += 1;
             job.resumes = 0;
             l.state.put_job(&name, &job)?;
-            std::fs::rename(&gave_up, gave_up.with_extension(format!("{}", job.takeovers)))?;
+            let kept = gave_up.with_extension(format!("{}", job.takeovers));
+            std::fs::rename(&gave_up, &kept).map_err(|e| Error::io("rename to", &kept, e))?;
             l.launch_job(&name, false)?;
             l.state
                 .event("job-takeover", &name, &format!("takeover #{}", job.takeovers))?;

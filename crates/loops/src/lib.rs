@@ -14,18 +14,25 @@
 //!   restarts a loop whose pane has not changed for `stall_idle` unless its
 //!   last line is a live `WAITING-UNTIL: <ISO-8601 UTC>` marker.
 //!
-//! One-shot jobs ([`job`]) run a task to completion with bounded resumes;
-//! [`boot`] records reboots. Configuration: [`config`].
+//! The orchestrator's own agent session ([`orchestrator`]) keeps one
+//! conversation across restarts and reboots, resumed by its id and healed by
+//! the same watchdog. One-shot jobs ([`job`]) run a task to completion with
+//! bounded resumes; [`boot`] records reboots. Configuration: [`config`];
+//! agent command lines: [`backend`]; errors: [`error`] (the binary is a thin
+//! CLI over this library).
 
 pub mod backend;
 pub mod boot;
 pub mod config;
+pub mod error;
 pub mod job;
 pub mod markers;
+pub mod orchestrator;
 pub mod origin;
 pub mod state;
 pub mod supervisor;
 pub mod tmux;
 
 pub use config::Config;
+pub use error::{Error, Result};
 pub use supervisor::{Loops, Outcome};

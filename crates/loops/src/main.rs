@@ -46,10 +46,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the log of an agent (by name), of `watchdog`, or of a job
-    /// (`job-NAME`, `job-NAME-watch`).
+    /// Print the log of an agent (by name), of `orchestrator`, of `watchdog`,
+    /// or of a job (`job-NAME`, `job-NAME-watch`).
     Logs {
-        /// Agent name, `watchdog`, `job-NAME` or `job-NAME-watch`.
+        /// Agent name, `orchestrator`, `watchdog`, `job-NAME` or `job-NAME-watch`.
         name: String,
         /// Lines from the end.
         #[arg(long, short = 'n', default_value_t = 60)]
@@ -72,6 +72,37 @@ enum Command {
         #[command(subcommand)]
         command: JobCommand,
     },
+    /// The orchestrator's own agent session (`[orchestrator]` in the
+    /// configuration): one conversation, kept across restarts and reboots,
+    /// healed by the watchdog while wanted.
+    Orchestrator {
+        #[command(subcommand)]
+        command: OrchestratorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrchestratorCommand {
+    /// Start it with a new conversation (unless it runs), and the watchdog.
+    /// Refuses when a conversation is saved: `resume` continues that one.
+    Start {
+        /// Begin a new conversation although one is saved (the old one stays
+        /// in the agent's own history).
+        #[arg(long)]
+        new: bool,
+    },
+    /// Continue its saved conversation by its id (unless it runs), and start
+    /// the watchdog, which keeps it running from now on.
+    Resume,
+    /// Show its session, saved conversation id, restarts and whether the
+    /// watchdog keeps it running.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop it; the watchdog no longer restarts it. The conversation is kept.
+    Stop,
 }
 
 #[derive(Subcommand)]
@@ -110,12 +141,17 @@ fn main() {
 }
 
 fn open(config: &std::path::Path) -> Result<Loops> {
-    let path = config
-        .canonicalize()
+    // Absolute, but symlinks kept: on NixOS the file is /etc/cc-ci/loops.toml,
+    // a link that each rebuild points at a new store path. The watchdog and
+    // the jobs it starts are given this path, so they read the current one.
+    let path = std::path::absolute(config)
         .with_context(|| format!("no configuration file {} (give one with --config)", config.display()))?;
+    if !path.is_file() {
+        anyhow::bail!("no configuration file {} (give one with --config)", path.display());
+    }
     let cfg = Config::load(&path)?;
     let exe = std::env::current_exe().context("cannot find the loops program itself")?;
-    Loops::open(cfg, exe)
+    Ok(Loops::open(cfg, exe)?)
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -162,9 +198,51 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Job {
             command: JobCommand::Watch { name },
-        } => return loops.job_watch(&name),
+        } => return Ok(loops.job_watch(&name)?),
+        Command::Orchestrator { command } => {
+            let report = match command {
+                OrchestratorCommand::Start { new } => loops.orchestrator_start(new)?,
+                OrchestratorCommand::Resume => loops.orchestrator_resume()?,
+                OrchestratorCommand::Stop => loops.orchestrator_stop()?,
+                OrchestratorCommand::Status { json } => {
+                    let Some(o) = loops.orchestrator_status()? else {
+                        anyhow::bail!(
+                            "{} has no [orchestrator] table: add one with `prompt` and `dir` (see {})",
+                            loops.cfg.file.display(),
+                            loops::config::CONFIG_DOC
+                        );
+                    };
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&o)?);
+                    } else {
+                        print_orchestrator(&o);
+                    }
+                    vec![]
+                }
+            };
+            for line in report {
+                println!("{line}");
+            }
+        }
     }
     Ok(0)
+}
+
+fn print_orchestrator(o: &loops::orchestrator::OrchestratorStatus) {
+    println!(
+        "orchestrator {} (session {}, {}{}), conversation {}, restarts {}, {}",
+        o.state,
+        o.session,
+        o.backend,
+        o.pid.map(|p| format!(", pid {p}")).unwrap_or_default(),
+        o.conversation.as_deref().unwrap_or("none yet"),
+        o.restarts,
+        if o.wanted {
+            "kept running by the watchdog"
+        } else {
+            "not kept running (start or resume it)"
+        }
+    );
 }
 
 fn print_status(s: &loops::supervisor::Status) {
@@ -201,14 +279,17 @@ fn print_status(s: &loops::supervisor::Status) {
             j.name, j.state, j.resumes, j.takeovers
         );
     }
+    if let Some(o) = &s.orchestrator {
+        print_orchestrator(o);
+    }
 }
 
 fn logs(loops: &Loops, name: &str, lines: usize, follow: bool) -> Result<()> {
-    let session = loops
-        .cfg
-        .agent(name)
-        .map(|a| a.session.clone())
-        .unwrap_or_else(|| name.to_string());
+    let session = match (loops.cfg.agent(name), &loops.cfg.orchestrator) {
+        (Some(a), _) => a.session.clone(),
+        (None, Some(o)) if name == "orchestrator" => o.session.clone(),
+        _ => name.to_string(),
+    };
     let path = loops.log_path(&session);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("no log {} (agents: {})", path.display(), agent_names(loops)))?;
@@ -232,6 +313,9 @@ fn logs(loops: &Loops, name: &str, lines: usize, follow: bool) -> Result<()> {
 
 fn agent_names(loops: &Loops) -> String {
     let mut v: Vec<_> = loops.cfg.agents.iter().map(|a| a.name.clone()).collect();
+    if loops.cfg.orchestrator.is_some() {
+        v.push("orchestrator".into());
+    }
     v.push("watchdog".into());
     v.join(", ")
 }

@@ -6,13 +6,13 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
 use fs2::FileExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::backend::{argv, Run};
 use crate::config::{Agent, Config};
+use crate::error::{Error, Result};
 use crate::markers::{find_pattern, has_real_done, last_line, waiting_until};
 use crate::origin::Mirror;
 use crate::state::{now_ms, AgentState, State};
@@ -74,6 +74,8 @@ pub struct Status {
     pub fast_ticks: i64,
     /// The origin SHA handoffs were last computed at.
     pub last_sha: Option<String>,
+    /// The orchestrator's own session, when `[orchestrator]` is configured.
+    pub orchestrator: Option<crate::orchestrator::OrchestratorStatus>,
 }
 
 /// One agent in [`Status`].
@@ -117,7 +119,7 @@ pub fn try_lock(path: &Path) -> Result<Option<File>> {
         .truncate(false)
         .write(true)
         .open(path)
-        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+        .map_err(|e| Error::io("open lock file", path, e))?;
     Ok(f.try_lock_exclusive().ok().map(|()| f))
 }
 
@@ -132,12 +134,12 @@ impl Loops {
     /// When the workspace cannot be created or the state cannot be opened.
     pub fn open(cfg: Config, exe: PathBuf) -> Result<Loops> {
         for d in ["logs", "jobs"] {
-            std::fs::create_dir_all(cfg.workspace.join(d))
-                .with_context(|| format!("cannot create {}", cfg.workspace.join(d).display()))?;
+            let dir = cfg.workspace.join(d);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
         }
         let state = State::open(&cfg.workspace.join("state.sqlite"))?;
         let mirror = Mirror::new(cfg.workspace.join("origin.git"), &cfg.origin, &cfg.branch);
-        let tmux = Tmux::new(cfg.tmux_socket.clone());
+        let tmux = Tmux::new(cfg.tmux_socket.clone(), cfg.tmux_server_unit.clone());
         Ok(Loops {
             cfg,
             tmux,
@@ -168,7 +170,8 @@ impl Loops {
     /// Starts the current phase's agents that are not running and the watchdog.
     /// A live session is never duplicated. With `resume`, dead agents continue
     /// their saved conversations; otherwise they start fresh ones. `phase`
-    /// (a phase name) moves to that phase first.
+    /// (a phase name) moves to that phase first. A wanted orchestrator that is
+    /// not running continues its conversation either way.
     ///
     /// # Errors
     /// Unknown phase, origin unreachable, tmux failure.
@@ -177,7 +180,10 @@ impl Loops {
         if let Some(name) = phase {
             let Some(i) = self.cfg.phases.iter().position(|p| p.name == name) else {
                 let names: Vec<_> = self.cfg.phases.iter().map(|p| p.name.as_str()).collect();
-                bail!("no phase named {name:?}; the phases are: {}", names.join(", "));
+                return Err(Error::Request(format!(
+                    "no phase named {name:?}; the phases are: {}",
+                    names.join(", ")
+                )));
             };
             if i != self.state.phase()? {
                 self.state.set("phase", &i.to_string())?;
@@ -190,12 +196,13 @@ impl Loops {
                 "all {} phases are done; nothing to start (use --phase NAME to run one again)",
                 idx
             ));
+            if self.orchestrator_wanted()? {
+                report.extend(self.heal_orchestrator()?);
+                report.push(self.ensure_watchdog()?);
+            }
             return Ok(report);
         };
-        let head = self
-            .mirror
-            .fetch()
-            .with_context(|| format!("cannot fetch origin {}", self.cfg.origin))?;
+        let head = self.mirror.fetch()?;
         if self.state.get("last_sha")?.is_none() {
             self.state.set("last_sha", &head)?;
         }
@@ -208,6 +215,8 @@ impl Loops {
                 }
             }
         }
+        // A wanted orchestrator always continues its conversation.
+        report.extend(self.heal_orchestrator()?);
         report.push(self.ensure_watchdog()?);
         Ok(report)
     }
@@ -253,10 +262,15 @@ impl Loops {
         let mut st = self.state.agent(&agent.name)?;
         let backend = self.cfg.backend(agent.backend);
         let prompt_file = self.cfg.prompt_for(agent, phase);
-        let run = Run::choose(st.conversation.as_deref(), resume, || {
-            std::fs::read_to_string(&prompt_file)
-                .with_context(|| format!("cannot read prompt {}", prompt_file.display()))
-        })?;
+        let run = Run::plan(
+            agent.backend,
+            backend,
+            &agent.clone,
+            &agent.name,
+            st.conversation.as_deref(),
+            resume,
+            || std::fs::read_to_string(&prompt_file).map_err(|e| Error::io("read prompt", &prompt_file, e)),
+        )?;
         let how = run.how();
         let argv = argv(agent.backend, backend, agent.model.as_deref(), &agent.name, &run);
         let env = vec![
@@ -302,17 +316,32 @@ impl Loops {
             self.tmux.kill(&a.session)?;
             report.push(format!("{}: stopped", a.name));
         }
+        if let Some(o) = &self.cfg.orchestrator {
+            if matches!(self.tmux.pane_state(&o.session)?, PaneState::Alive(_)) {
+                report.push(
+                    "orchestrator: left running, unwatched until the next `loops start` (`loops orchestrator stop` stops it)"
+                        .into(),
+                );
+            }
+        }
         self.state.event("stop", "loops", "")?;
         Ok(report)
     }
 
     /// The heavy check: restarts dead sessions, heals panes showing a fatal
-    /// error or usage-limit message, advances the phase on a real `## DONE`
-    /// on origin, and looks after one-shot jobs.
+    /// error or usage-limit message (of the loops and of a wanted
+    /// orchestrator), advances the phase on a real `## DONE` on origin, and
+    /// looks after one-shot jobs.
     ///
     /// # Errors
     /// Origin unreachable, tmux or state failure.
     pub fn heavy_check(&self) -> Result<Outcome> {
+        // The orchestrator's trouble must not keep the loops from being looked after.
+        match self.heal_orchestrator() {
+            Ok(Some(what)) => tracing::info!("{what}"),
+            Ok(None) => {}
+            Err(e) => tracing::error!("cannot heal the orchestrator: {e}"),
+        }
         let idx = self.state.phase()?;
         if idx >= self.cfg.phases.len() {
             return Ok(Outcome::Finished);
@@ -472,12 +501,16 @@ impl Loops {
     }
 
     /// The watchdog: heavy check at once and every `heavy_check`, fast tick
-    /// every `fast_tick`, until the last phase is done. Only one runs per
-    /// workspace (`watchdog.lock`); a second returns at once.
+    /// every `fast_tick`, until the last phase is done and no orchestrator is
+    /// wanted. Only one runs per workspace (`watchdog.lock`); a second
+    /// returns at once. Before each heavy check it rereads the configuration
+    /// file: a changed, valid one makes it replace itself (`exec`, same
+    /// pane) with a watchdog on the new configuration (a NixOS rebuild
+    /// points `/etc/cc-ci/loops.toml` at a new file).
     ///
     /// # Errors
-    /// When the lock file cannot be created. Errors inside a check are logged
-    /// and the watch goes on.
+    /// When the lock file cannot be created, or the new watchdog cannot be
+    /// run. Errors inside a check are logged and the watch goes on.
     pub fn watchdog(&self) -> Result<()> {
         let Some(_lock) = try_lock(&self.watchdog_lock())? else {
             println!("a watchdog is already running for {}", self.cfg.workspace.display());
@@ -490,20 +523,30 @@ impl Loops {
             "watchdog started"
         );
         let mut next_heavy = Instant::now();
+        let mut refused: Option<String> = None;
         loop {
             if Instant::now() >= next_heavy {
+                if let Some(new) = self.changed_config(&mut refused) {
+                    tracing::info!(
+                        file = %self.cfg.file.display(),
+                        "the configuration changed; the watchdog restarts itself with it"
+                    );
+                    self.state.event("reload", "watchdog", &new)?;
+                    // The lock's file closes on exec (close-on-exec); the new watchdog takes it again.
+                    return Err(self.reexec());
+                }
                 match self.heavy_check() {
-                    Ok(Outcome::Finished) => {
+                    Ok(Outcome::Finished) if !self.orchestrator_wanted()? => {
                         tracing::info!("all phases done; watchdog exits");
                         return Ok(());
                     }
-                    Ok(Outcome::Continue) => {}
-                    Err(e) => tracing::error!("heavy check failed: {e:#}"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("heavy check failed: {e}"),
                 }
                 next_heavy = Instant::now() + self.cfg.pacing.heavy_check;
             }
             if let Err(e) = self.fast_tick() {
-                tracing::error!("fast tick failed: {e:#}");
+                tracing::error!("fast tick failed: {e}");
             }
             let until_heavy = next_heavy.saturating_duration_since(Instant::now());
             std::thread::sleep(
@@ -514,6 +557,39 @@ impl Loops {
                     .max(Duration::from_millis(20)),
             );
         }
+    }
+
+    /// When the configuration file's text differs from what this process
+    /// loaded and is a valid configuration, its sha256; an invalid new text is
+    /// logged once (in `refused`) and the old configuration kept.
+    fn changed_config(&self, refused: &mut Option<String>) -> Option<String> {
+        let text = std::fs::read_to_string(&self.cfg.file).ok()?;
+        if text == self.cfg.source {
+            return None;
+        }
+        let hash = sha256_hex(&text);
+        match Config::parse(&self.cfg.file, &text) {
+            Ok(_) => Some(hash),
+            Err(e) => {
+                if refused.as_deref() != Some(hash.as_str()) {
+                    tracing::error!("the configuration changed but is invalid; keeping the old one: {e}");
+                    *refused = Some(hash);
+                }
+                None
+            }
+        }
+    }
+
+    /// Replaces this process with a new watchdog (same program, same
+    /// configuration path), keeping its tmux pane; returns only on failure.
+    fn reexec(&self) -> Error {
+        use std::os::unix::process::CommandExt as _;
+        let e = std::process::Command::new(&self.exe)
+            .arg("--config")
+            .arg(&self.cfg.file)
+            .arg("watchdog")
+            .exec();
+        Error::io("run", &self.exe, e)
     }
 
     /// A snapshot of phase, sessions, watchdog, reboots and jobs.
@@ -574,6 +650,7 @@ impl Loops {
                 .unwrap_or(0),
             fast_ticks: self.state.get("fast_ticks")?.and_then(|v| v.parse().ok()).unwrap_or(0),
             last_sha: self.state.get("last_sha")?,
+            orchestrator: self.orchestrator_status()?,
         })
     }
 }

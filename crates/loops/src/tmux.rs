@@ -30,6 +30,7 @@ pub enum PaneState {
 #[derive(Debug, Clone)]
 pub struct Tmux {
     socket: Option<String>,
+    server_unit: Option<String>,
 }
 
 /// How to start a program in a pane.
@@ -46,9 +47,18 @@ pub struct Launch<'a> {
 }
 
 impl Tmux {
-    /// A handle on the server at socket `socket` (`tmux -L`), or tmux's default server.
-    pub fn new(socket: Option<String>) -> Self {
-        Tmux { socket }
+    /// A handle on the server at socket `socket` (`tmux -L`), or tmux's
+    /// default server. With `server_unit` (a systemd unit that runs the
+    /// server), it never starts a server: creating a session when none
+    /// answers is an error naming that unit.
+    pub fn new(socket: Option<String>, server_unit: Option<String>) -> Self {
+        Tmux { socket, server_unit }
+    }
+
+    /// Whether a tmux server answers on the socket (`list-sessions` succeeds,
+    /// also when it has no sessions).
+    pub fn server_running(&self) -> bool {
+        self.run(&["list-sessions"]).is_ok_and(|o| o.status.success())
     }
 
     fn run(&self, args: &[&str]) -> Result<Output, TmuxError> {
@@ -109,8 +119,22 @@ impl Tmux {
     /// the program exits so its end can be seen, and piping its output to the log.
     ///
     /// # Errors
-    /// When the session exists already or tmux fails.
+    /// When the session exists already or tmux fails; when a server unit is
+    /// set and no server answers (the session is not created, and no server
+    /// started).
     pub fn start(&self, name: &str, launch: &Launch<'_>) -> Result<(), TmuxError> {
+        if let Some(unit) = &self.server_unit {
+            if !self.server_running() {
+                return Err(TmuxError {
+                    args: format!("new-session -s {name}"),
+                    message: format!(
+                        "no tmux server answers on socket {}; {unit} runs it (tmux_server_unit), and loops never \
+                         starts one itself: `systemctl start {unit}`, then try again",
+                        self.socket.as_deref().unwrap_or("default")
+                    ),
+                });
+            }
+        }
         let cwd = launch.cwd.display().to_string();
         let pipe = format!("cat >> {}", shell_quote(&launch.log.display().to_string()));
         let target = exact(name);

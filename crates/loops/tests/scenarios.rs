@@ -84,6 +84,9 @@ tmux_socket = "{socket}"
 [backends.claude]
 command = "{STANDIN}"
 
+[backends.opencode]
+command = "{STANDIN}"
+
 [agents.builder]
 prompt = "prompts/builder.md"
 clone = "builder"
@@ -182,6 +185,37 @@ prompts = {{ builder = "prompts/builder-2.md", adversary = "prompts/adversary-2.
         });
     }
 
+    /// Adds `text` to the configuration file.
+    fn append_config(&self, text: &str) {
+        let mut all = std::fs::read_to_string(&self.config).unwrap();
+        all.push_str(text);
+        std::fs::write(&self.config, all).unwrap();
+    }
+
+    /// Adds an `[orchestrator]` (prompt `prompts/orchestrator.md`, working
+    /// folder `orch`) run by `backend`, the stand-in either way.
+    fn with_orchestrator(&self, backend: &str) {
+        std::fs::write(self.path("prompts/orchestrator.md"), "ORCHESTRATOR prompt").unwrap();
+        std::fs::create_dir(self.path("orch")).unwrap();
+        self.append_config(&format!(
+            "\n[orchestrator]\nprompt = \"prompts/orchestrator.md\"\ndir = \"orch\"\nbackend = \"{backend}\"\n"
+        ));
+    }
+
+    fn orchestrator(&self) -> Value {
+        serde_json::from_str(&self.loops_ok(&["orchestrator", "status", "--json"])).unwrap()
+    }
+
+    fn loops_err(&self, args: &[&str]) -> String {
+        let out = self.loops(args);
+        assert!(
+            !out.status.success(),
+            "loops {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     fn tmux(&self, args: &[&str]) -> Output {
         Command::new("tmux")
             .args(["-L", &self.socket])
@@ -203,6 +237,24 @@ fn uuid_ish() -> String {
         .unwrap()
         .as_nanos();
     format!("{}-{}", std::process::id(), t % 1_000_000_000)
+}
+
+/// `text` without its terminal colour codes (`ESC [ ... m`; the pane is a terminal).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Polls `cond` every 50 ms for up to `secs` seconds; returns the time it took.
@@ -603,4 +655,257 @@ fn bad_config_names_file_and_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("loops.toml:8"), "{err}");
     assert!(err.contains("stal_idle"), "{err}");
+}
+
+#[test]
+fn orchestrator_keeps_its_conversation_through_death_heal_and_reboot() {
+    if !test_support::need(Component::Tmux) {
+        return;
+    }
+    let w = World::new(FAST);
+    w.with_orchestrator("claude");
+    let o = w.orchestrator();
+    assert_eq!(o["state"], "missing", "{o}");
+    assert_eq!(o["conversation"], Value::Null);
+    assert_eq!(o["wanted"], false);
+    let err = w.loops_err(&["orchestrator", "resume"]);
+    assert!(
+        err.contains("no saved conversation") && err.contains("orchestrator start"),
+        "{err}"
+    );
+
+    let out = w.loops_ok(&["orchestrator", "start"]);
+    assert!(out.contains("orchestrator: started (fresh, conversation "), "{out}");
+    assert!(out.contains("watchdog: started"), "{out}");
+    wait("orchestrator up", 20, || w.invocations("orch").len() == 1);
+    let first = w.invocations("orch")[0].clone();
+    let id = first.split(' ').nth(1).unwrap().to_string();
+    assert_eq!(first, format!("fresh {id} ORCHESTRATOR prompt"));
+    let o = w.orchestrator();
+    assert_eq!(o["conversation"], id.as_str(), "the id it runs is saved: {o}");
+    assert_eq!(o["state"], "alive");
+    assert_eq!(o["wanted"], true);
+    assert!(w.loops_ok(&["orchestrator", "start"]).contains("already running"));
+    assert!(w.loops_ok(&["orchestrator", "resume"]).contains("already running"));
+    assert!(w.loops_ok(&["status"]).contains("kept running by the watchdog"));
+    let resumed = format!("resume {id} {}", loops::backend::RESUME_MESSAGE);
+
+    // Its agent dies: the watchdog resumes the same conversation (the
+    // stand-in refuses an id it did not start, as claude does).
+    let t0 = Instant::now();
+    w.cue("orch", "exit 3");
+    wait("orchestrator healed", 30, || w.invocations("orch").len() == 2);
+    println!(
+        "TIMING orchestrator death -> resumed: {:.2}s (heavy_check = 1 s)",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(w.invocations("orch")[1], resumed);
+    w.cue("orch", "fatal");
+    wait("fatal orchestrator pane healed", 30, || {
+        w.invocations("orch").len() == 3
+    });
+    assert_eq!(w.invocations("orch")[2], resumed);
+    wait("orchestrator back", 20, || w.orchestrator()["state"] == "alive");
+    assert_eq!(w.orchestrator()["restarts"], 2);
+
+    // `loops stop` leaves it (it may be the one asking); the next start watches it again.
+    let out = w.loops_ok(&["stop"]);
+    assert!(out.contains("orchestrator: left running"), "{out}");
+    assert_eq!(w.orchestrator()["state"], "alive");
+
+    // A reboot: the tmux server is gone; boot resumes it with its conversation.
+    let _ = w.tmux(&["kill-server"]);
+    let boot_id = w.path("boot_id");
+    std::fs::write(&boot_id, "33333333-cccc\n").unwrap();
+    let out = w.loops_ok(&["boot", "--boot-id-file", boot_id.to_str().unwrap()]);
+    assert!(
+        out.contains(&format!("orchestrator: resumed (conversation {id})")),
+        "{out}"
+    );
+    wait("orchestrator resumed after the reboot", 20, || {
+        w.invocations("orch").len() == 4
+    });
+    assert_eq!(w.invocations("orch")[3], resumed);
+
+    // Stopped, it is not healed; `start` will not drop the saved conversation.
+    let out = w.loops_ok(&["orchestrator", "stop"]);
+    assert!(out.contains("conversation is kept"), "{out}");
+    w.wait_checks(3);
+    assert_eq!(w.invocations("orch").len(), 4, "a stopped orchestrator was restarted");
+    assert_eq!(w.orchestrator()["wanted"], false);
+    let err = w.loops_err(&["orchestrator", "start"]);
+    assert!(
+        err.contains(&format!("saved conversation {id}"))
+            && err.contains("orchestrator resume")
+            && err.contains("--new"),
+        "{err}"
+    );
+    assert!(w
+        .loops_ok(&["orchestrator", "resume"])
+        .contains(&format!("orchestrator: resumed (conversation {id})")));
+    wait("resumed by hand", 20, || w.invocations("orch").len() == 5);
+    assert!(w
+        .loops_err(&["orchestrator", "start", "--new"])
+        .contains("orchestrator stop"));
+
+    // After the last phase the watchdog stays for a wanted orchestrator.
+    w.push(
+        "status: done",
+        &[("STATUS.md", "## DONE\n"), ("STATUS-2.md", "## DONE\n")],
+    );
+    wait("phases done", 30, || w.status()["phase_index"] == 2);
+    std::thread::sleep(Duration::from_secs(3)); // three heavy checks (the counters stop after the last phase)
+    assert_eq!(
+        w.status()["watchdog_alive"],
+        true,
+        "the watchdog left a wanted orchestrator"
+    );
+    w.cue("orch", "exit 1");
+    wait("healed after the last phase", 30, || w.invocations("orch").len() == 6);
+
+    // A new conversation on request, and only then.
+    w.loops_ok(&["orchestrator", "stop"]);
+    let out = w.loops_ok(&["orchestrator", "start", "--new"]);
+    assert!(out.contains("started (fresh"), "{out}");
+    wait("new conversation", 20, || w.invocations("orch").len() == 7);
+    let new_id = w.invocations("orch")[6].split(' ').nth(1).unwrap().to_string();
+    assert_ne!(new_id, id);
+    assert_eq!(w.orchestrator()["conversation"], new_id.as_str());
+    let log = w.loops_ok(&["logs", "orchestrator"]);
+    assert!(log.contains(&format!("standin: resume {id}")), "{log}");
+}
+
+#[test]
+fn opencode_orchestrator_is_resumed_by_the_session_id_opencode_gave_it() {
+    if !test_support::need(Component::Tmux) {
+        return;
+    }
+    let w = World::new(FAST);
+    w.with_orchestrator("opencode");
+    w.loops_ok(&["orchestrator", "start"]);
+    wait("orchestrator up", 20, || w.invocations("orch").len() == 1);
+    let ours = w.orchestrator()["conversation"].as_str().unwrap().to_string();
+    let first = w.invocations("orch")[0].clone();
+    let ses = first.split(' ').nth(1).unwrap().to_string();
+    assert!(ses.starts_with("ses_"), "{first}");
+    let sessions = std::fs::read_to_string(w.path("orch/.standin/sessions").join(&ses)).unwrap();
+    assert!(
+        sessions.contains(&format!("orchestrator {ours}")),
+        "titled with our id: {sessions}"
+    );
+
+    w.cue("orch", "exit 2");
+    wait("resumed", 30, || w.invocations("orch").len() == 2);
+    assert!(
+        w.invocations("orch")[1].starts_with(&format!("resume {ses} ")),
+        "{:?}",
+        w.invocations("orch")
+    );
+    assert_eq!(
+        w.orchestrator()["conversation"],
+        ses.as_str(),
+        "opencode's id is saved once found"
+    );
+    w.cue("orch", "exit 2");
+    wait("resumed again", 30, || w.invocations("orch").len() == 3);
+    assert!(w.invocations("orch")[2].starts_with(&format!("resume {ses} ")));
+}
+
+#[test]
+fn with_a_server_unit_loops_never_starts_a_tmux_server() {
+    if !test_support::need(Component::Tmux) {
+        return;
+    }
+    let w = World::new(FAST);
+    w.append_config("");
+    let text = std::fs::read_to_string(&w.config).unwrap().replace(
+        "[watchdog]",
+        "tmux_server_unit = \"test-loops-tmux.service\"\n\n[watchdog]",
+    );
+    std::fs::write(&w.config, text).unwrap();
+
+    let err = w.loops_err(&["start"]);
+    assert!(
+        err.contains("test-loops-tmux.service") && err.contains("systemctl start"),
+        "{err}"
+    );
+    assert!(
+        !w.tmux(&["list-sessions"]).status.success(),
+        "loops started a tmux server although a unit owns it"
+    );
+
+    // The unit's part, played by the test: a foreground server (`tmux -D`).
+    let mut server = Command::new("tmux")
+        .args(["-L", &w.socket, "-f", "/dev/null", "-D"])
+        .spawn()
+        .unwrap();
+    wait("server up", 10, || w.tmux(&["list-sessions"]).status.success());
+    w.loops_ok(&["start"]);
+    wait("agents up", 20, || w.invocations("builder").len() == 1);
+    let pid = String::from_utf8(w.tmux(&["display-message", "-p", "-t", "=t-builder:", "#{pid}"]).stdout).unwrap();
+    assert_eq!(
+        pid.trim(),
+        server.id().to_string(),
+        "the sessions live in the unit's server"
+    );
+    let panes = String::from_utf8(w.tmux(&["list-panes", "-a", "-F", "#{pane_pid}"]).stdout).unwrap();
+    for p in panes.lines() {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+        let ppid = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap();
+        assert_eq!(ppid, server.id().to_string(), "pane {p} is not the server's child");
+    }
+    w.loops_ok(&["stop"]);
+    let _ = w.tmux(&["kill-server"]);
+    server.wait().unwrap();
+}
+
+#[test]
+fn the_watchdog_restarts_itself_on_a_changed_configuration() {
+    if !test_support::need(Component::Tmux) {
+        return;
+    }
+    let w = World::new(FAST);
+    w.loops_ok(&["start"]);
+    wait("agents up", 20, || w.invocations("builder").len() == 1);
+    let pid = || {
+        String::from_utf8(
+            w.tmux(&["display-message", "-p", "-t", "=loops-watchdog:", "#{pane_pid}"])
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let before = pid();
+    // Read directly: `loops logs` itself refuses the invalid configuration.
+    let log = || strip_ansi(&std::fs::read_to_string(w.path("ws/logs/watchdog.log")).unwrap_or_default());
+
+    // An invalid change is refused (said once) and the old configuration kept.
+    let good = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(&w.config, good.replace("stall_idle = 3", "stall_idle = -3")).unwrap();
+    wait("refusal logged", 20, || {
+        log().contains("is invalid; keeping the old one")
+    });
+    std::thread::sleep(Duration::from_secs(3)); // three heavy checks
+    assert_eq!(log().matches("is invalid; keeping the old one").count(), 1, "{}", log());
+    assert_eq!(pid(), before);
+
+    // A valid change: the same pane runs a watchdog on the new configuration.
+    std::fs::write(&w.config, good.replace("heavy_check = 1", "heavy_check = 0.7")).unwrap();
+    let t0 = Instant::now();
+    wait("the new watchdog", 20, || log().contains("heavy_s=0.7"));
+    println!(
+        "TIMING changed configuration -> new watchdog: {:.2}s (heavy_check = 1 s)",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(log().contains("the configuration changed; the watchdog restarts itself"));
+    assert_eq!(pid(), before, "the watchdog replaced itself in its pane");
+    assert_eq!(w.status()["watchdog_alive"], true);
+    w.wait_checks(2);
+    assert_eq!(w.invocations("builder").len(), 1, "a reload restarted an agent");
+    assert_eq!(
+        log().matches("the watchdog restarts itself").count(),
+        1,
+        "it reloaded more than once"
+    );
 }

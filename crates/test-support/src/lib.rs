@@ -127,11 +127,17 @@ pub enum Component {
     /// Buildbot (master, www, worker) at the pinned version in the venv
     /// `scripts/buildbot install` makes.
     Buildbot,
+    /// Claude Code's CLI (`claude`) at CLAUDE_CODE_VERSION, installed from
+    /// the npm registry by `scripts/agent-clis` (which the check runs).
+    ClaudeCode,
+    /// opencode's CLI at OPENCODE_VERSION, installed from the npm registry by
+    /// `scripts/agent-clis` (which the check runs).
+    Opencode,
 }
 
 impl Component {
     /// Every component, in the order of the enum.
-    pub const ALL: [Component; 12] = [
+    pub const ALL: [Component; 14] = [
         Component::Docker,
         Component::Swarm,
         Component::Sops,
@@ -144,6 +150,8 @@ impl Component {
         Component::Abra,
         Component::Gitea,
         Component::Buildbot,
+        Component::ClaudeCode,
+        Component::Opencode,
     ];
 
     /// The component's name in `CCCI_ALLOW_SKIP`, messages and the skip log.
@@ -161,6 +169,8 @@ impl Component {
             Component::Abra => "abra",
             Component::Gitea => "gitea",
             Component::Buildbot => "buildbot",
+            Component::ClaudeCode => "claude-code",
+            Component::Opencode => "opencode",
         }
     }
 
@@ -191,6 +201,8 @@ impl Component {
                 "the real gitea binary at GITEA_VERSION of scripts/versions.env ($CCCI_GITEA, else the tools cache)"
             }
             Component::Buildbot => "Buildbot at BUILDBOT_VERSION of scripts/versions.env, in the venv of scripts/buildbot",
+            Component::ClaudeCode => "Claude Code's CLI at CLAUDE_CODE_VERSION of scripts/versions.env (npm @anthropic-ai/claude-code)",
+            Component::Opencode => "opencode's CLI at OPENCODE_VERSION of scripts/versions.env (npm opencode-ai)",
         }
     }
 
@@ -212,6 +224,9 @@ impl Component {
             }
             Component::Gitea => "scripts/tools builds it (about 5 minutes with a cold Go cache)",
             Component::Buildbot => "scripts/buildbot install makes the venv",
+            Component::ClaudeCode | Component::Opencode => {
+                "scripts/agent-clis installs it from the npm registry (the check ran it; its output is above)"
+            }
         }
     }
 }
@@ -494,6 +509,7 @@ fn check(c: Component) -> Result<(), Missing> {
         Component::Abra => abra().map(drop).map_err(m),
         Component::Gitea => gitea_path().map(drop).map_err(m),
         Component::Buildbot => buildbot_bin().map(drop).map_err(m),
+        Component::ClaudeCode | Component::Opencode => agent_cli_path(c).map(drop).map_err(m),
         Component::Tmux => match Command::new("tmux").arg("-V").output() {
             Ok(o) if o.status.success() => Ok(()),
             Ok(o) => Err(m(format!("`tmux -V` failed ({}): {}", o.status, output_text(&o)))),
@@ -657,6 +673,53 @@ fn tool_from(env: &str, name: &str) -> Result<PathBuf, String> {
 /// The Gitea binary (`$CCCI_GITEA`, else the tools cache).
 pub fn gitea_path() -> Result<PathBuf, String> {
     tool_from("CCCI_GITEA", "gitea")
+}
+
+/// An agent CLI's program ([`Component::ClaudeCode`], [`Component::Opencode`]),
+/// installed by `scripts/agent-clis` when needed; else as [`need`] decides.
+#[track_caller]
+pub fn agent_cli(c: Component) -> Option<PathBuf> {
+    found(c, agent_cli_path(c))
+}
+
+/// The program of agent CLI `c`: runs `scripts/agent-clis <name>` once per
+/// test process (it installs the pinned npm release, or finds it cached),
+/// then asks it for the path. Err carries the script's whole output (npm's
+/// exact error) when the install failed.
+pub fn agent_cli_path(c: Component) -> Result<PathBuf, String> {
+    static RUNS: OnceLock<Mutex<std::collections::HashMap<&'static str, Result<PathBuf, String>>>> = OnceLock::new();
+    let name = match c {
+        Component::ClaudeCode | Component::Opencode => c.name(),
+        other => return Err(format!("{other} is not an agent CLI")),
+    };
+    let mut runs = RUNS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    runs.entry(name)
+        .or_insert_with(|| {
+            let script = workspace().join("scripts/agent-clis");
+            let install = Command::new(&script)
+                .arg(name)
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+            if !install.status.success() {
+                return Err(format!(
+                    "scripts/agent-clis {name} failed ({}):\n{}",
+                    install.status,
+                    output_text(&install).trim()
+                ));
+            }
+            let path = Command::new(&script)
+                .args(["--print-path", name])
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+            if !path.status.success() {
+                return Err(output_text(&path).trim().to_string());
+            }
+            Ok(PathBuf::from(String::from_utf8_lossy(&path.stdout).trim()))
+        })
+        .clone()
 }
 
 /// The bin folder of the Buildbot venv `scripts/buildbot install` makes
