@@ -9,14 +9,9 @@ rustPlatform.buildRustPackage {
   pname = "cc-ci";
   version = (lib.importTOML ../crates/cc-ci/Cargo.toml).package.version;
 
-  src = lib.fileset.toSource {
-    root = ../.;
-    fileset = lib.fileset.unions [
-      ../Cargo.toml
-      ../Cargo.lock
-      ../crates
-    ];
-  };
+  # Source set "package" of pkgs/sources.json (scripts/nix-check builds the
+  # same set in a copy, so a file the build needs outside it fails there too).
+  src = import ./sources.nix {inherit lib;} "package";
   cargoLock.lockFile = ../Cargo.lock;
 
   # The tests run in checks.<system>.tests (pkgs/checks.nix), not on every

@@ -5,19 +5,25 @@
 //! list and runs nothing) on a PATH holding only `bash` and `dirname`, so
 //! whether abra is found is up to `CCCI_ABRA` alone.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// Runs `scripts/test args` with `CCCI_ALLOW_SKIP=inherited` (if given) and
 /// `CCCI_ABRA=abra` (if given) in its environment.
 fn run(args: &[&str], inherited: Option<&str>, abra: Option<&str>) -> Output {
     let bin = tempfile::tempdir().unwrap();
+    // From this process's PATH first: the Nix build sandbox has neither
+    // /usr/bin nor /bin/bash.
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/bin", "/bin"].map(PathBuf::from));
     for tool in ["bash", "dirname"] {
-        let found = ["/usr/bin", "/bin"]
+        let found = dirs
             .iter()
-            .map(|d| Path::new(d).join(tool))
+            .map(|d| d.join(tool))
             .find(|p| p.is_file())
-            .unwrap_or_else(|| panic!("no {tool} in /usr/bin or /bin"));
+            .unwrap_or_else(|| panic!("no {tool} on PATH, in /usr/bin or in /bin"));
         std::os::unix::fs::symlink(found, bin.path().join(tool)).unwrap();
     }
     let mut c = Command::new(test_support::workspace().join("scripts/test"));
