@@ -674,7 +674,7 @@ fn fixture_releases_name_only_pinned_images_that_exist_locally() {
     let o = fixture_recipes(&dest, None);
     assert!(o.status.success(), "{}", out(&o));
     let by_release = images_by_release(&dest);
-    assert_eq!(by_release.len(), 8, "{by_release:?}");
+    assert_eq!(by_release.len(), 9, "{by_release:?}");
     assert_eq!(
         by_release[&("webapp-pg".into(), "1.0.0+1.0.0".into())],
         [WEBAPP_1_0, POSTGRES]
