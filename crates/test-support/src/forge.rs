@@ -178,16 +178,7 @@ impl Gitea {
     /// e.g. `{"name": "bridge", "scopes": ["read:user", "write:issue"]}`
     /// (panics when Gitea refuses it).
     pub fn user_with_token(&self, login: &str, token_request: &Value) -> User {
-        let password = format!("pw-{}", crate::token());
-        self.ok(
-            &self.admin,
-            "POST",
-            "/admin/users",
-            Some(
-                json!({"username": login, "email": format!("{login}@ci.test"), "password": password,
-                        "must_change_password": false}),
-            ),
-        );
+        let password = self.new_user(login);
         User {
             login: login.into(),
             token: self.token_with(login, &password, token_request),
@@ -196,6 +187,16 @@ impl Gitea {
 
     /// A new user (made by the administrator) with a token.
     pub fn user(&self, login: &str) -> User {
+        let password = self.new_user(login);
+        User {
+            login: login.into(),
+            token: self.token_for(login, &password),
+        }
+    }
+
+    /// Makes user `login` (as the administrator) with a fresh password,
+    /// which it returns.
+    fn new_user(&self, login: &str) -> String {
         let password = format!("pw-{}", crate::token());
         self.ok(
             &self.admin,
@@ -206,10 +207,7 @@ impl Gitea {
                         "must_change_password": false}),
             ),
         );
-        User {
-            login: login.into(),
-            token: self.token_for(login, &password),
-        }
+        password
     }
 
     /// An organisation owned by the administrator (who is thus a member).
