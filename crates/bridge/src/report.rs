@@ -8,15 +8,15 @@
 //! `results_rel` says; see pkgs/buildbot/master.cfg), never from live state.
 //!
 //! The comment is found again after a restart by its marker
-//! ([`cc_ci::results::comment::MARKER`]) among the bot's comments, so a
+//! ([`cc_ci_results::comment::MARKER`]) among the bot's comments, so a
 //! bridge that stopped between posting and recording posts no second one.
 
 use std::path::PathBuf;
 
-use cc_ci::results::card;
-use cc_ci::results::comment::{self, CommentContext, EarlierRun, MARKER};
-use cc_ci::results::verdict::State as VerdictState;
-use cc_ci::results::RunResults;
+use cc_ci_results::card;
+use cc_ci_results::comment::{self, CommentContext, EarlierRun, MARKER};
+use cc_ci_results::verdict::State as VerdictState;
+use cc_ci_results::RunResults;
 
 use crate::bridge::Bridge;
 use crate::buildbot::{result_name, CANCELLED};
@@ -41,10 +41,7 @@ pub enum Findings {
 /// Whether a `results_rel` property is `<recipe>/<6 hex>` and nothing else
 /// (it names a folder under the results root).
 pub fn plausible_rel(rel: &str) -> bool {
-    let Some((recipe, id)) = rel.split_once('/') else {
-        return false;
-    };
-    !recipe.is_empty() && !recipe.starts_with('.') && !recipe.contains(['/', '\\']) && cc_ci::run::plan::is_run_id(id)
+    cc_ci_results::layout::is_run_rel(rel)
 }
 
 /// Why results found for a build are not that build's own: the run id,
@@ -134,7 +131,7 @@ impl Bridge {
             )));
         }
         let dir = self.config.results_dir.join(rel);
-        let file = dir.join("results.json");
+        let file = dir.join(cc_ci_results::layout::RESULTS_FILE);
         match RunResults::read(&file) {
             Ok(r) => match mismatch(row, rel, &r) {
                 Some(why) => Ok(Findings::Nothing(why)),
@@ -218,7 +215,8 @@ impl Bridge {
             .filter(|b| b.id < row.id)
             .map(|b| {
                 let rel = format!("{}/{}", row.repo.name, b.run_id);
-                let results = RunResults::read(&self.config.results_dir.join(&rel).join("results.json"))
+                let dir = cc_ci_results::layout::run_dir(&self.config.results_dir, &row.repo.name, &b.run_id);
+                let results = RunResults::read(&dir.join(cc_ci_results::layout::RESULTS_FILE))
                     .ok()
                     .filter(|r| mismatch(&b, &rel, r).is_none());
                 let (level, outcome) = match (&results, b.phase) {
@@ -428,12 +426,12 @@ mod tests {
 
     fn results(run_id: &str, recipe: &str, sha: &str) -> RunResults {
         let mut r: RunResults = serde_json::from_value(serde_json::json!({
-            "schema": cc_ci::results::SCHEMA, "recipe": recipe, "tested_ref": sha, "tested_version": null,
+            "schema": cc_ci_results::SCHEMA, "recipe": recipe, "tested_ref": sha, "tested_version": null,
             "base_version": null, "started_at": "", "finished_at": "", "rungs": [], "level": 0,
             "level_name": "", "phases": [], "settings": {}, "deploys": 0,
         }))
         .unwrap();
-        r.app = Some(cc_ci::results::AppIdentity {
+        r.app = Some(cc_ci_results::AppIdentity {
             run_id: run_id.into(),
             domain: String::new(),
             stack: String::new(),

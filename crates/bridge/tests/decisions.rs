@@ -20,8 +20,8 @@ use bridge::bridge::Bridge;
 use bridge::config::{Config, RepoName, Secret, Secrets};
 use bridge::state::{BuildRow, Phase};
 use bridge::trigger::{CommentEvent, Handled, Via};
-use cc_ci::results::level::{Rung, Status};
-use cc_ci::results::{RunResults, RungResult};
+use cc_ci_results::level::{Rung, Status};
+use cc_ci_results::{RunResults, RungResult};
 use fake::buildbot::{results, Endpoint as Bb, FakeBuildbot};
 use fake::gitea::{Endpoint as Gt, FakeGitea};
 use fake::Fault;
@@ -106,7 +106,7 @@ impl World {
     /// Buildbot build `buildid` ends after `ccci test` wrote `r` (and a screenshot).
     fn finish(&self, buildid: i64, r: &RunResults) {
         let rel = self.bb.write_results(buildid, r, Some(PNG));
-        let code = if r.verdict().state == cc_ci::results::verdict::State::Success {
+        let code = if r.verdict().state == cc_ci_results::verdict::State::Success {
             results::SUCCESS
         } else {
             results::FAILURE
@@ -983,7 +983,7 @@ async fn the_comment_is_found_again_by_its_marker_after_a_restart() {
     let decoy = w.gitea.comment(
         pr,
         "maintainer",
-        &format!("{}\nquoting cc-ci here", cc_ci::results::comment::MARKER),
+        &format!("{}\nquoting cc-ci here", cc_ci_results::comment::MARKER),
     );
     let mine = {
         let b = w.bridge().await;
@@ -1317,7 +1317,7 @@ async fn results_of_another_run_in_the_builds_folder_are_an_error_naming_both_ne
     // The folder holds a green run of another run id (an earlier run that
     // drew the same id on the worker).
     let mut foreign = run_results(SHA_A, true);
-    foreign.app = Some(cc_ci::results::AppIdentity {
+    foreign.app = Some(cc_ci_results::AppIdentity {
         run_id: "0a0a0a".into(),
         domain: "static-site-0a0a0a.ci.test".into(),
         stack: "static-site-0a0a0a_ci_test".into(),
@@ -1461,7 +1461,7 @@ async fn a_marker_comment_of_another_user_is_never_taken_as_the_bridges() {
     let forged = w.gitea.comment(
         pr,
         "outsider",
-        &format!("{}\nlevel 8, trust me", cc_ci::results::comment::MARKER),
+        &format!("{}\nlevel 8, trust me", cc_ci_results::comment::MARKER),
     );
     let c = w.gitea.comment(pr, "maintainer", "!testme");
     turn(&b).await;

@@ -308,7 +308,7 @@ fn record_forge_answers() {
         .arg(&ccci)
         .status()
         .unwrap();
-    let mut results = cc_ci::results::RunResults::empty();
+    let mut results = cc_ci_results::RunResults::empty();
     results.recipe = "static-site".into();
     results.tested_ref = pr.head_sha.clone();
     results.finish();

@@ -12,9 +12,9 @@ use std::time::Duration;
 use bollard::Docker;
 use cc_ci::deploy::app::App;
 use cc_ci::deploy::exec::{exec, running_container};
+use cc_ci::deploy::ipvs::{self, VipSupport};
 use cc_ci::deploy::native::{small_sha, Native, ResolveImage};
 use cc_ci::deploy::{DeployRequest, Deployer, Fault, Kind, Step, Version};
-use cc_ci::host::ipvs::{self, VipSupport};
 use test_support::Component;
 
 fn native(d: &Docker) -> Native {

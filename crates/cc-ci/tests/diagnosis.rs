@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use cc_ci::deploy::images::{self, ImageError};
 use cc_ci::deploy::native::ResolveImage;
+use cc_ci::probe::routers::{self, TraefikApi};
 use cc_ci::recipe::compose::ComposeSet;
-use cc_ci::run::routers::{self, TraefikApi};
 use test_support::Component;
 
 fn compose(image: &str) -> (tempfile::TempDir, ComposeSet) {

@@ -35,6 +35,9 @@ use std::time::Duration;
 
 use cc_ci::deploy::native::parse_post_cmds;
 use cc_ci::host::sops::{decrypt_file, AgeIdentities};
+use cc_ci::probe::serve::{
+    html_title, judge, Answer, CertSummary, ExpectStatus, Failure, ServeSpec, Verdict, TRAEFIK_NOT_FOUND_BODY,
+};
 use cc_ci::recipe::abra_sh::AbraSh;
 use cc_ci::recipe::compose::{ComposeFile, ComposeSet};
 use cc_ci::recipe::env_file::{set_in_text, EnvFile};
@@ -43,9 +46,6 @@ use cc_ci::recipe::lint::{lint, LintError, Outcome};
 use cc_ci::recipe::Recipe;
 use cc_ci::results::RunResults;
 use cc_ci::run::backup::{contract, service_plan, VolumeMount};
-use cc_ci::run::serve::{
-    html_title, judge, Answer, CertSummary, ExpectStatus, Failure, ServeSpec, Verdict, TRAEFIK_NOT_FOUND_BODY,
-};
 use cc_ci::run::settings::Settings;
 use proptest::prelude::*;
 use proptest::test_runner::{FailurePersistence, FileFailurePersistence};

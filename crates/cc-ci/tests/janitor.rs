@@ -1,4 +1,4 @@
-//! `cc_ci::host::janitor` and `cc_ci::host::lease` against the real Docker engine in
+//! `cc_ci::host::janitor` and `cc_ci::state::lease` against the real Docker engine in
 //! swarm mode and real processes. The node must already be a swarm manager
 //! (scripts/test runs swarm-init first; tests never create a swarm); a
 //! missing engine or swarm fails these tests unless `CCCI_ALLOW_SKIP` allows
@@ -45,8 +45,8 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use cc_ci::deploy::stack::{self, ObjectKind, NAMESPACE_LABEL};
 use cc_ci::host::janitor::{self, Outcome, SweepReport};
-use cc_ci::host::lease::{self, Holder, Lease, LeaseInfo};
 use cc_ci::run::plan::{RunEnv, RunPlan};
+use cc_ci::state::lease::{self, Holder, Lease, LeaseInfo};
 use test_support::{Component, BUSYBOX_IMAGE as IMAGE};
 
 const SEC: i64 = 1_000_000_000;
@@ -113,7 +113,7 @@ async fn standin() {
     let plan = RunPlan::new(Path::new(&var("STANDIN_RECIPE")), &env).expect("plan");
     say(&format!("STEP plan {} {}", plan.run_id, plan.stack));
     // First the lease, then anything of the app.
-    let lease = Lease::take(&state, &plan).expect("lease");
+    let lease = Lease::take(&state, plan.lease_info()).expect("lease");
     say("STEP lease");
     let env_dir = plan.abra_dir.join("servers").join("default");
     std::fs::create_dir_all(&env_dir).unwrap();
@@ -1031,11 +1031,11 @@ async fn another_state_dirs_apps_are_left_to_their_own_janitor() {
     let before = snapshot(&d, &run.stack).await;
     // An app labelled as this state dir's (no lease or run folder of it
     // anywhere), and one labelled as a state dir that no longer exists.
-    let me = cc_ci::host::owner::Owner::of(&w.state()).unwrap();
+    let me = cc_ci::state::owner::Owner::of(&w.state()).unwrap();
     let mine = format!("app-aaa111{}", w.suffix);
     labelled_service(&d, &mine, &me.labels()).await;
     let gone_dir = w.tmp.path().join("state-gone");
-    let gone = cc_ci::host::owner::Owner::of(&gone_dir).unwrap();
+    let gone = cc_ci::state::owner::Owner::of(&gone_dir).unwrap();
     let orphan = format!("app-bbb222{}", w.suffix);
     labelled_service(&d, &orphan, &gone.labels()).await;
     std::fs::remove_dir_all(&gone_dir).unwrap();
@@ -1113,7 +1113,7 @@ async fn leases_being_taken_are_never_reaped_under_a_hammer() {
                 let domain = format!("h-{run_id}.{}", w.domain);
                 let stack = cc_ci::run::plan::stack_name(&domain);
                 let info = LeaseInfo::new(&run_id, &domain, &stack, Holder::Run);
-                let lease = match Lease::take_new(&w.state(), info) {
+                let lease = match Lease::take(&w.state(), info) {
                     Ok(l) => l,
                     Err(e) => {
                         violations.lock().unwrap().push(format!("take {stack}: {e}"));
@@ -1170,7 +1170,7 @@ async fn leases_being_taken_are_never_reaped_under_a_hammer() {
             while !stop.load(Ordering::SeqCst) {
                 let run_id = fresh_run_id();
                 let stack = format!("q-{run_id}{}", w.suffix);
-                let lease = match Lease::take_new(&w.state(), LeaseInfo::new(&run_id, "", &stack, Holder::Run)) {
+                let lease = match Lease::take(&w.state(), LeaseInfo::new(&run_id, "", &stack, Holder::Run)) {
                     Ok(l) => l,
                     Err(e) => {
                         violations.lock().unwrap().push(format!("take {stack}: {e}"));

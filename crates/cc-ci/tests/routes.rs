@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use cc_ci::host::janitor::{self, SweepOptions};
 use cc_ci::host::routes::{self, Change, FailureKind, Gateway, Route, RoutesError, RoutesOptions};
-use cc_ci::run::serve::{self, ExpectStatus, Failure, ServeSpec, Verdict};
+use cc_ci::probe::serve::{self, ExpectStatus, Failure, ServeSpec, Verdict};
 use regex::Regex;
 use test_support::{Component, BUSYBOX_IMAGE};
 

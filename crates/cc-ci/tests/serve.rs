@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cc_ci::host::sops::{decrypt_file, AgeIdentities};
-use cc_ci::run::serve::{check, ExpectStatus, Failure, ServeError, ServeReport, ServeSpec, Verdict};
+use cc_ci::probe::serve::{check, ExpectStatus, Failure, ServeError, ServeReport, ServeSpec, Verdict};
 use regex::Regex;
 use test_support::{test_keys as keys, traefik};
 

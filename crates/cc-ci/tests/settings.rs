@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cc_ci::probe::serve::ExpectStatus;
 use cc_ci::results::level::{Rung, Status};
-use cc_ci::run::serve::ExpectStatus;
 use cc_ci::run::settings::{exit_status, mask, Settings, SettingsError, TestEnv, UpgradeBase, MASK};
 
 fn repo_recipes() -> PathBuf {

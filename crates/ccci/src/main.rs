@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use cc_ci::deploy::abra::Abra;
+use cc_ci::deploy::ipvs::{self, VipSupport};
 use cc_ci::deploy::native::{default_cli, Native, ResolveImage};
 use cc_ci::deploy::Deployer;
-use cc_ci::host::ipvs::{self, VipSupport};
 use cc_ci::results::level::Status;
 use cc_ci::results::verdict::State;
 use cc_ci::results::{RunResults, RungResult};
@@ -418,7 +418,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
     // The state dir's id goes on the app's services: its janitor, and no
     // other, reaps the app if this run dies.
-    let owner = match cc_ci::host::owner::Owner::of(&env.state_dir) {
+    let owner = match cc_ci::state::owner::Owner::of(&env.state_dir) {
         Ok(o) => Some(o),
         Err(e) => anyhow::bail!("refused before anything was deployed: the state dir's owner id: {e}"),
     };
@@ -552,7 +552,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         anyhow::Ok((run.finish(interrupted.map(str::to_string)), interrupted))
     })?;
 
-    let file = plan.results_dir.join("results.json");
+    let file = plan.results_dir.join(cc_ci::results::layout::RESULTS_FILE);
     results.write(&file)?;
     print!("{}", results.summary());
     println!("results: {}", file.display());

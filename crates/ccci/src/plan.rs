@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use cc_ci::deploy::ipvs::VipSupport;
 use cc_ci::deploy::limits::{format_bytes, format_cpus};
 use cc_ci::deploy::secret::{Generation, SecretPlan, PASSPHRASE_WORDS};
-use cc_ci::host::ipvs::VipSupport;
 use cc_ci::results::{Adaptation, RefKind};
 use cc_ci::run::confinement::{self, Checked, Confinement};
 use cc_ci::run::lifecycle::{dnsrr_adaptation, install_target, limits_adaptation};

@@ -387,7 +387,7 @@ fn round(seed: u64, n: usize, recipes: &Path, t: &mut Tally) {
                 if run_dir.exists() {
                     left.push(format!("run folder {}", run_dir.display()));
                 }
-                let lease = cc_ci::host::lease::lease_path(&state_of(p), &stack);
+                let lease = cc_ci::state::lease::lease_path(&state_of(p), &stack);
                 if lease.exists() {
                     left.push(format!("lease {}", lease.display()));
                 }

@@ -73,7 +73,7 @@ fn quick_reuses_a_warm_app_and_falls_back_to_cold_when_it_is_not_healthy() {
     assert_eq!(r1["deploys"], 2);
     assert_eq!(r1["level"], 6, "kept warm: exemplary is unverified: {}", r1["rungs"]);
     assert_eq!(rung(&r1, "exemplary")["status"], "unverified");
-    let record = cc_ci::run::warm::record_path(&c.state_dir, stack1);
+    let record = cc_ci::state::warm::record_path(&c.state_dir, stack1);
     assert!(record.is_file(), "{text}");
     assert!(!leftovers(stack1).is_empty(), "the app is still deployed");
 
@@ -119,7 +119,7 @@ fn quick_reuses_a_warm_app_and_falls_back_to_cold_when_it_is_not_healthy() {
     );
     assert_eq!(rung(&r2, "upgrade")["status"], "pass", "{}", r2["rungs"]);
     assert_eq!(r2["level"], 6, "{}", r2["rungs"]);
-    let kept = cc_ci::run::warm::WarmRecord::read(&record).unwrap();
+    let kept = cc_ci::state::warm::WarmRecord::read(&record).unwrap();
     assert_eq!(kept.kept_by_run, "a00002");
     assert_eq!(Some(kept.deployed_ref.as_str()), r2["tested_ref"].as_str());
 
@@ -143,8 +143,8 @@ fn quick_reuses_a_warm_app_and_falls_back_to_cold_when_it_is_not_healthy() {
     assert_eq!(r3["app"]["stack"], stack3);
 
     // Clean up: a stale record is reaped with its app.
-    let rec3 = cc_ci::run::warm::record_path(&c.state_dir, stack3);
-    let mut w = cc_ci::run::warm::WarmRecord::read(&rec3).unwrap();
+    let rec3 = cc_ci::state::warm::record_path(&c.state_dir, stack3);
+    let mut w = cc_ci::state::warm::WarmRecord::read(&rec3).unwrap();
     w.kept_at -= chrono::Duration::hours(25);
     w.write(&c.state_dir).unwrap();
     let s = sweep(&c);

@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cc_ci::results::level::Status;
-use cc_ci::results::{RefKind, RunResults};
+use cc_ci_results::level::Status;
+use cc_ci_results::{RefKind, RunResults};
 
 fn template() -> RunResults {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/static-site/ed7869/results.json");

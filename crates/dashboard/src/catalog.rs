@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use cc_ci::results::history::Started;
-use cc_ci::results::RunResults;
+use cc_ci_results::history::Started;
+use cc_ci_results::RunResults;
 
 /// How often the results root is looked at again, at most.
 pub const RESCAN: Duration = Duration::from_secs(2);
@@ -124,10 +124,7 @@ pub fn is_recipe_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
 }
 
-/// Whether `id` can be a run id (six lowercase hex digits).
-pub fn is_run_id(id: &str) -> bool {
-    id.len() == 6 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+pub use cc_ci_results::layout::is_run_id;
 
 type Parsed = HashMap<PathBuf, (SystemTime, u64, Arc<RunResults>)>;
 
@@ -182,7 +179,7 @@ impl Catalog {
                     continue;
                 }
                 let dir = run.path();
-                let file = dir.join("results.json");
+                let file = dir.join(cc_ci_results::layout::RESULTS_FILE);
                 let results = match std::fs::metadata(&file) {
                     Ok(m) => {
                         let key = (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len());

@@ -5,7 +5,7 @@
 
 use plotters::prelude::*;
 
-use cc_ci::results::badge;
+use cc_ci_results::badge;
 
 /// One point: the run's label (its date), its level, whether it counts.
 #[derive(Debug, Clone)]

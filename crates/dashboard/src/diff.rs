@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use cc_ci::results::verdict::State;
-use cc_ci::results::RunResults;
+use cc_ci_results::verdict::State;
+use cc_ci_results::RunResults;
 
 use crate::catalog::{Recipe, Run};
 
@@ -86,7 +86,7 @@ fn changes(then: &Value, now: &Value, prefix: &str) -> Vec<Change> {
 /// `now` against `green`.
 pub fn diff(green_id: &str, green: &RunResults, now: &RunResults) -> Diff {
     let mut rungs = Vec::new();
-    for r in cc_ci::results::level::Rung::ALL {
+    for r in cc_ci_results::level::Rung::ALL {
         let status = |x: &RunResults| {
             x.rungs
                 .iter()
@@ -141,8 +141,8 @@ pub fn diff(green_id: &str, green: &RunResults, now: &RunResults) -> Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cc_ci::results::level::{Rung, Status};
-    use cc_ci::results::RungResult;
+    use cc_ci_results::level::{Rung, Status};
+    use cc_ci_results::RungResult;
 
     fn run(upgrade: Status, version: &str, env: &str) -> RunResults {
         let image = format!("nginx:{version}");

@@ -5,7 +5,7 @@
 
 use atom_syndication::{Entry, Feed, FixedDateTime, Link, Text};
 
-use cc_ci::results::verdict::State;
+use cc_ci_results::verdict::State;
 
 use crate::catalog::{Run, Snapshot};
 

@@ -13,7 +13,7 @@
 //! - `/feed.atom`: regressions.
 //!
 //! Everything is rendered from results files ([`catalog`]), through the
-//! same renderers as `ccci report` (`cc_ci::results`), never from live
+//! same renderers as `ccci report` (`cc_ci_results`), never from live
 //! state; only the queue asks Buildbot.
 
 pub mod catalog;

@@ -7,11 +7,11 @@ use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use cc_ci::results::card::{self, key_screenshot, screenshots};
-use cc_ci::results::comment::checkout_commands;
-use cc_ci::results::level::{level_name, Rung, Status};
-use cc_ci::results::verdict::State;
-use cc_ci::results::{RefKind, RunResults, SCHEMA};
+use cc_ci_results::card::{self, key_screenshot, screenshots};
+use cc_ci_results::comment::checkout_commands;
+use cc_ci_results::level::{level_name, Rung, Status};
+use cc_ci_results::verdict::State;
+use cc_ci_results::{RefKind, RunResults, SCHEMA};
 
 use crate::catalog::{Recipe, Run, Snapshot};
 use crate::chart;

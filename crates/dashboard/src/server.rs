@@ -12,8 +12,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use cc_ci::results::comment::CommentContext;
-use cc_ci::results::format::{self, Format};
+use cc_ci_results::comment::CommentContext;
+use cc_ci_results::format::{self, Format};
 
 use crate::catalog::{is_recipe_name, is_run_id, Catalog};
 use crate::config::Config;
@@ -121,7 +121,7 @@ async fn recipe_badge(State(app): State<Arc<App>>, UrlPath(name): UrlPath<String
         .get(&name)
         .and_then(|r| r.current())
         .and_then(|c| c.level());
-    typed("image/svg+xml", cc_ci::results::badge::svg(level))
+    typed("image/svg+xml", cc_ci_results::badge::svg(level))
 }
 
 async fn run(State(app): State<Arc<App>>, UrlPath((recipe, id)): UrlPath<(String, String)>) -> Response {
@@ -186,7 +186,7 @@ async fn run_rendering(
         let key = (recipe.clone(), id.clone(), results.finished_at.clone());
         let dir = run.dir.clone();
         return kept_png(&app, key, move || {
-            cc_ci::results::card::png(&results, &dir).map_err(|e| e.to_string())
+            cc_ci_results::card::png(&results, &dir).map_err(|e| e.to_string())
         })
         .await;
     }
@@ -200,7 +200,7 @@ async fn run_rendering(
     }
 }
 
-/// A screenshot's thumbnail (`cc_ci::results::card::thumbnail_png`: the
+/// A screenshot's thumbnail (`cc_ci_results::card::thumbnail_png`: the
 /// part of the page with something on it, 640 x 400), by artifact name
 /// (`screenshot-serve`, `screenshot-upgrade`); kept like the cards.
 async fn run_thumbnail(
@@ -212,7 +212,7 @@ async fn run_thumbnail(
         return not_found("No such run", &format!("No run {id:?} of {recipe:?}."));
     };
     let shot = run.results.as_ref().and_then(|r| {
-        cc_ci::results::card::screenshots(r)
+        cc_ci_results::card::screenshots(r)
             .into_iter()
             .find(|s| s.artifact == artifact)
     });
@@ -232,7 +232,7 @@ async fn run_thumbnail(
     let key = (recipe.clone(), id.clone(), format!("thumbnail {artifact}"));
     kept_png(&app, key, move || {
         let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
-        cc_ci::results::card::thumbnail_png(&bytes).map_err(|e| e.to_string())
+        cc_ci_results::card::thumbnail_png(&bytes).map_err(|e| e.to_string())
     })
     .await
 }

@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 
 use bollard::Docker;
 use cc_ci::deploy::stack;
-use cc_ci::host::lease::{self, Holder, Lease, LeaseInfo};
+use cc_ci::state::lease::{self, Holder, Lease, LeaseInfo};
 use test_support::{rt, Component};
 
 fn janitor(state: &Path, domain: &str, extra: &[&str]) -> Output {
@@ -111,7 +111,7 @@ fn sweeps_dead_apps_spares_the_live_one_and_concurrent_janitors_agree() {
     let _guard = Stacks(vec![dead.clone(), live.clone()]);
 
     // The live run: this process holds its lease.
-    let lease = Lease::take_new(&state, LeaseInfo::new(live_id, &live_domain, &live, Holder::Run)).unwrap();
+    let lease = Lease::take(&state, LeaseInfo::new(live_id, &live_domain, &live, Holder::Run)).unwrap();
     let live_dir = make_app(&d, &state, live_id, &live_domain, &live);
     // The dead run: a stale lease naming a pid that is gone, and its app.
     let mut stale = LeaseInfo::new(dead_id, &dead_domain, &dead, Holder::Run);

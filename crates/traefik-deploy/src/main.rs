@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use cc_ci::deploy::ipvs;
 use cc_ci::deploy::native::{default_cli, Native, ResolveImage};
-use cc_ci::host::ipvs;
 use cc_ci::host::routes::{self, Change, Gateway, Route, RoutesOptions};
 use cc_ci::host::traefik::{self, TraefikOptions};
 use clap::{Parser, Subcommand};

@@ -361,7 +361,7 @@ impl FakeBuildbot {
     pub fn write_results(
         &self,
         buildid: i64,
-        results: &cc_ci::results::RunResults,
+        results: &cc_ci_results::RunResults,
         screenshot: Option<&[u8]>,
     ) -> String {
         let b = self.build(buildid).expect("no such build");
@@ -371,7 +371,7 @@ impl FakeBuildbot {
         std::fs::create_dir_all(&dir).unwrap();
         let mut results = results.clone();
         if results.app.is_none() {
-            results.app = Some(cc_ci::results::AppIdentity {
+            results.app = Some(cc_ci_results::AppIdentity {
                 run_id: run_id.clone(),
                 domain: format!("{}-{run_id}.ci.test", results.recipe),
                 stack: format!("{}-{run_id}_ci_test", results.recipe),

@@ -21,6 +21,7 @@ pub mod compose_version;
 pub mod converge;
 pub mod exec;
 pub mod images;
+pub mod ipvs;
 pub mod limits;
 pub mod native;
 pub mod overrides;

@@ -63,7 +63,7 @@ use super::limits::{self, ResourceLimits};
 use super::overrides::{self, Version, APP_SERVICE};
 use super::secret;
 use super::{DeployError, DeployRequest, Deployed, Deployer, Kind, NewApp, PostCmd, Step};
-use crate::host::ipvs::VipSupport;
+use crate::deploy::ipvs::VipSupport;
 use crate::recipe::compose::ComposeSet;
 use crate::recipe::confine::{self, Allowances, Scope};
 use crate::recipe::interpolate::interpolate;
@@ -122,8 +122,8 @@ pub struct Native {
     pub post_cmd_timeout: Duration,
     /// The state dir that owns the apps this deployer makes: its labels go
     /// on every service, so that only its own janitor reaps them
-    /// ([`crate::host::owner`]). None for apps no janitor manages (Traefik).
-    pub owner: Option<crate::host::owner::Owner>,
+    /// ([`crate::state::owner`]). None for apps no janitor manages (Traefik).
+    pub owner: Option<crate::state::owner::Owner>,
     /// A test app's confinement: what the settings allow the recipe beyond
     /// its app. `Some`: each deploy is checked ([`crate::recipe::confine`])
     /// and refused on a violation; `None`: unchecked (the host's own stacks,

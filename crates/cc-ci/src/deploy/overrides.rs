@@ -2,7 +2,7 @@
 //! `docker stack deploy`: what abra changes in the loaded compose config
 //! before it deploys (`docs/abra.md`, "Deploying", steps 9-10, and "Labels
 //! and environment abra adds"), plus the
-//! environment adaptation for kernels without IPVS ([`crate::host::ipvs`]).
+//! environment adaptation for kernels without IPVS ([`crate::deploy::ipvs`]).
 //!
 //! - the labels abra adds to the service named `app` only ([D S6] for the
 //!   shape `coop-cloud.${STACK_NAME}.<label>`, [I-obs]/[I-src] for the set):
@@ -16,7 +16,7 @@
 //!   when virtual IPs do not route here (never for a service that sets its
 //!   own endpoint mode);
 //! - cc-ci's own deploy labels on every service, when the deployer has any
-//!   (the owning state dir, [`crate::host::owner`], for the janitor).
+//!   (the owning state dir, [`crate::state::owner`], for the janitor).
 //! - `deploy.resources` of a test app's services: the caps of
 //!   [`super::limits`], so that one recipe under test cannot starve the runs
 //!   beside it (set by the native deployer after [`compute`]).

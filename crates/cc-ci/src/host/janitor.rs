@@ -2,7 +2,7 @@
 //! objects, their run folder with `ABRA_DIR` and env files, their lease), and
 //! never anything of a run that is still alive.
 //!
-//! Liveness is the run's [`Lease`](crate::host::lease): a `flock` the run holds
+//! Liveness is the run's [`Lease`](crate::state::lease): a `flock` the run holds
 //! for its whole life and the kernel drops when it dies. For each app the
 //! janitor tries that lease without blocking. Held: the app is left alone,
 //! all of it. Free or absent: the janitor takes it (creating the file if
@@ -21,7 +21,7 @@
 //! 3. stacks in Docker (namespace labels, else `<stack>_` name prefixes) that
 //!    are shaped like a test app of this wildcard domain:
 //!    `<label>-<6 hex><suffix>`, suffix `_ci_test` for `ci.test`
-//!    ([`crate::run::plan::RunPlan`] names them so). Nothing else on the host is
+//!    (a run's plan names them so). Nothing else on the host is
 //!    touched: not other domains' stacks, not Traefik (`traefik_ci_test`).
 //!
 //! A run folder belongs to the stack its run's lease names (leases are listed
@@ -38,12 +38,12 @@
 //! state dir that no longer exists (an orphan nobody else will reap), or
 //! carry none but its state dir knows the app (a lease or run folder names
 //! it). Another live state dir's apps are left alone
-//! ([`crate::host::owner`], [`Outcome::Foreign`]).
+//! ([`crate::state::owner`], [`Outcome::Foreign`]).
 //!
 //! An app kept warm for `ccci test --quick` (a fresh record
-//! `<state_dir>/warm/<stack>.json`, [`crate::run::warm`]) is left, under the
+//! `<state_dir>/warm/<stack>.json`, [`crate::state::warm`]) is left, under the
 //! janitor's own lease for the instant it looks; once its record is older
-//! than [`crate::run::warm::WARM_MAX_AGE`] (or unreadable) it is reaped like
+//! than [`crate::state::warm::WARM_MAX_AGE`] (or unreadable) it is reaped like
 //! any other, record and all.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,8 +59,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 
 use crate::deploy::stack::{self, docker_err, Leftover, StackError, StackObject, NAMESPACE_LABEL};
-use crate::host::lease::{Holder, Lease, LeaseError, LeaseFile, LeaseInfo, TryTake};
-use crate::host::owner::{Owner, Ownership};
+use crate::state::lease::{Holder, Lease, LeaseError, LeaseFile, LeaseInfo, TryTake};
+use crate::state::owner::{Owner, Ownership};
 
 /// The folder under the state dir holding run folders.
 pub const RUNS_DIR: &str = "runs";
@@ -299,7 +299,7 @@ impl std::fmt::Display for AppReport {
                 f,
                 "left    {what}: kept warm for --quick since {kept_at} ({}; reaped once older than {} h)",
                 record.display(),
-                crate::run::warm::WARM_MAX_AGE.as_secs() / 3600
+                crate::state::warm::WARM_MAX_AGE.as_secs() / 3600
             ),
             Outcome::Failed { error } => write!(f, "FAILED  {what}: {error}"),
         }
@@ -394,7 +394,7 @@ pub async fn sweep_with(docker: &Docker, opts: &SweepOptions) -> Result<SweepRep
     let leases = Lease::list(&opts.state_dir)?;
     let in_docker = docker_stacks(docker, suffix).await?;
     let me = Owner::existing(&opts.state_dir).map_err(|source| JanitorError::Io {
-        path: opts.state_dir.join(crate::host::owner::OWNER_FILE),
+        path: opts.state_dir.join(crate::state::owner::OWNER_FILE),
         source,
     })?;
 
@@ -501,13 +501,13 @@ async fn reap_app(docker: &Docker, opts: &SweepOptions, stack: String, c: Candid
         }
         _ => {}
     }
-    let lease_path = crate::host::lease::lease_path(&opts.state_dir, &stack);
-    let warm = |r: crate::run::warm::WarmRecord| Outcome::Warm {
-        record: crate::run::warm::record_path(&opts.state_dir, &stack),
+    let lease_path = crate::state::lease::lease_path(&opts.state_dir, &stack);
+    let warm = |r: crate::state::warm::WarmRecord| Outcome::Warm {
+        record: crate::state::warm::record_path(&opts.state_dir, &stack),
         kept_at: r.kept_at_text(),
     };
     if opts.dry_run && !Lease::is_held(&lease_path) {
-        if let Some(w) = crate::run::warm::fresh_record(&opts.state_dir, &stack) {
+        if let Some(w) = crate::state::warm::fresh_record(&opts.state_dir, &stack) {
             r.outcome = warm(w);
             return r;
         }
@@ -515,7 +515,7 @@ async fn reap_app(docker: &Docker, opts: &SweepOptions, stack: String, c: Candid
     if opts.dry_run {
         r.outcome = if Lease::is_held(&lease_path) {
             Outcome::Live {
-                holder: crate::host::lease::read_info(&lease_path),
+                holder: crate::state::lease::read_info(&lease_path),
             }
         } else {
             match stack::verify_clean(docker, &stack).await {
@@ -533,9 +533,9 @@ async fn reap_app(docker: &Docker, opts: &SweepOptions, stack: String, c: Candid
             // briefly so the report names the real holder.
             for _ in 0..20 {
                 match &holder {
-                    Some(h) if h.holder == Holder::Run && !crate::host::lease::pid_alive(h.pid) => {
+                    Some(h) if h.holder == Holder::Run && !crate::state::lease::pid_alive(h.pid) => {
                         tokio::time::sleep(Duration::from_millis(5)).await;
-                        holder = crate::host::lease::read_info(&lease_path);
+                        holder = crate::state::lease::read_info(&lease_path);
                     }
                     _ => break,
                 }
@@ -551,7 +551,7 @@ async fn reap_app(docker: &Docker, opts: &SweepOptions, stack: String, c: Candid
     };
     // No run holds it: is it kept warm? (Under the lease, so a --quick run
     // cannot be taking it over at this instant.)
-    if let Some(w) = crate::run::warm::fresh_record(&opts.state_dir, &stack) {
+    if let Some(w) = crate::state::warm::fresh_record(&opts.state_dir, &stack) {
         release(lease);
         r.outcome = warm(w);
         return r;
@@ -591,7 +591,7 @@ async fn reap_app(docker: &Docker, opts: &SweepOptions, stack: String, c: Candid
     };
     let lease_removed = !lease.created();
     // A stale or unreadable warm record goes with its app.
-    crate::run::warm::remove(&opts.state_dir, &stack);
+    crate::state::warm::remove(&opts.state_dir, &stack);
     drop(lease); // removes the lease file, then unlocks
     r.outcome = Outcome::Reaped {
         removed: td.removed,

@@ -38,7 +38,7 @@
 //! whole set); no routes at all removes the stack. The image is never
 //! pulled (`--resolve-image never`; it must be on the host). Then every
 //! route is asked through Traefik's address, with SNI and `Host` = the
-//! route's host, trusting only the given CA ([`crate::run::serve`]), until
+//! route's host, trusting only the given CA ([`crate::probe::serve`]), until
 //! it answers with anything from the host service (any status, 401 and 403
 //! included) rather than Traefik's own 404 or 502/504.
 //!
@@ -58,7 +58,7 @@ use bollard::Docker;
 use sha2::{Digest, Sha256};
 
 use crate::deploy::stack;
-use crate::run::serve::{self, ExpectStatus, Failure, ServeSpec, Verdict};
+use crate::probe::serve::{self, ExpectStatus, Failure, ServeSpec, Verdict};
 
 /// The service of the routes stack (`<stack>_routes`).
 pub const SERVICE: &str = "routes";

@@ -25,7 +25,7 @@ use crate::deploy::app::App;
 use crate::deploy::native::Native;
 use crate::deploy::overrides::{label, Version, APP_SERVICE};
 use crate::deploy::{DeployRequest, Deployer, Kind};
-use crate::run::serve::{self, Failure, ServeSpec, Verdict};
+use crate::probe::serve::{self, Failure, ServeSpec, Verdict};
 
 /// The recipe name (`TYPE=`) of Traefik.
 pub const RECIPE: &str = "traefik";

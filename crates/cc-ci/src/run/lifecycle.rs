@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 
+use crate::deploy::ipvs::VipSupport;
 use crate::deploy::native::small_sha;
 use crate::deploy::overrides::{label, APP_SERVICE};
 use crate::deploy::{App, DeployError, DeployRequest, Deployer, Fault, Kind, Version};
-use crate::host::ipvs::VipSupport;
-use crate::host::lease::Lease;
+use crate::probe::serve;
 use crate::recipe::lint::{Outcome, Severity};
 use crate::results::history::{self, Started};
 use crate::results::level::{Rung, Status};
@@ -47,9 +47,10 @@ use crate::run::data::{DataFault, DataProbe};
 use crate::run::plan::{BaseProblem, RunPlan};
 use crate::run::script::{self, ScriptOutcome};
 use crate::run::settings::{Settings, TestEnv, UpgradeBase};
-use crate::run::warm::WarmRecord;
 use crate::run::witness::{Witness, WitnessState};
-use crate::run::{backup, screenshot, serve, service_logs};
+use crate::run::{backup, screenshot, service_logs};
+use crate::state::lease::Lease;
+use crate::state::warm::WarmRecord;
 
 /// How many log lines of each service a run keeps when a rung fails.
 pub const SERVICE_LOG_LINES: usize = 40;
@@ -369,7 +370,7 @@ impl<'a> Run<'a> {
         for c in checks {
             let mut spec = c.spec(&self.plan.domain, &self.infra.ca_cert, self.settings.timeouts.http);
             spec.traefik = self.infra.traefik;
-            spec.routers = Some(crate::run::routers::RouterProbe {
+            spec.routers = Some(crate::probe::routers::RouterProbe {
                 docker: self.infra.docker.clone(),
                 stack: self.plan.stack.clone(),
                 web_port: self.infra.traefik.port(),
@@ -469,7 +470,7 @@ impl<'a> Run<'a> {
             ));
         }
         if self.lease.is_none() {
-            match Lease::take(&self.infra_state_dir(), plan) {
+            match Lease::take(&self.infra_state_dir(), plan.lease_info()) {
                 Ok(l) => self.lease = Some(l),
                 Err(e) => {
                     let d = (Status::Error, Some(format!("cannot take the run's lease: {e}")));
@@ -1429,7 +1430,7 @@ impl<'a> Run<'a> {
             .as_ref()
             .map_or_else(|| self.plan.run_id.clone(), |w| w.app_run_id.clone());
         let record = WarmRecord {
-            schema: crate::run::warm::WARM_SCHEMA.into(),
+            schema: crate::state::warm::WARM_SCHEMA.into(),
             recipe: self.plan.recipe.name.clone(),
             app_run_id,
             domain: self.plan.domain.clone(),
@@ -1482,12 +1483,14 @@ impl<'a> Run<'a> {
         self.results.interrupted = interrupted;
         self.results.finish();
         let state_dir = self.infra_state_dir();
-        let alive = |stack: &str| Lease::is_held(&crate::host::lease::lease_path(&state_dir, stack));
-        let past: Vec<history::PastRun> =
-            history::past_runs(&self.infra.results_root.join(&self.plan.recipe.name), &alive)
-                .into_iter()
-                .filter(|r| r.run_id != self.plan.run_id)
-                .collect();
+        let alive = |stack: &str| Lease::is_held(&crate::state::lease::lease_path(&state_dir, stack));
+        let past: Vec<history::PastRun> = history::past_runs(
+            &crate::results::layout::recipe_dir(&self.infra.results_root, &self.plan.recipe.name),
+            &alive,
+        )
+        .into_iter()
+        .filter(|r| r.run_id != self.plan.run_id)
+        .collect();
         let eight = if self.results.level < Rung::Exemplary.level() {
             (
                 Status::Skipped,

@@ -126,20 +126,20 @@ fn run_id() -> String {
 }
 
 impl RunPlan {
+    /// The lease this run takes, now, by this process.
+    pub fn lease_info(&self) -> crate::state::lease::LeaseInfo {
+        use crate::state::lease::{Holder, LeaseInfo};
+        LeaseInfo::new(&self.run_id, &self.domain, &self.stack, Holder::Run)
+    }
+
     /// The plan of a `--quick` run that adopted the warm app `record`: the
     /// app (domain, stack, ABRA_DIR) is the warm one; the run id and results
     /// folder stay this run's.
-    pub fn adopt_warm(&mut self, record: &crate::run::warm::WarmRecord) {
+    pub fn adopt_warm(&mut self, record: &crate::state::warm::WarmRecord) {
         self.domain = record.domain.clone();
         self.stack = record.stack.clone();
         self.abra_dir = record.abra_dir.clone();
     }
-}
-
-/// Whether `id` has the shape of a run id: six lowercase hex digits (the
-/// app domain, stack, janitor and results folder all carry it).
-pub fn is_run_id(id: &str) -> bool {
-    id.len() == 6 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A run id given from outside (`ccci test --run-id`) that cannot be used.
@@ -206,7 +206,7 @@ impl RunPlan {
         let Some(id) = id else {
             return Ok(Self::new(dir, env)?);
         };
-        if !is_run_id(id) {
+        if !crate::results::layout::is_run_id(id) {
             return Err(RunIdError::Shape(id.into()).into());
         }
         let plan = Self::plan(dir, env, id.to_string())?;
@@ -274,7 +274,7 @@ impl RunPlan {
         Ok(RunPlan {
             stack: stack_name(&domain),
             abra_dir: env.state_dir.join("runs").join(&run_id).join("abra"),
-            results_dir: env.results_dir.join(&recipe.name).join(&run_id),
+            results_dir: crate::results::layout::run_dir(&env.results_dir, &recipe.name, &run_id),
             recipe,
             tested_ref,
             tested_version,
@@ -492,6 +492,6 @@ mod tests {
         let err = RunPlan::with_run_id(&r, &e, Some("3fa9c2")).unwrap_err().to_string();
         assert!(err.contains("already used") && err.contains("3fa9c2"), "{err}");
         let random = RunPlan::with_run_id(&r, &e, None).unwrap();
-        assert!(is_run_id(&random.run_id), "{}", random.run_id);
+        assert!(crate::results::layout::is_run_id(&random.run_id), "{}", random.run_id);
     }
 }

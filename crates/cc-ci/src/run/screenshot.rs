@@ -19,7 +19,7 @@
 //! ([`ShotError::StayedBlank`]); no picture is written then.
 //!
 //! How the browser reaches the app: exactly like the serve check
-//! (`crate::run::serve`), without DNS. `--host-resolver-rules="MAP <domain>
+//! (`crate::probe::serve`), without DNS. `--host-resolver-rules="MAP <domain>
 //! <addr>"` sends the URL's host to [`ShotSpec::resolve_to`] (Traefik's
 //! address), so SNI and `Host` are the app's domain.
 //!
@@ -162,7 +162,7 @@ pub struct ShotSpec {
     /// The page, e.g. `https://abc123.ci.example.org/`.
     pub url: String,
     /// Where the URL's host is sent instead of asking DNS (Traefik's address,
-    /// e.g. `crate::run::serve::DEFAULT_TRAEFIK_ADDR`); its port replaces the URL's.
+    /// e.g. `crate::probe::serve::DEFAULT_TRAEFIK_ADDR`); its port replaces the URL's.
     pub resolve_to: SocketAddr,
     /// Which certificates to accept.
     pub trust: Trust,
@@ -519,7 +519,7 @@ async fn verified_leaf_pin(ca: &Path, host: &str, addr: SocketAddr) -> Result<Ve
         path: ca.into(),
         problem,
     };
-    let roots = crate::run::serve::ca_roots(ca).map_err(ca_err)?;
+    let roots = crate::probe::serve::ca_roots(ca).map_err(ca_err)?;
     let cert_err = |detail: String| ShotError::Certificate {
         domain: host.into(),
         addr,

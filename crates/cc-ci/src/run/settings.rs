@@ -105,11 +105,11 @@ use serde_json::{json, Value};
 use toml::Spanned;
 
 use crate::deploy::limits::{self, ResourceLimits};
+use crate::probe::serve::{ExpectStatus, ServeSpec, DEFAULT_READINESS};
 use crate::recipe::confine::{Allowances, Kind};
 use crate::recipe::env_file::EnvFile;
 use crate::results::level::{Rung, Status};
 use crate::run::plan::RunPlan;
-use crate::run::serve::{ExpectStatus, ServeSpec, DEFAULT_READINESS};
 
 /// The settings file inside a recipe's settings folder.
 pub const SETTINGS_FILE: &str = "ccci.toml";

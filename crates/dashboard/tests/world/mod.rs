@@ -7,10 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cc_ci::results::history::{Started, STARTED_SCHEMA};
-use cc_ci::results::level::{Rung, Status};
-use cc_ci::results::verdict::{judge, Bar};
-use cc_ci::results::{RefKind, RunResults, ServiceLog};
+use cc_ci_results::history::{Started, STARTED_SCHEMA};
+use cc_ci_results::level::{Rung, Status};
+use cc_ci_results::verdict::{judge, Bar};
+use cc_ci_results::{RefKind, RunResults, ServiceLog};
 
 /// The long recipe name of the pull-request-only recipe (overflow test).
 pub const LONG_RECIPE: &str = "a-recipe-with-a-long-name-that-only-pull-requests-have-tested";

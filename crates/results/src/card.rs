@@ -436,7 +436,7 @@ pub fn png(r: &RunResults, results_dir: &Path) -> Result<Vec<u8>, CardError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::RungResult;
+    use crate::RungResult;
 
     fn run(fail_upgrade: bool) -> RunResults {
         let rung = |rung, status, reason: Option<&str>| RungResult {

@@ -31,8 +31,6 @@ use std::time::Duration;
 use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
-use crate::run::plan::RunPlan;
-
 /// The folder under the state dir that holds lease files.
 pub const LEASES_DIR: &str = "leases";
 /// A lease file's extension.
@@ -71,11 +69,6 @@ pub struct LeaseInfo {
 }
 
 impl LeaseInfo {
-    /// The lease a run with `plan` takes, now, by this process.
-    pub fn for_plan(plan: &RunPlan) -> LeaseInfo {
-        LeaseInfo::new(&plan.run_id, &plan.domain, &plan.stack, Holder::Run)
-    }
-
     /// A lease for `stack` taken now by this process.
     pub fn new(run_id: &str, domain: &str, stack: &str, holder: Holder) -> LeaseInfo {
         LeaseInfo {
@@ -235,25 +228,17 @@ enum Attempt {
 }
 
 impl Lease {
-    /// Takes the lease of the run `plan` describes: creates
+    /// Takes the lease `info` describes: creates
     /// `<state_dir>/leases/<stack>.lease`, locked, for as long as the
-    /// returned [`Lease`] lives (or the process, if it is leaked).
+    /// returned [`Lease`] lives (or the process, if it is leaked). Fails if
+    /// the file exists, held or not.
     ///
     /// # Errors
     /// [`LeaseError::Held`] when a live process holds this stack's lease,
     /// [`LeaseError::Stale`] when a dead run's lease is still there (a run
     /// never takes over another run's app; the janitor reaps it first),
     /// [`LeaseError::Io`] when the state dir is not writable.
-    pub fn take(state_dir: &Path, plan: &RunPlan) -> Result<Lease, LeaseError> {
-        Lease::take_new(state_dir, LeaseInfo::for_plan(plan))
-    }
-
-    /// [`Lease::take`] with an explicit [`LeaseInfo`]: creates the lease file
-    /// and fails if one exists, held or not.
-    ///
-    /// # Errors
-    /// As [`Lease::take`].
-    pub fn take_new(state_dir: &Path, info: LeaseInfo) -> Result<Lease, LeaseError> {
+    pub fn take(state_dir: &Path, info: LeaseInfo) -> Result<Lease, LeaseError> {
         let path = lease_path(state_dir, &info.stack);
         let stack = info.stack.clone();
         match Lease::attempt(state_dir, info, false)? {
@@ -530,7 +515,7 @@ mod tests {
     #[test]
     fn take_holds_and_drop_removes() {
         let d = tempfile::tempdir().unwrap();
-        let l = Lease::take_new(d.path(), info("x-abc123_ci_test")).unwrap();
+        let l = Lease::take(d.path(), info("x-abc123_ci_test")).unwrap();
         let p = lease_path(d.path(), "x-abc123_ci_test");
         assert_eq!(l.path(), p);
         assert!(p.is_file() && Lease::is_held(&p));
@@ -542,7 +527,7 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         // A second taker (same process, another open file description) is refused.
-        match Lease::take_new(d.path(), info("x-abc123_ci_test")) {
+        match Lease::take(d.path(), info("x-abc123_ci_test")) {
             Err(LeaseError::Held { holder, .. }) => assert_eq!(holder.unwrap().pid, std::process::id()),
             other => panic!("expected Held, got {other:?}"),
         }
@@ -566,7 +551,7 @@ mod tests {
         fs::write(&p, serde_json::to_string(&info("s-000000_ci_test")).unwrap()).unwrap();
         assert!(!Lease::is_held(&p));
         assert!(matches!(
-            Lease::take_new(d.path(), info("s-000000_ci_test")),
+            Lease::take(d.path(), info("s-000000_ci_test")),
             Err(LeaseError::Stale { holder: Some(_), .. })
         ));
         assert!(p.exists(), "a refused run leaves the stale lease alone");
@@ -602,7 +587,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         for s in ["", "../x", "a/b", ".hidden"] {
             assert!(
-                matches!(Lease::take_new(d.path(), info(s)), Err(LeaseError::BadStack(_))),
+                matches!(Lease::take(d.path(), info(s)), Err(LeaseError::BadStack(_))),
                 "{s:?}"
             );
         }

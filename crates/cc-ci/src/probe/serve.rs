@@ -39,7 +39,7 @@
 //! doubling, at most 1 s) within [`ServeSpec::readiness`], then returns the
 //! last verdict. Every other answer is final at once. With
 //! [`ServeSpec::routers`] set, Traefik's 404 is explained by what Traefik's
-//! API says of the app's routers ([`crate::run::routers`]), and a view that
+//! API says of the app's routers ([`crate::probe::routers`]), and a view that
 //! waiting cannot change (a router in error, routers for other hosts only,
 //! no router at all after a grace) ends the wait at once.
 //!
@@ -147,11 +147,11 @@ pub struct ServeSpec {
     /// Time to keep retrying while the answer means "not yet". Default [`DEFAULT_READINESS`].
     pub readiness: Duration,
     /// Where to ask Traefik about the app's routers when the answer is
-    /// Traefik's own 404 ([`crate::run::routers`]): its view goes into the
+    /// Traefik's own 404 ([`crate::probe::routers`]): its view goes into the
     /// reason, and a final view (a router in error, routers for other
     /// hosts only, none at all after a grace) ends the wait at once.
     /// Default `None`: the 404 is retried until the readiness budget is spent.
-    pub routers: Option<crate::run::routers::RouterProbe>,
+    pub routers: Option<crate::probe::routers::RouterProbe>,
 }
 
 impl ServeSpec {
@@ -286,7 +286,7 @@ pub enum Failure {
         /// The app's domain.
         domain: String,
         /// What Traefik's API says of the app's routers (a
-        /// [`crate::run::routers::View`], or why it could not be asked);
+        /// [`crate::probe::routers::View`], or why it could not be asked);
         /// `None` when it was not asked.
         traefik_says: Option<String>,
     },

@@ -66,8 +66,8 @@ pub fn xml(r: &RunResults) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::level::Rung;
-    use crate::results::RungResult;
+    use crate::level::Rung;
+    use crate::RungResult;
 
     #[test]
     fn one_case_per_rung_and_nothing_but_a_pass_passes() {

@@ -19,7 +19,7 @@
 //!
 //! The bar ([`Bar`]) is the recipe's `min_level` setting; by default the
 //! level of the last run of the recipe's newest release on this host (so a
-//! pull request never lowers it; [`crate::results::history::release_bar`]);
+//! pull request never lowers it; [`crate::history::release_bar`]);
 //! with no such run, [`DEFAULT_BAR`]: it installs and serves.
 
 use serde::{Deserialize, Serialize};
@@ -193,7 +193,7 @@ pub fn judge(r: &RunResults, bar: &Bar) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::RungResult;
+    use crate::RungResult;
 
     fn run(statuses: &[(Rung, Status)]) -> RunResults {
         let mut r = RunResults::empty();

@@ -331,7 +331,7 @@ pub fn render_without_results(headline: &str, why: &str, ctx: &CommentContext) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{LintSummary, RungResult, ServiceLog};
+    use crate::{LintSummary, RungResult, ServiceLog};
 
     fn results() -> RunResults {
         let mut r = RunResults {
@@ -392,7 +392,7 @@ mod tests {
                 skipped: vec![],
             }),
             deploys: 2,
-            app: Some(crate::results::AppIdentity {
+            app: Some(crate::AppIdentity {
                 run_id: "1a2b3c".into(),
                 domain: "static-site-1a2b3c.ci.test".into(),
                 stack: "static-site-1a2b3c_ci_test".into(),
@@ -581,14 +581,14 @@ mod tests {
         assert_eq!(r.verdict().state, State::Success);
         assert_eq!(headline(&r), "level 2 (serves)");
         // The same run held to its newest release's level 7 is not green.
-        let bar = crate::results::verdict::Bar {
+        let bar = crate::verdict::Bar {
             level: 7,
-            source: crate::results::verdict::BarSource::Release {
+            source: crate::verdict::BarSource::Release {
                 tag: "1.1.0+1.22.1".into(),
                 run_id: "abcdef".into(),
             },
         };
-        r.verdict = Some(crate::results::verdict::judge(&r, &bar));
+        r.verdict = Some(crate::verdict::judge(&r, &bar));
         assert_eq!(
             headline(&r),
             "level 2 (serves), below level 7 of 1.1.0+1.22.1 · not green"

@@ -35,8 +35,7 @@ pub const MIN_SPAN_DAYS: i64 = 7;
 /// The level every run in the window needs.
 pub const MIN_LEVEL: u8 = 7;
 
-/// The file a run writes into its results folder before it deploys.
-pub const STARTED_FILE: &str = "started.json";
+pub use super::layout::STARTED_FILE;
 /// The schema of [`STARTED_FILE`].
 pub const STARTED_SCHEMA: &str = "cc-ci/started/v1";
 
@@ -126,7 +125,7 @@ pub fn past_runs(recipe_results: &Path, alive: &dyn Fn(&str) -> bool) -> Vec<Pas
         .filter_map(|e| {
             let dir = e.path();
             let run_id = e.file_name().to_string_lossy().into_owned();
-            if let Ok(r) = RunResults::read(&dir.join("results.json")) {
+            if let Ok(r) = RunResults::read(&dir.join(super::layout::RESULTS_FILE)) {
                 let when = DateTime::parse_from_rfc3339(&r.finished_at).ok()?.with_timezone(&Utc);
                 return Some(PastRun {
                     run_id,

@@ -13,6 +13,7 @@ pub mod comment;
 pub mod format;
 pub mod history;
 pub mod junit;
+pub mod layout;
 pub mod level;
 mod templates;
 pub mod verdict;
