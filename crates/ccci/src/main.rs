@@ -14,16 +14,14 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use cc_ci::deploy::abra::Abra;
 use cc_ci::deploy::ipvs::{self, VipSupport};
-use cc_ci::deploy::native::{default_cli, Native, ResolveImage};
-use cc_ci::deploy::Deployer;
+use cc_ci::deploy::native::ResolveImage;
 use cc_ci::results::level::Status;
 use cc_ci::results::verdict::State;
 use cc_ci::results::{RunResults, RungResult};
-use cc_ci::run::lifecycle::{deployer_info, Infra, Progress, Run};
-use cc_ci::run::plan::{RunEnv, RunPlan};
-use cc_ci::run::settings::Settings;
+use cc_ci::run::lifecycle::Progress;
+use cc_ci::run::plan::RunEnv;
+use cc_ci::run::start;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// cc-ci's main job: take a Co-op Cloud recipe through its life on this
@@ -354,15 +352,6 @@ fn resolve(recipe: &str, recipes_dir: &Path) -> PathBuf {
     }
 }
 
-/// `name` on PATH, if there.
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
 fn run(cli: Cli) -> Result<ExitCode> {
     let args = match cli.command {
         Command::Report(args) => return report(&args),
@@ -370,193 +359,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(args) => return plan::run(&args),
         Command::Test(args) => *args,
     };
-    let TestArgs {
-        recipe,
-        domain,
-        state_dir,
-        results_dir,
-        recipes_dir,
-        settings_dir,
-        deployer,
-        abra,
-        docker_cli,
-        resolve_image,
-        vip,
-        traefik,
-        ca_cert,
-        helper_image,
-        restic_image,
-        no_screenshots,
-        run_id,
-        quick,
-    } = args;
-
-    let dir = resolve(&recipe, &recipes_dir);
     let env = RunEnv {
-        domain,
-        state_dir,
-        results_dir: results_dir.clone(),
+        domain: args.domain,
+        state_dir: args.state_dir,
+        results_dir: args.results_dir,
     };
-    let mut plan =
-        RunPlan::with_run_id(&dir, &env, run_id.as_deref()).context("refused before anything was deployed")?;
-    // Executables run in their own folder: their paths must not be relative.
-    let settings_dir = std::path::absolute(&settings_dir).unwrap_or(settings_dir);
-    let mut settings = Settings::load(&settings_dir, &plan.recipe.name)
-        .context("refused before anything was deployed: fix the recipe's cc-ci settings")?;
-    settings
-        .repo_local(&plan.recipe.dir)
-        .context("refused before anything was deployed")?;
-    eprint!("{}", settings.describe());
-    // Both versions the run deploys, checked before anything deploys: a
-    // recipe under test stays inside its test app unless the settings allow
-    // it by name, with a reason.
-    let confinement = cc_ci::run::confinement::check(&plan, &settings)
-        .context("refused before anything was deployed: the recipe is not confined")?;
-    eprint!("{}", confinement.describe());
-    std::fs::create_dir_all(&plan.results_dir)
-        .with_context(|| format!("cannot create the results folder {}", plan.results_dir.display()))?;
-
-    // The state dir's id goes on the app's services: its janitor, and no
-    // other, reaps the app if this run dies.
-    let owner = match cc_ci::state::owner::Owner::of(&env.state_dir) {
-        Ok(o) => Some(o),
-        Err(e) => anyhow::bail!("refused before anything was deployed: the state dir's owner id: {e}"),
+    let dir = resolve(&args.recipe, &args.recipes_dir);
+    let prepared = start::prepare(&dir, &env, args.run_id.as_deref(), &args.settings_dir)?;
+    let host = start::HostParts {
+        deployer: match args.deployer {
+            DeployerKind::Native => start::DeployerChoice::Native {
+                cli: args.docker_cli,
+                resolve_image: args.resolve_image,
+            },
+            DeployerKind::Abra => start::DeployerChoice::Abra { bin: args.abra },
+        },
+        vip: args.vip.support(),
+        traefik: args.traefik,
+        ca_cert: args.ca_cert,
+        helper_image: args.helper_image,
+        restic_image: args.restic_image,
+        screenshots: !args.no_screenshots,
+        quick: args.quick,
+    };
+    let mut progress = Lines {
+        t0: Instant::now(),
+        tty: std::io::stderr().is_terminal(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let (results, interrupted) = rt.block_on(async {
-        // An engine that does not answer is the install rung's `error`.
-        let (docker, docker_problem) = cc_ci::host::swarm::connect_or_why().await;
-        let vip = vip.support();
-        let (deployer, info): (Box<dyn Deployer>, serde_json::Value) = match deployer {
-            DeployerKind::Native => {
-                let cli = docker_cli.unwrap_or_else(default_cli);
-                let info = deployer_info(
-                    "native",
-                    &[
-                        ("docker_cli", cli.display().to_string()),
-                        ("resolve_image", resolve_image.as_str().to_string()),
-                        ("vip", format!("{vip:?}")),
-                        ("limits", format!("{} per service", settings.limits.describe())),
-                    ],
-                );
-                (
-                    Box::new(Native {
-                        docker: docker.clone(),
-                        cli,
-                        resolve_image,
-                        vip: vip.clone(),
-                        lint_gate: true,
-                        post_cmd_timeout: settings.timeouts.scripts,
-                        owner: owner.clone(),
-                        allow: Some(settings.allow.clone()),
-                        limits: Some(settings.limits),
-                    }),
-                    info,
-                )
-            }
-            DeployerKind::Abra => {
-                // A missing abra is the host's problem: the install rung says so.
-                let bin = abra
-                    .or_else(|| on_path("abra"))
-                    .unwrap_or_else(|| PathBuf::from("abra"));
-                let info = deployer_info(
-                    "abra",
-                    &[
-                        ("abra", bin.display().to_string()),
-                        ("limits", "none: abra deploys without cc-ci's override".to_string()),
-                    ],
-                );
-                (
-                    Box::new(Abra {
-                        abra: bin,
-                        docker: docker.clone(),
-                    }),
-                    info,
-                )
-            }
-        };
-        let chromium = cc_ci::run::screenshot::chromium_from_env();
-        let infra = Infra {
-            docker,
-            deployer,
-            deployer_info: info,
-            traefik,
-            ca_cert,
-            helper_image,
-            restic_image,
-            vip,
-            screenshots: !no_screenshots && chromium.is_file(),
-            results_root: results_dir,
-            docker_problem,
-        };
-        let mut progress = Lines {
-            t0: Instant::now(),
-            tty: std::io::stderr().is_terminal(),
-        };
-        let claim = if quick {
-            Some(cc_ci::run::warm::claim(&infra.docker, &env.state_dir, &plan.recipe.name, &plan.run_id).await)
-        } else {
-            None
-        };
-        if let Some(cc_ci::run::warm::Claim::Adopted { record, .. }) = &claim {
-            plan.adopt_warm(record);
-        }
-        let native = infra.deployer.name() == "native";
-        let mut run = Run::new(&plan, &settings, &infra, &mut progress);
-        // The versions were read in deploy order: the tested one is last.
-        if let Some(Ok(read)) = confinement.checked.last().map(|c| &c.read) {
-            run.record_images(read.images.clone());
-        }
-        for (v, why) in confinement.allowed() {
-            run.adapt(&format!("allowed beyond the test app by the settings: {v}"), &why);
-        }
-        if native {
-            let a = cc_ci::run::lifecycle::limits_adaptation(&settings);
-            run.adapt(&a.what, &a.why);
-        }
-        match claim {
-            Some(cc_ci::run::warm::Claim::Adopted { record, lease }) => {
-                run.adopt_warm(*record, *lease);
-                run.keep_warm();
-            }
-            Some(cc_ci::run::warm::Claim::Cold { why }) => {
-                run.adapt("--quick asked for a warm app; this run is cold", &why);
-                run.keep_warm();
-            }
-            None => {}
-        }
-        // Both handlers are in place before the body starts: a signal that
-        // came before `select!` first polled a lazily made listener would
-        // kill the process with its default action, leaving the app.
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot listen for SIGTERM")?;
-        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .context("cannot listen for SIGINT")?;
-        let interrupted = {
-            let body = run.body();
-            tokio::pin!(body);
-            tokio::select! {
-                () = &mut body => None,
-                _ = sigint.recv() => Some("SIGINT (Ctrl-C)"),
-                _ = sigterm.recv() => Some("SIGTERM"),
-            }
-        };
-        if let Some(sig) = interrupted {
-            eprintln!("ccci: {sig}: tearing the app down before exiting (further signals are ignored until then)");
-        }
-        run.teardown().await;
-        anyhow::Ok((run.finish(interrupted.map(str::to_string)), interrupted))
-    })?;
-
-    let file = plan.results_dir.join(cc_ci::results::layout::RESULTS_FILE);
-    results.write(&file)?;
-    print!("{}", results.summary());
-    println!("results: {}", file.display());
-    Ok(match (interrupted, results.verdict().state) {
+    let done = rt.block_on(start::run(prepared, host, &mut progress))?;
+    print!("{}", done.results.summary());
+    println!("results: {}", done.file.display());
+    Ok(match (done.interrupted, done.results.verdict().state) {
         (Some(s), _) if s.starts_with("SIGINT") => ExitCode::from(130),
         (Some(_), _) => ExitCode::from(143),
         // An infrastructure error makes the whole run unreliable: it wins.

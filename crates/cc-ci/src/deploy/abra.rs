@@ -181,13 +181,11 @@ impl Deployer for Abra {
             .map_err(|e| DeployError::infra(Step::NewApp, e.to_string()))?;
         self.run(app, Step::NewApp, &new_app_argv(&app.recipe, &app.domain))
             .await?;
-        for (k, v) in std::iter::once(("DOMAIN".to_string(), app.domain.clone()))
-            .chain(std::iter::once(("LETS_ENCRYPT_ENV".to_string(), String::new())))
-            .chain(env.clone())
-        {
-            app.set(&k, &v)
-                .map_err(|e| DeployError::infra(Step::NewApp, e.to_string()))?;
-        }
+        let pairs = [("DOMAIN", app.domain.as_str()), ("LETS_ENCRYPT_ENV", "")]
+            .into_iter()
+            .chain(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        app.set_all(pairs)
+            .map_err(|e| DeployError::infra(Step::NewApp, e.to_string()))?;
         Ok(NewApp {
             env_file: app.env_path(),
             checkout: app.checkout(),
@@ -204,7 +202,7 @@ impl Deployer for Abra {
             .checkout_ref(&req.reference)
             .map_err(|e| DeployError::infra(Step::Checkout, e.to_string()))?;
         // Secrets abra cannot generate come from the settings, through a file.
-        let (env, _) = app
+        let env = app
             .deploy_env()
             .map_err(|e| DeployError::recipe(Step::Compose, e.to_string()))?;
         let (_, _, plans) = super::read_version(app, &env, &req.reference)?;

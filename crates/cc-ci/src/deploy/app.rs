@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::recipe::abra_sh::{AbraSh, AbraShError};
 use crate::recipe::env_file::{set_in_text, EnvFile, EnvFileError, UnwritableValue};
@@ -207,16 +206,27 @@ impl App {
     /// Sets `key` in the env file, keeping the rest as it is.
     ///
     /// # Errors
-    /// [`AppError`] when the file cannot be read or written, or the value
-    /// cannot be written so that it reads back ([`AppError::Value`]; the
-    /// file is left as it was).
+    /// As [`App::set_all`].
     pub fn set(&self, key: &str, value: &str) -> Result<(), AppError> {
+        self.set_all([(key, value)])
+    }
+
+    /// Sets every `(key, value)` in the env file, in order, keeping the
+    /// rest as it is: one read, one atomic write (a temp file renamed).
+    ///
+    /// # Errors
+    /// [`AppError`] when the file cannot be read or written, or a value
+    /// cannot be written so that it reads back ([`AppError::Value`]); the
+    /// file is then left as it was, none of the keys set.
+    pub fn set_all<'a>(&self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(), AppError> {
         let path = self.env_path();
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let text = set_in_text(&text, key, value).map_err(|source| AppError::Value {
-            path: path.clone(),
-            source,
-        })?;
+        let mut text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        for (key, value) in pairs {
+            text = set_in_text(&text, key, value).map_err(|source| AppError::Value {
+                path: path.clone(),
+                source,
+            })?;
+        }
         self.write_env_text(&text)
     }
 
@@ -241,39 +251,43 @@ impl App {
         Ok(EnvFile::read(&self.env_path())?)
     }
 
-    /// The app env a deploy interpolates with (abra's): the env file, then
-    /// `abra.sh`'s exports from the checkout over it, then `STACK_NAME`
-    /// (unless the env sets one). Returns it with the abra.sh read.
+    /// The app env a deploy interpolates with (abra's), read once per
+    /// deploy: the env file, then `abra.sh`'s exports from the checkout
+    /// over it, then `STACK_NAME` (unless the env sets one).
     ///
     /// # Errors
     /// [`AppError`] when the env file or abra.sh cannot be read.
-    pub fn deploy_env(&self) -> Result<(BTreeMap<String, String>, AbraSh), AppError> {
-        let mut env: BTreeMap<String, String> =
-            self.env_file()?.entries.into_iter().map(|e| (e.key, e.value)).collect();
+    pub fn deploy_env(&self) -> Result<AppEnv, AppError> {
+        let file = self.env_file()?;
+        let mut values: BTreeMap<String, String> =
+            file.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
         let abra_sh = AbraSh::read(&self.checkout())?;
-        env.extend(abra_sh.exports.clone());
-        env.entry("STACK_NAME".into()).or_insert_with(|| self.stack.clone());
-        Ok((env, abra_sh))
+        values.extend(abra_sh.exports.clone());
+        values.entry("STACK_NAME".into()).or_insert_with(|| self.stack.clone());
+        Ok(AppEnv { values, file, abra_sh })
     }
+}
+
+/// What one deploy reads of the app's env, once ([`App::deploy_env`]).
+#[derive(Debug, Clone)]
+pub struct AppEnv {
+    /// The values the compose files are interpolated with: the env file,
+    /// abra.sh's exports over it, `STACK_NAME`.
+    pub values: BTreeMap<String, String>,
+    /// The env file as written (its `# length=…` modifiers and comments,
+    /// which secret generation reads).
+    pub file: EnvFile,
+    /// The checkout's abra.sh.
+    pub abra_sh: AbraSh,
 }
 
 /// Runs git in `dir`; stdout on success.
 fn git(dir: &Path, args: &[&str]) -> Result<String, AppError> {
-    let err = |detail: String| AppError::Git {
+    crate::recipe::git::run(dir, args).map_err(|e| AppError::Git {
         dir: dir.to_path_buf(),
         args: args.join(" "),
-        detail,
-    };
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .map_err(|e| err(format!("cannot run git: {e}")))?;
-    if !out.status.success() {
-        return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        detail: e.detail(),
+    })
 }
 
 #[cfg(test)]
@@ -305,7 +319,7 @@ mod tests {
         assert_eq!(env.get("SITE_TITLE"), Some("cc ci"));
         app.set("TYPE", "webapp-pg:1.0.0+1.0.0").unwrap();
         assert_eq!(app.env_file().unwrap().get("TYPE"), Some("webapp-pg:1.0.0+1.0.0"));
-        let (m, _) = app.deploy_env().unwrap();
+        let m = app.deploy_env().unwrap().values;
         assert_eq!(m["STACK_NAME"], "webapp-pg-1a2b3c_ci_test");
         assert_eq!(m["SECRET_DB_PASSWORD_VERSION"], "v1");
         // A value no quoting keeps: refused naming the file and the key,

@@ -172,9 +172,10 @@ pub struct Deployed {
 /// file and line, or the secret.
 pub(crate) fn read_version(
     app: &App,
-    env: &std::collections::BTreeMap<String, String>,
+    app_env: &app::AppEnv,
     reference: &str,
 ) -> Result<(Vec<String>, crate::recipe::compose::ComposeSet, Vec<secret::SecretPlan>), DeployError> {
+    let env = &app_env.values;
     let files = compose_files(env);
     if let Some(f) = files.iter().find(|f| !app.checkout().join(f).is_file()) {
         return Err(DeployError::recipe(
@@ -186,25 +187,15 @@ pub(crate) fn read_version(
     }
     let compose = crate::recipe::compose::ComposeSet::load(&app.checkout(), &files)
         .map_err(|e| DeployError::recipe(Step::Compose, e.to_string()))?;
-    let env_file = app
-        .env_file()
-        .map_err(|e| DeployError::recipe(Step::Secrets, e.to_string()))?;
     let plans =
-        secret::plan(&compose, env, &env_file).map_err(|e| DeployError::recipe(Step::Secrets, e.to_string()))?;
+        secret::plan(&compose, env, &app_env.file).map_err(|e| DeployError::recipe(Step::Secrets, e.to_string()))?;
     Ok((files, compose, plans))
 }
 
-/// The compose files the app env's `COMPOSE_FILE` names, in order: split
-/// on `:`, empty names dropped, `compose.yml` when unset or empty (abra's
-/// `GetComposeFiles`).
+/// The compose files the app env's `COMPOSE_FILE` names, in order
+/// ([`crate::recipe::compose_files`]).
 pub fn compose_files(env: &std::collections::BTreeMap<String, String>) -> Vec<String> {
-    env.get("COMPOSE_FILE")
-        .filter(|v| !v.is_empty())
-        .map_or("compose.yml", String::as_str)
-        .split(':')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    crate::recipe::compose_files(env.get("COMPOSE_FILE").map(String::as_str))
 }
 
 /// A new app: what `abra app new` made.

@@ -475,9 +475,11 @@ impl Deployer for Native {
             }
         }
         // 3. the app env.
-        let (env, abra_sh) = app
+        let app_env = app
             .deploy_env()
             .map_err(|e| DeployError::recipe(Step::Compose, e.to_string()))?;
+        let env = &app_env.values;
+        let abra_sh = &app_env.abra_sh;
         // abra's CheckEnv: keys of this version's .env.sample missing from
         // the app env are warned about, not refused (docs/abra.md,
         // "Deploying", step 11).
@@ -489,13 +491,13 @@ impl Deployer for Native {
             }
         }
         // 4. the compose files; 5. the secrets they use.
-        let (files, compose, plans) = super::read_version(app, &env, &req.reference)?;
+        let (files, compose, plans) = super::read_version(app, &app_env, &req.reference)?;
         if let Some(allow) = &self.allow {
             let scope = Scope {
                 domain: &app.domain,
                 stack: &app.stack,
             };
-            let r = confine::check(&app.checkout(), &files, &env, &scope, allow);
+            let r = confine::check(&app.checkout(), &files, env, &scope, allow);
             for (v, why) in &r.allowed {
                 log.push(format!("confinement: allowed by the settings: {v} ({why})"));
             }
@@ -511,7 +513,7 @@ impl Deployer for Native {
             }
         }
         // The images, before anything of the stack exists.
-        let images = super::images::ensure(&self.docker, &compose, &env, self.resolve_image)
+        let images = super::images::ensure(&self.docker, &compose, env, self.resolve_image)
             .await
             .map_err(|e| {
                 if e.is_recipe_failure() {
@@ -534,7 +536,7 @@ impl Deployer for Native {
             log.push(format!("secrets generated: {}", ensured.created.join(", ")));
         }
         // 6. the timeout.
-        let timeout = match (req.forced_timeout, timeout_label(&compose, &env)) {
+        let timeout = match (req.forced_timeout, timeout_label(&compose, env)) {
             (Some(t), _) => (t, "the run's settings (timeouts.deploy)"),
             (None, Some(Ok(s))) => (
                 Duration::from_secs(s),
@@ -545,12 +547,12 @@ impl Deployer for Native {
         };
         // 7. the override.
         let dnsrr = !self.vip.routes();
-        let mut ov = overrides::compute(&compose, &app.stack, &app.recipe, &req.version, &env, dnsrr);
+        let mut ov = overrides::compute(&compose, &app.stack, &app.recipe, &req.version, env, dnsrr);
         if let Some(o) = &self.owner {
             ov.all_labels.extend(o.labels());
         }
         if let Some(caps) = &self.limits {
-            ov.limits = limits::per_service(&compose, &env, caps);
+            ov.limits = limits::per_service(&compose, env, caps);
             log.push(format!(
                 "resource limits (at most {} per service): {}",
                 caps.describe(),
@@ -591,7 +593,7 @@ impl Deployer for Native {
             .map_err(|e| DeployError::infra(Step::StackDeploy, format!("{}: {e}", override_file.display())))?;
         // 8. the stack deploy.
         let t = Instant::now();
-        let out = self.stack_deploy(app, &deploy_files.files, &override_file, &env).await;
+        let out = self.stack_deploy(app, &deploy_files.files, &override_file, env).await;
         drop(deploy_files);
         let out = out?;
         let command_time = t.elapsed();
@@ -606,7 +608,7 @@ impl Deployer for Native {
             Kind::Upgrade => "POST_UPGRADE_CMDS",
         };
         let post_cmds = match env.get(var).filter(|v| !v.trim().is_empty()) {
-            Some(text) => self.post_cmds(app, var, text, &abra_sh).await?,
+            Some(text) => self.post_cmds(app, var, text, abra_sh).await?,
             None => Vec::new(),
         };
         // 11. TYPE.

@@ -191,21 +191,9 @@ async fn already_live(docker: &Docker, stack: &str, version: &str, cert: &str) -
 fn fetch_recipe(app: &App, source: &str) -> Result<(), TraefikError> {
     let dir = app.checkout();
     let git = |args: &[&str], cwd: &Path| -> Result<(), TraefikError> {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(cwd)
-            .args(args)
-            .output()
-            .map_err(|e| TraefikError::Recipe(format!("cannot run git: {e}")))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(TraefikError::Recipe(format!(
-                "git {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
-        }
+        crate::recipe::git::run(cwd, args)
+            .map(drop)
+            .map_err(|e| TraefikError::Recipe(e.to_string()))
     };
     if dir.join(".git").exists() {
         git(&["fetch", "--quiet", "--tags", "--force", source], &dir)
@@ -264,24 +252,19 @@ pub async fn deploy(native: &Native, opts: &TraefikOptions) -> Result<TraefikRep
         }
         let sample = crate::recipe::env_file::EnvFile::read(&app.checkout().join(".env.sample"))
             .map_err(|e| TraefikError::Recipe(e.to_string()))?;
-        let base = sample
-            .get("COMPOSE_FILE")
-            .filter(|v| !v.is_empty())
-            .unwrap_or("compose.yml");
-        let compose_file = if base.split(':').any(|f| f == WILDCARD_OVERLAY) {
-            base.to_string()
-        } else {
-            format!("{base}:{WILDCARD_OVERLAY}")
-        };
-        for (k, v) in [
+        let mut files = crate::recipe::compose_files(sample.get("COMPOSE_FILE"));
+        if !files.iter().any(|f| f == WILDCARD_OVERLAY) {
+            files.push(WILDCARD_OVERLAY.to_string());
+        }
+        let compose_file = files.join(":");
+        app.set_all([
             ("LETS_ENCRYPT_ENV", ""),
             ("WILDCARDS_ENABLED", "1"),
             ("COMPOSE_FILE", compose_file.as_str()),
             ("SECRET_WILDCARD_CERT_VERSION", cert.as_str()),
             ("SECRET_WILDCARD_KEY_VERSION", cert.as_str()),
-        ] {
-            app.set(k, v).map_err(|e| TraefikError::Recipe(e.to_string()))?;
-        }
+        ])
+        .map_err(|e| TraefikError::Recipe(e.to_string()))?;
         let req = DeployRequest {
             reference: opts.version.clone(),
             version: Version::Release(opts.version.clone()),

@@ -240,7 +240,7 @@ impl ComposeFile {
 /// (absent or null), Some(false) when it is disabled (`disable: true`, or
 /// `test: ["NONE"]` / `test: NONE`, Docker's way of turning off the
 /// image's healthcheck), Some(true) otherwise.
-pub fn healthcheck_enabled(hc: &Yaml) -> Option<bool> {
+fn healthcheck_enabled(hc: &Yaml) -> Option<bool> {
     if hc.is_badvalue() || hc.is_null() {
         return None;
     }

@@ -50,10 +50,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use yaml_rust2::{Yaml, YamlLoader};
-
+use crate::recipe::abra_sh::{AbraSh, ABRA_SH};
+use crate::recipe::compose::ComposeFile;
 use crate::recipe::env_file::{EnvFile, EnvFileError};
 use crate::recipe::interpolate::interpolate_lenient;
 
@@ -461,52 +460,30 @@ pub fn lint(recipe_dir: &Path) -> Result<LintReport, LintError> {
 // ---------------------------------------------------------------------------
 // Reading the checkout
 
-/// One compose file, as far as the rules look at it.
-#[derive(Debug, Default)]
-struct ComposeDoc {
-    /// File name, relative to the recipe folder.
-    file: String,
-    /// Top-level `version`, if any.
-    version: Option<String>,
-    /// Services in file order.
-    services: Vec<(String, ServiceBits)>,
-    /// Top-level `secrets:` ids.
-    secrets: Vec<String>,
-    /// Top-level `configs:` ids with their raw `name:`.
-    configs: Vec<(String, Option<String>)>,
-}
-
-/// What one compose file says of one service.
-#[derive(Debug, Default, Clone)]
-struct ServiceBits {
-    image: Option<String>,
-    /// None: this file does not mention one; Some(enabled).
-    healthcheck: Option<bool>,
-    labels: Vec<(String, String)>,
-    uses_configs: bool,
-}
-
 /// A service merged over every compose file (abra loads them all together).
 #[derive(Debug, Default, Clone)]
 struct Merged {
     /// Interpolated image; the last file that sets one wins.
     image: Option<String>,
-    /// As in [`ServiceBits`]; the last file that mentions one wins.
+    /// None: no compose file mentions one; Some(enabled): the last that does.
     healthcheck: Option<bool>,
     /// Interpolated deploy labels; later files win.
     labels: BTreeMap<String, String>,
     uses_configs: bool,
 }
 
-/// Everything lint reads from a checkout.
+/// Everything lint reads from a checkout: the same models the deployers
+/// read ([`ComposeFile`], [`EnvFile`], [`AbraSh`]), so lint judges what a
+/// deploy would deploy.
 #[derive(Debug)]
 struct Checkout {
     name: String,
-    compose: Vec<ComposeDoc>,
+    /// Every `compose*yml` of the top folder, by name, with the name.
+    compose: Vec<(String, ComposeFile)>,
     services: BTreeMap<String, Merged>,
     env_sample: Option<EnvFile>,
-    /// `export KEY=VALUE` lines of `abra.sh`; `None` when there is no abra.sh.
-    abra_sh: Option<BTreeMap<String, String>>,
+    /// `None` when there is no abra.sh.
+    abra_sh: Option<AbraSh>,
     /// `README.md`'s text; `None` when missing.
     readme: Option<String>,
 }
@@ -537,9 +514,12 @@ impl Checkout {
         files.sort();
         let mut compose = Vec::new();
         for f in files {
-            let path = dir.join(&f);
-            let text = std::fs::read_to_string(&path).map_err(read_err(&path))?;
-            compose.push(parse_compose(&path, f, &text)?);
+            let file = ComposeFile::read(&dir.join(&f), false).map_err(|e| LintError::Compose {
+                file: e.file,
+                line: e.line,
+                detail: e.detail,
+            })?;
+            compose.push((f, file));
         }
 
         let sample_path = dir.join(".env.sample");
@@ -548,10 +528,12 @@ impl Checkout {
         } else {
             None
         };
-        let abra_sh_path = dir.join("abra.sh");
+        let abra_sh_path = dir.join(ABRA_SH);
         let abra_sh = if abra_sh_path.is_file() {
-            let text = std::fs::read_to_string(&abra_sh_path).map_err(read_err(&abra_sh_path))?;
-            Some(abra_sh_exports(&text))
+            Some(AbraSh::read(dir).map_err(|e| LintError::Read {
+                path: e.file,
+                source: e.source,
+            })?)
         } else {
             None
         };
@@ -571,22 +553,22 @@ impl Checkout {
                 vars.insert(e.key.clone(), e.value.clone());
             }
         }
-        if let Some(exports) = &abra_sh {
-            vars.extend(exports.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(sh) = &abra_sh {
+            vars.extend(sh.exports.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         let mut services: BTreeMap<String, Merged> = BTreeMap::new();
-        for doc in &compose {
-            for (name, bits) in &doc.services {
-                let m = services.entry(name.clone()).or_default();
-                if let Some(image) = &bits.image {
+        for (_, file) in &compose {
+            for s in &file.services {
+                let m = services.entry(s.name.clone()).or_default();
+                if let Some(image) = s.image.as_deref().filter(|i| !i.is_empty()) {
                     m.image = Some(interpolate_lenient(image, &vars));
                 }
-                if bits.healthcheck.is_some() {
-                    m.healthcheck = bits.healthcheck;
+                if s.healthcheck_declared {
+                    m.healthcheck = Some(s.healthcheck);
                 }
-                m.uses_configs |= bits.uses_configs;
-                for (k, v) in &bits.labels {
-                    m.labels.insert(k.clone(), interpolate_lenient(v, &vars));
+                m.uses_configs |= !s.configs.is_empty();
+                for (k, v) in &s.deploy_labels {
+                    m.labels.insert(k.trim().to_string(), interpolate_lenient(v, &vars));
                 }
             }
         }
@@ -601,102 +583,6 @@ impl Checkout {
             readme,
         })
     }
-}
-
-fn parse_compose(path: &Path, file: String, text: &str) -> Result<ComposeDoc, LintError> {
-    let err = |line: usize, detail: String| LintError::Compose {
-        file: path.to_path_buf(),
-        line,
-        detail,
-    };
-    let docs = YamlLoader::load_from_str(text).map_err(|e| err(e.marker().line(), e.to_string()))?;
-    let mut doc = ComposeDoc {
-        file,
-        ..ComposeDoc::default()
-    };
-    let Some(root) = docs.first() else {
-        return Ok(doc);
-    };
-    let Yaml::Hash(_) = root else {
-        return Err(err(1, "the document is not a mapping".into()));
-    };
-    doc.version = scalar(&root["version"]);
-    if let Yaml::Hash(services) = &root["services"] {
-        for (name, body) in services {
-            let Some(name) = scalar(name) else { continue };
-            let bits = ServiceBits {
-                image: scalar(&body["image"]).filter(|i| !i.is_empty()),
-                healthcheck: crate::recipe::compose::healthcheck_enabled(&body["healthcheck"]),
-                labels: labels(&body["deploy"]["labels"]),
-                uses_configs: matches!(&body["configs"], Yaml::Array(a) if !a.is_empty()),
-            };
-            doc.services.push((name, bits));
-        }
-    }
-    if let Yaml::Hash(secrets) = &root["secrets"] {
-        doc.secrets = secrets.keys().filter_map(scalar).collect();
-    }
-    if let Yaml::Hash(configs) = &root["configs"] {
-        doc.configs = configs
-            .iter()
-            .filter_map(|(id, body)| Some((scalar(id)?, scalar(&body["name"]))))
-            .collect();
-    }
-    Ok(doc)
-}
-
-fn scalar(y: &Yaml) -> Option<String> {
-    match y {
-        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
-        Yaml::Integer(i) => Some(i.to_string()),
-        Yaml::Boolean(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// Deploy labels, as a list of `key=value` strings or a mapping.
-fn labels(y: &Yaml) -> Vec<(String, String)> {
-    match y {
-        Yaml::Array(items) => items
-            .iter()
-            .filter_map(scalar)
-            .map(|s| match s.split_once('=') {
-                Some((k, v)) => (k.trim().to_string(), v.to_string()),
-                None => (s.trim().to_string(), String::new()),
-            })
-            .collect(),
-        Yaml::Hash(h) => h
-            .iter()
-            .filter_map(|(k, v)| Some((scalar(k)?, scalar(v).unwrap_or_default())))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// `export KEY=VALUE` lines of `abra.sh`, read literally, never run. As
-/// recalled from abra's `ReadAbraShEnvVars` (docs/abra.md, "abra.sh"): only
-/// lines that begin with `export`; the value loses surrounding quotes.
-fn abra_sh_exports(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("export")?;
-            if !rest.starts_with(char::is_whitespace) {
-                return None;
-            }
-            let (key, value) = rest.trim().split_once('=')?;
-            let key = key.trim();
-            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return None;
-            }
-            let value = value.trim();
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-                .unwrap_or(value);
-            Some((key.to_string(), value.to_string()))
-        })
-        .collect()
 }
 
 /// Names of `_VERSION` variables that `text` references (`$X_VERSION`,
@@ -810,10 +696,10 @@ fn r001(c: &Checkout) -> Finding {
     let problems = c
         .compose
         .iter()
-        .filter(|d| d.version.as_deref() != Some("3.8"))
-        .map(|d| match &d.version {
-            Some(v) => format!("{}: version {v:?}", d.file),
-            None => format!("{}: no version", d.file),
+        .filter(|(_, d)| d.version.as_deref() != Some("3.8"))
+        .map(|(f, d)| match &d.version {
+            Some(v) => format!("{f}: version {v:?}"),
+            None => format!("{f}: no version"),
         })
         .collect();
     Finding::from_problems(&R001, problems)
@@ -989,14 +875,13 @@ fn r012(c: &Checkout) -> Finding {
         problems.push("services use configs but abra.sh is missing".to_string());
     }
     let empty = BTreeMap::new();
-    let exports = c.abra_sh.as_ref().unwrap_or(&empty);
-    for doc in &c.compose {
-        for (id, name) in &doc.configs {
-            for var in version_vars(name.as_deref().unwrap_or("")) {
+    let exports = c.abra_sh.as_ref().map_or(&empty, |sh| &sh.exports);
+    for (f, doc) in &c.compose {
+        for (id, top) in &doc.configs {
+            for var in version_vars(top.name.as_deref().unwrap_or("")) {
                 if !exports.contains_key(&var) {
                     problems.push(format!(
-                        "{}: config {id} is named with ${{{var}}}, which abra.sh does not export",
-                        doc.file
+                        "{f}: config {id} is named with ${{{var}}}, which abra.sh does not export"
                     ));
                 }
             }
@@ -1014,16 +899,7 @@ fn r014(dir: &Path) -> Result<Finding, LintError> {
         dir: dir.to_path_buf(),
         detail,
     };
-    let run = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .output()
-            .map_err(|e| git_err(format!("cannot run git: {e}")))
-    };
+    let run = |args: &[&str]| crate::recipe::git::run(dir, args).map_err(|e| git_err(e.detail()));
     let not_a_checkout = || {
         Ok(Finding::skipped(
             &R014,
@@ -1038,13 +914,7 @@ fn r014(dir: &Path) -> Result<Finding, LintError> {
         Err(_) if !own_git => return not_a_checkout(),
         Err(e) => return Err(e),
     };
-    if !top.status.success() {
-        if own_git {
-            return Err(git_err(String::from_utf8_lossy(&top.stderr).trim().to_string()));
-        }
-        return not_a_checkout();
-    }
-    let top_dir = PathBuf::from(String::from_utf8_lossy(&top.stdout).trim());
+    let top_dir = PathBuf::from(top.trim());
     let same = match (top_dir.canonicalize(), dir.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
@@ -1053,10 +923,7 @@ fn r014(dir: &Path) -> Result<Finding, LintError> {
         return not_a_checkout();
     }
     let out = run(&["for-each-ref", "refs/tags", "--format=%(refname:short)%09%(objecttype)"])?;
-    if !out.status.success() {
-        return Err(git_err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
-    }
-    let lightweight: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    let lightweight: Vec<String> = out
         .lines()
         .filter_map(|l| l.split_once('\t'))
         .filter(|(_, kind)| *kind != "tag")
@@ -1075,10 +942,10 @@ fn r014(dir: &Path) -> Result<Finding, LintError> {
 /// characters (recollection of `LintSecretLengths`: `len(name) > 12` fails).
 fn r015(c: &Checkout) -> Finding {
     let mut long: BTreeSet<&str> = BTreeSet::new();
-    for doc in &c.compose {
+    for (_, doc) in &c.compose {
         long.extend(
             doc.secrets
-                .iter()
+                .keys()
                 .filter(|s| s.chars().count() > MAX_SECRET_NAME_LENGTH)
                 .map(String::as_str),
         );
@@ -1093,6 +960,7 @@ fn r015(c: &Checkout) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     const COMPOSE: &str = r#"---
 version: "3.8"
@@ -1415,9 +1283,13 @@ healthcheck: {test: [\"CMD\", \"true\"]}\n";
     fn r012_wants_config_versions_exported_by_abra_sh() {
         let r = lint_with(&[(
             "abra.sh",
-            Some("export OTHER_VERSION=v2\n  export NGINX_CONF_VERSION=v1\n"),
+            Some("export OTHER_VERSION=v2\n# export NGINX_CONF_VERSION=v1\n"),
         )]);
-        assert_eq!(outcome(&r, "R012"), Outcome::Failed, "an indented export is not read");
+        assert_eq!(
+            outcome(&r, "R012"),
+            Outcome::Failed,
+            "a commented-out export is not read"
+        );
         assert_eq!(
             detail(&r, "R012"),
             "compose.yml: config nginx_conf is named with ${NGINX_CONF_VERSION}, which abra.sh does not export"
@@ -1432,6 +1304,10 @@ healthcheck: {test: [\"CMD\", \"true\"]}\n";
         assert!(detail(&r, "R012").starts_with("services use configs but abra.sh is missing; "));
 
         let r = lint_with(&[("abra.sh", Some("export NGINX_CONF_VERSION=\"v3\"\n"))]);
+        assert_eq!(outcome(&r, "R012"), Outcome::Satisfied);
+        // Lint reads abra.sh as the deploy merges it (split on `export `):
+        // an indented export inside a function counts for both.
+        let r = lint_with(&[("abra.sh", Some("setup() {\n  export NGINX_CONF_VERSION=v1\n}\n"))]);
         assert_eq!(outcome(&r, "R012"), Outcome::Satisfied);
 
         // No configs at all: no abra.sh needed.
@@ -1513,7 +1389,7 @@ healthcheck: {test: [\"CMD\", \"true\"]}\n";
         assert!(e.contains("compose.yml:") && e.contains("fix the compose file"), "{e}");
         let d = recipe(&[("compose.yml", Some("- a\n- b\n"))]);
         let e = lint(d.path()).unwrap_err().to_string();
-        assert!(e.contains("compose.yml:1: the document is not a mapping"), "{e}");
+        assert!(e.contains("compose.yml:1: the file is not a YAML mapping"), "{e}");
         let d = recipe(&[("compose.yml", None)]);
         assert!(matches!(lint(d.path()), Err(LintError::NoCompose { .. })));
         let d = recipe(&[(".env.sample", Some("TYPE=demo\nnot an assignment\n"))]);

@@ -9,12 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 pub mod abra_sh;
 pub mod compose;
 pub mod confine;
 pub mod env_file;
+pub mod git;
 pub mod interpolate;
 pub mod lint;
 
@@ -123,13 +123,7 @@ impl Recipe {
             return Err(missing(".env.sample", "the sample app env that `abra app new` copies"));
         }
         let env_sample = EnvFile::read(&dir.join(".env.sample"))?;
-        let compose_files: Vec<String> = env_sample
-            .get("COMPOSE_FILE")
-            .unwrap_or("compose.yml")
-            .split(':')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
+        let compose_files = compose_files(env_sample.get("COMPOSE_FILE"));
         // A compose file that is outside the folder, missing or does not
         // parse does not make the checkout "not a recipe": the deploy of
         // this version fails on it, naming the file and line, at the rung
@@ -270,6 +264,20 @@ impl Recipe {
     }
 }
 
+/// The compose files a `COMPOSE_FILE` value names, in order: split on `:`,
+/// empty names dropped, `compose.yml` when unset or empty (abra's
+/// `GetComposeFiles`). The one place the value is taken apart: the recipe,
+/// both deployers and traefik-deploy read it through here.
+pub fn compose_files(compose_file: Option<&str>) -> Vec<String> {
+    compose_file
+        .filter(|v| !v.is_empty())
+        .unwrap_or("compose.yml")
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// A recipe's name: `TYPE=` (or abra's alternative `RECIPE=`) of its
 /// `.env.sample`, without a `:<version>` suffix; else the folder's name.
 pub fn recipe_name(env_sample: Option<&EnvFile>, dir: &Path) -> String {
@@ -301,27 +309,16 @@ pub fn upgrade_base<'r>(releases: &'r [Release], tested: &semver::Version, teste
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, RecipeError> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .map_err(|e| RecipeError::Git {
-            path: dir.to_path_buf(),
-            detail: format!("cannot run git: {e}"),
-        })?;
-    if !out.status.success() {
-        return Err(RecipeError::Git {
-            path: dir.to_path_buf(),
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    git::run(dir, args).map_err(|e| RecipeError::Git {
+        path: dir.to_path_buf(),
+        detail: e.detail(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     const COMPOSE: &str = r#"---
 version: "3.8"
@@ -407,6 +404,24 @@ volumes:
         assert_eq!(r.compose_files, ["compose.yml", "compose.extra.yml"]);
         assert!(r.backup_capable());
         assert_eq!(r.services["app"].image.as_deref(), Some("a:1"));
+    }
+
+    /// An empty `COMPOSE_FILE=` means compose.yml, for the recipe as for
+    /// the deploy (abra's `GetComposeFiles`): the recipe once read no
+    /// compose file at all from it while the deploy read compose.yml.
+    #[test]
+    fn an_empty_compose_file_means_compose_yml_everywhere() {
+        let d = recipe_dir(&[
+            ("compose.yml", "services:\n  app:\n    image: a:1\n"),
+            (".env.sample", "TYPE=x\nCOMPOSE_FILE=\n"),
+        ]);
+        let r = Recipe::open(d.path()).unwrap();
+        assert_eq!(r.compose_files, ["compose.yml"]);
+        assert!(r.services.contains_key("app"));
+        let env = std::collections::BTreeMap::from([("COMPOSE_FILE".to_string(), String::new())]);
+        assert_eq!(crate::deploy::compose_files(&env), r.compose_files);
+        assert_eq!(compose_files(Some("a.yml::b.yml")), ["a.yml", "b.yml"]);
+        assert_eq!(compose_files(None), ["compose.yml"]);
     }
 
     #[test]

@@ -301,10 +301,9 @@ pub fn read(plan: &RunPlan, settings: &Settings) -> Result<Confinement, Confinem
                         out.skipped.push(format!("{what}: {e}"));
                     }
                 }
-                let upgraded = settings
-                    .upgrade_env
-                    .iter()
-                    .try_for_each(|(k, v)| app.set(k, v).map_err(|e| e.to_string()));
+                let upgraded = app
+                    .set_all(settings.upgrade_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(|e| e.to_string());
                 match upgraded {
                     Err(e) => out.skipped.push(format!("{what}: cannot set [upgrade.env]: {e}")),
                     Ok(()) if app.env_path().is_file() => {
@@ -370,10 +369,11 @@ fn version(
     reference: &str,
 ) -> (Report, Result<VersionRead, String>) {
     match app.deploy_env() {
-        Ok((env, _)) => {
-            let files = crate::deploy::compose_files(&env);
-            let report = confine::check(&app.checkout(), &files, &env, scope, &settings.allow);
-            let read = crate::deploy::read_version(app, &env, reference)
+        Ok(app_env) => {
+            let env = &app_env.values;
+            let files = crate::deploy::compose_files(env);
+            let report = confine::check(&app.checkout(), &files, env, scope, &settings.allow);
+            let read = crate::deploy::read_version(app, &app_env, reference)
                 .map(|(compose_files, compose, secrets)| {
                     let images = compose
                         .services
@@ -381,18 +381,18 @@ fn version(
                         .filter_map(|s| {
                             let raw = s.image.as_ref()?;
                             let image =
-                                crate::recipe::interpolate::interpolate(raw, &env).unwrap_or_else(|_| raw.clone());
+                                crate::recipe::interpolate::interpolate(raw, env).unwrap_or_else(|_| raw.clone());
                             Some((s.name.clone(), image))
                         })
                         .collect();
                     // The version changes labels on `app` alone; dnsrr is asked for.
                     let version = Version::Chaos(String::new());
-                    let ov = overrides::compute(&compose, &app.stack, &app.recipe, &version, &env, true);
+                    let ov = overrides::compute(&compose, &app.stack, &app.recipe, &version, env, true);
                     VersionRead {
                         compose_files,
                         images,
                         secrets,
-                        limits: crate::deploy::limits::per_service(&compose, &env, &settings.limits),
+                        limits: crate::deploy::limits::per_service(&compose, env, &settings.limits),
                         dnsrr: ov.dnsrr,
                     }
                 })

@@ -870,10 +870,8 @@ impl<'a> Run<'a> {
         }
         // The chaos deploy of the tested commit.
         if let Some(env) = (!self.settings.upgrade_env.is_empty()).then(|| self.settings.upgrade_env.clone()) {
-            for (k, v) in env {
-                if let Err(e) = self.app.set(&k, &v) {
-                    return (Status::Error, Some(e.to_string()));
-                }
+            if let Err(e) = self.app.set_all(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+                return (Status::Error, Some(e.to_string()));
             }
         }
         let sha = small_sha(&self.plan.tested_ref);

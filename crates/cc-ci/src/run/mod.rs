@@ -13,5 +13,6 @@ pub mod screenshot;
 pub mod script;
 pub mod service_logs;
 pub mod settings;
+pub mod start;
 pub mod warm;
 pub mod witness;
