@@ -13,6 +13,7 @@
 //!   trait, its `native` and `abra` implementations, stacks, convergence);
 //! - [`probe`]: an app seen from outside, through Traefik (the HTTPS check,
 //!   Traefik's view of its routers);
+//! - [`settings`]: a recipe's reviewed CI settings (`tests/recipes/<recipe>/`);
 //! - [`run`]: one `ccci test` run, its plan and its rungs;
 //! - [`results`]: `results.json`, the level, and what is rendered from them
 //!   (the crate `cc-ci-results`, re-exported: plain data the bridge and the
@@ -24,4 +25,5 @@ pub mod probe;
 pub mod recipe;
 pub use cc_ci_results as results;
 pub mod run;
+pub mod settings;
 pub mod state;

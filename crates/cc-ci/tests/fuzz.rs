@@ -46,7 +46,7 @@ use cc_ci::recipe::lint::{lint, LintError, Outcome};
 use cc_ci::recipe::Recipe;
 use cc_ci::results::RunResults;
 use cc_ci::run::backup::{contract, service_plan, VolumeMount};
-use cc_ci::run::settings::Settings;
+use cc_ci::settings::Settings;
 use proptest::prelude::*;
 use proptest::test_runner::{FailurePersistence, FileFailurePersistence};
 

@@ -5,8 +5,8 @@
 //! broken fails with the file, the line and the rule.
 //!
 //! The order, bottom up: `results`, `state` and `recipe` (ground: plain
-//! data and files, no Docker, no network), then `deploy`, `probe`, `host`,
-//! `run`. A subsystem imports only those below it.
+//! data and files, no Docker, no network), then `deploy`, `probe`,
+//! `settings`, `host`, `run`. A subsystem imports only those below it.
 
 use std::path::{Path, PathBuf};
 
@@ -59,13 +59,18 @@ const RULES: &[Rule] = &[
         forbidden: &["chromiumoxide"],
     },
     Rule {
+        layer: "settings",
+        may_import: &["deploy", "probe", "recipe", "state", "results"],
+        forbidden: &["bollard", "tokio", "hyper", "hyper_util", "reqwest", "chromiumoxide"],
+    },
+    Rule {
         layer: "host",
         may_import: &["deploy", "probe", "recipe", "state", "results"],
         forbidden: &["chromiumoxide"],
     },
     Rule {
         layer: "run",
-        may_import: &["deploy", "probe", "host", "recipe", "state", "results"],
+        may_import: &["deploy", "probe", "settings", "host", "recipe", "state", "results"],
         forbidden: &[],
     },
 ];
@@ -117,7 +122,9 @@ fn names(line: &str, name: &str) -> bool {
 
 /// The rules `text` (a file of `rule.layer`) breaks: (line, what).
 fn violations(rule: &Rule, text: &str) -> Vec<(usize, String)> {
-    let all = ["results", "state", "recipe", "deploy", "probe", "host", "run"];
+    let all = [
+        "results", "state", "recipe", "deploy", "probe", "settings", "host", "run",
+    ];
     let mut out = Vec::new();
     for (n, line) in code_lines(text) {
         for other in all {

@@ -1,4 +1,4 @@
-//! Per-recipe settings (`cc_ci::run::settings`): zero config, the shipped examples
+//! Per-recipe settings (`cc_ci::settings`): zero config, the shipped examples
 //! under `tests/recipes/`, every kind of error with its file and line,
 //! masking, and the approved list for a recipe's own code.
 
@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use cc_ci::probe::serve::ExpectStatus;
 use cc_ci::results::level::{Rung, Status};
-use cc_ci::run::settings::{exit_status, mask, Settings, SettingsError, TestEnv, UpgradeBase, MASK};
+use cc_ci::run::contract::{exit_status, TestEnv};
+use cc_ci::settings::mask::{mask, MASK};
+use cc_ci::settings::{Settings, SettingsError, UpgradeBase};
 
 fn repo_recipes() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/recipes")

@@ -17,7 +17,7 @@ use cc_ci::results::{Adaptation, RefKind};
 use cc_ci::run::confinement::{self, Checked, Confinement};
 use cc_ci::run::lifecycle::{dnsrr_adaptation, install_target, limits_adaptation};
 use cc_ci::run::plan::{RunEnv, RunPlan};
-use cc_ci::run::settings::{Settings, UpgradeBase};
+use cc_ci::settings::{Settings, UpgradeBase};
 use serde_json::{json, Value};
 
 use crate::{DeployerKind, OutputFormat, Vip};

@@ -170,7 +170,7 @@ impl Kind {
 }
 
 /// What the settings allow, each by name with a reason (`[allow]` of a
-/// recipe's `ccci.toml`, read by `crate::run::settings`).
+/// recipe's `ccci.toml`, read by `crate::settings`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Allowances {
     /// By kind: the allowed subject ([`Kind::normalize`]d; `""` for a flag)

@@ -35,7 +35,7 @@ use crate::recipe::confine::{self, Kind, Report, Scope, Violation};
 use crate::recipe::env_file::EnvFile;
 use crate::run::lifecycle::install_target;
 use crate::run::plan::RunPlan;
-use crate::run::settings::{Settings, OVERLAY_FILE, SETTINGS_FILE};
+use crate::settings::{Settings, OVERLAY_FILE, SETTINGS_FILE};
 
 /// One version checked.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! app's data, not just bytes cc-ci put into a volume.
 //!
 //! The recipe's settings say how (`[data]` in `ccci.toml`, see
-//! [`crate::run::settings::DataWitness`]): three shell commands run with
+//! [`crate::settings::DataWitness`]): three shell commands run with
 //! `sh -c` in a running container of one service (a database client in
 //! the database's container, say). Each sees `CCCI_DATA_WITNESS`, a fresh
 //! random token (32 hex digits) per run:
@@ -20,7 +20,7 @@ use std::time::Duration;
 use bollard::Docker;
 
 use crate::deploy::exec::{exec, running_container, tail_lines, ExecError};
-use crate::run::settings::DataWitness;
+use crate::settings::DataWitness;
 
 /// What went wrong with a data witness command.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -43,12 +43,13 @@ use crate::results::verdict::{self, Bar, BarSource};
 use crate::results::{
     Adaptation, AppIdentity, Coverage, LintSummary, PhaseTiming, RunResults, RungResult, TimeSplit, VolumeCoverage,
 };
+use crate::run::contract::TestEnv;
 use crate::run::data::{DataFault, DataProbe};
 use crate::run::plan::{BaseProblem, RunPlan};
 use crate::run::script::{self, ScriptOutcome};
-use crate::run::settings::{Settings, TestEnv, UpgradeBase};
 use crate::run::witness::{Witness, WitnessState};
 use crate::run::{backup, screenshot, service_logs};
+use crate::settings::{Settings, UpgradeBase};
 use crate::state::lease::Lease;
 use crate::state::warm::WarmRecord;
 

@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod confinement;
+pub mod contract;
 pub mod data;
 pub mod exemplary;
 pub mod lifecycle;
@@ -12,7 +13,6 @@ pub mod plan;
 pub mod screenshot;
 pub mod script;
 pub mod service_logs;
-pub mod settings;
 pub mod start;
 pub mod warm;
 pub mod witness;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 use crate::results::level::Rung;
-use crate::run::settings::TestEnv;
+use crate::run::contract::TestEnv;
 
 /// The exit code that means "skipped".
 pub const SKIP_EXIT: i32 = 77;

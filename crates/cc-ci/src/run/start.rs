@@ -25,8 +25,8 @@ use crate::results::RunResults;
 use crate::run::confinement::Confinement;
 use crate::run::lifecycle::{deployer_info, limits_adaptation, Infra, Progress, Run};
 use crate::run::plan::{RunEnv, RunPlan};
-use crate::run::settings::Settings;
 use crate::run::warm::{self, Claim};
+use crate::settings::Settings;
 use crate::state::owner::Owner;
 
 /// Which deployer makes the run's deploys.

@@ -94,22 +94,26 @@
 //! [`TestEnv`] is the contract of every executable: the environment it gets.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regex::Regex;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use toml::Spanned;
+
+mod folder;
+pub mod mask;
+mod schema;
+
+use folder::{load_approved, require_executable, scan_custom, scan_hooks, sorted_entries};
+use mask::mask;
+use schema::*;
 
 use crate::deploy::limits::{self, ResourceLimits};
 use crate::probe::serve::{ExpectStatus, ServeSpec, DEFAULT_READINESS};
 use crate::recipe::confine::{Allowances, Kind};
 use crate::recipe::env_file::EnvFile;
-use crate::results::level::{Rung, Status};
-use crate::run::plan::RunPlan;
+use crate::results::level::Rung;
 
 /// The settings file inside a recipe's settings folder.
 pub const SETTINGS_FILE: &str = "ccci.toml";
@@ -394,146 +398,6 @@ pub struct DataWitness {
 /// Most retries `[tested] retries` allows.
 pub const MAX_TEST_RETRIES: u32 = 3;
 
-// ---------------------------------------------------------------- raw TOML
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawSettings {
-    #[serde(default)]
-    timeouts: RawTimeouts,
-    #[serde(default)]
-    env: BTreeMap<Spanned<String>, Spanned<String>>,
-    #[serde(default)]
-    secrets: BTreeMap<Spanned<String>, Spanned<String>>,
-    #[serde(default)]
-    upgrade: RawUpgrade,
-    #[serde(default)]
-    serve: RawServe,
-    #[serde(default)]
-    checks: BTreeMap<Spanned<String>, Vec<Spanned<RawCheck>>>,
-    backup: Option<Spanned<RawBackup>>,
-    #[serde(default)]
-    expect_na: BTreeMap<Spanned<String>, Spanned<String>>,
-    overlay: Option<Spanned<RawOverlay>>,
-    min_level: Option<Spanned<i64>>,
-    #[serde(default)]
-    volumes: RawVolumes,
-    data: Option<Spanned<RawData>>,
-    #[serde(default)]
-    tested: RawTested,
-    #[serde(default)]
-    allow: RawAllow,
-    limits: Option<Spanned<RawLimits>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawVolumes {
-    #[serde(default)]
-    ephemeral: BTreeMap<Spanned<String>, Spanned<String>>,
-}
-
-/// `[allow]`: one flag and tables of subject = reason, each named by its
-/// [`Kind::key`].
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAllow {
-    privileged: Option<Spanned<String>>,
-    #[serde(default)]
-    bind_mounts: BTreeMap<Spanned<String>, Spanned<String>>,
-    #[serde(default)]
-    cap_add: BTreeMap<Spanned<String>, Spanned<String>>,
-    #[serde(default)]
-    devices: BTreeMap<Spanned<String>, Spanned<String>>,
-    #[serde(default)]
-    host_modes: BTreeMap<Spanned<String>, Spanned<String>>,
-    #[serde(default)]
-    security_opt: BTreeMap<Spanned<String>, Spanned<String>>,
-    #[serde(default)]
-    ports: BTreeMap<Spanned<String>, Spanned<String>>,
-    #[serde(default)]
-    names: BTreeMap<Spanned<String>, Spanned<String>>,
-    #[serde(default)]
-    files: BTreeMap<Spanned<String>, Spanned<String>>,
-    #[serde(default)]
-    traefik_hosts: BTreeMap<Spanned<String>, Spanned<String>>,
-    #[serde(default)]
-    traefik_names: BTreeMap<Spanned<String>, Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawData {
-    service: Spanned<String>,
-    write: Spanned<String>,
-    read: Spanned<String>,
-    destroy: Spanned<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawTested {
-    retries: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    cpus: Option<Spanned<f64>>,
-    memory: Option<Spanned<String>>,
-    reason: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawTimeouts {
-    deploy: Option<Spanned<f64>>,
-    http: Option<Spanned<f64>>,
-    scripts: Option<Spanned<f64>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawUpgrade {
-    base: Option<Spanned<String>>,
-    skip: Option<Spanned<String>>,
-    env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawServe {
-    checks: Option<Spanned<Vec<Spanned<RawCheck>>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCheck {
-    path: Option<Spanned<String>>,
-    status: Option<Spanned<Vec<Spanned<i64>>>>,
-    title: Option<Spanned<String>>,
-    content: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBackup {
-    capable: Spanned<bool>,
-    reason: Spanned<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOverlay {
-    reason: Spanned<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApproved {
-    approved: Vec<Spanned<String>>,
-}
-
 /// 1-based line number of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
@@ -545,95 +409,6 @@ fn rung_in(name: &str, allowed: &[Rung]) -> Option<Rung> {
 
 fn names(rungs: &[Rung]) -> String {
     rungs.iter().map(|r| r.word()).collect::<Vec<_>>().join(", ")
-}
-
-fn is_executable(meta: &std::fs::Metadata) -> bool {
-    meta.permissions().mode() & 0o111 != 0
-}
-
-/// Checks that `path` is an executable file (following symlinks).
-fn require_executable(path: &Path, what: &str) -> Result<(), SettingsError> {
-    let meta = std::fs::metadata(path).map_err(|e| {
-        file_err(
-            path,
-            format!("{what}: cannot read it ({e}); if it is a dangling symlink, point it at a real file or remove it"),
-        )
-    })?;
-    if !meta.is_file() {
-        return Err(file_err(path, format!("{what} must be a file, not a folder")));
-    }
-    if !is_executable(&meta) {
-        return Err(file_err(
-            path,
-            format!(
-                "{what} is not executable; run `chmod +x {}` (and start it with a #! line)",
-                path.display()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, SettingsError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| file_err(dir, format!("cannot list the folder: {e}")))?;
-    let mut v = Vec::new();
-    for e in rd {
-        let e = e.map_err(|e| file_err(dir, format!("cannot list the folder: {e}")))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
-        }
-        v.push((name, e.path()));
-    }
-    v.sort();
-    Ok(v)
-}
-
-/// Custom tests in `dir`: every file (not dot-file, not folder), each executable.
-fn scan_custom(dir: &Path) -> Result<Vec<PathBuf>, SettingsError> {
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for (_, path) in sorted_entries(dir)? {
-        if path.is_dir() {
-            continue; // helpers and data
-        }
-        require_executable(
-            &path,
-            "custom test (every file directly in custom/ is a test; helpers go in a subfolder)",
-        )?;
-        out.push(path);
-    }
-    Ok(out)
-}
-
-/// Hooks in `dir`: `pre-<rung>` executables.
-fn scan_hooks(dir: &Path) -> Result<BTreeMap<Rung, PathBuf>, SettingsError> {
-    let mut out = BTreeMap::new();
-    if !dir.exists() {
-        return Ok(out);
-    }
-    for (name, path) in sorted_entries(dir)? {
-        let rung = name.strip_prefix("pre-").and_then(|r| rung_in(r, HOOK_RUNGS));
-        let Some(rung) = rung else {
-            let hint = if name == "pre-install" {
-                format!(" (steps before the first deploy go in {INSTALL_STEPS}, next to ccci.toml)")
-            } else {
-                String::new()
-            };
-            return Err(file_err(
-                &path,
-                format!(
-                    "unknown hook {name:?}: a hook is named pre-<rung> with no extension, rung one of {}; rename or remove it{hint}",
-                    names(HOOK_RUNGS)
-                ),
-            ));
-        };
-        require_executable(&path, &format!("hook pre-{}", rung.word()))?;
-        out.insert(rung, path);
-    }
-    Ok(out)
 }
 
 fn suggestion(name: &str) -> &'static str {
@@ -665,46 +440,6 @@ fn valid_recipe_name(s: &str) -> bool {
         && !s.starts_with('.')
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-}
-
-/// Reads the approved list at `file`; an absent file approves nobody.
-fn load_approved(file: &Path) -> Result<Vec<String>, SettingsError> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(file_err(file, format!("cannot read the approved list: {e}"))),
-    };
-    let err = |span: Option<std::ops::Range<usize>>, message: String| SettingsError {
-        file: file.to_path_buf(),
-        line: span.map(|s| line_of(&text, s.start)),
-        message,
-    };
-    let raw: RawApproved = toml::from_str(&text).map_err(|e| {
-        err(
-            e.span(),
-            format!(
-                "{} (the file holds one key: approved = [\"recipe\", ...])",
-                e.message().trim()
-            ),
-        )
-    })?;
-    let mut out: Vec<String> = Vec::new();
-    for r in raw.approved {
-        if !valid_recipe_name(r.get_ref()) {
-            return Err(err(
-                Some(r.span()),
-                format!("{:?} is not a recipe name (letters, digits, - _ .)", r.get_ref()),
-            ));
-        }
-        if out.contains(r.get_ref()) {
-            return Err(err(
-                Some(r.span()),
-                format!("{:?} is listed twice; remove one", r.get_ref()),
-            ));
-        }
-        out.push(r.into_inner());
-    }
-    Ok(out)
 }
 
 impl Settings {
@@ -1699,202 +1434,9 @@ fn check_overlay_yaml(path: &Path) -> Result<(), SettingsError> {
     }
 }
 
-// ---------------------------------------------------------------- masking
-
-/// The mask that replaces secret-looking values.
-pub const MASK: &str = "***";
-
-/// Whether a key names a secret: it contains password, secret, token, key,
-/// passwd, credential or auth (any case).
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["password", "secret", "token", "key", "passwd", "credential", "auth"]
-        .iter()
-        .any(|w| k.contains(w))
-}
-
-/// Whether a value looks like a secret: one of its parts (split at `/ ? & = : , ; @`
-/// and whitespace) is a long high-entropy string: 20 characters or more,
-/// letters and digits both, Shannon entropy at least 3.5 bits per character.
-pub fn looks_secret(value: &str) -> bool {
-    value
-        .split(|c: char| c.is_whitespace() || "/?&=:,;@".contains(c))
-        .any(|part| {
-            let n = part.chars().count();
-            if n < 20 || !part.chars().any(|c| c.is_ascii_digit()) || !part.chars().any(|c| c.is_alphabetic()) {
-                return false;
-            }
-            let mut counts = BTreeMap::new();
-            for c in part.chars() {
-                *counts.entry(c).or_insert(0usize) += 1;
-            }
-            let entropy: f64 = counts
-                .values()
-                .map(|&k| {
-                    let p = k as f64 / n as f64;
-                    -p * p.log2()
-                })
-                .sum();
-            entropy >= 3.5
-        })
-}
-
-/// Masks `value` in place: every value under a secret-looking key
-/// ([`is_secret_key`]) and every string that [`looks_secret`] becomes [`MASK`].
-pub fn mask(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                if is_secret_key(k) && !matches!(v, Value::Null) {
-                    *v = mask_all(v);
-                } else {
-                    mask(v);
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(mask),
-        Value::String(s) if looks_secret(s) => *value = json!(MASK),
-        _ => {}
-    }
-}
-
-fn mask_all(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), mask_all(v))).collect()),
-        Value::Array(a) => Value::Array(a.iter().map(mask_all).collect()),
-        _ => json!(MASK),
-    }
-}
-
-// ---------------------------------------------------------------- the contract
-
-/// The environment every cc-ci executable (install steps, hooks, custom
-/// tests) gets, in addition to the runner's own (`PATH`, `HOME` ...). This is
-/// the contract documented in `tests/recipes/README.md`; the variables are
-/// listed on [`TestEnv::vars`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestEnv {
-    /// Recipe name.
-    pub recipe: String,
-    /// The app's domain, e.g. `webapp-pg-1a2b3c.ci.test`.
-    pub domain: String,
-    /// The app's stack name (the domain with `.` as `_`).
-    pub stack: String,
-    /// The run's `ABRA_DIR` (abra commands in it act on this app).
-    pub abra_dir: PathBuf,
-    /// The PEM CA that signed the wildcard certificate (trust only it).
-    pub ca_cert: PathBuf,
-    /// The run's results folder.
-    pub results_dir: PathBuf,
-    /// Where Traefik listens (the domain may not resolve in DNS).
-    pub traefik: SocketAddr,
-    /// The recipe's settings folder in this repository.
-    pub settings_dir: PathBuf,
-    /// The recipe checkout under test.
-    pub recipe_dir: PathBuf,
-}
-
-impl TestEnv {
-    /// The contract for a planned run.
-    pub fn from_plan(plan: &RunPlan, ca_cert: &Path, traefik: SocketAddr, settings: &Settings) -> TestEnv {
-        TestEnv {
-            recipe: plan.recipe.name.clone(),
-            domain: plan.domain.clone(),
-            stack: plan.stack.clone(),
-            abra_dir: plan.abra_dir.clone(),
-            ca_cert: ca_cert.to_path_buf(),
-            results_dir: plan.results_dir.clone(),
-            traefik,
-            settings_dir: settings.dir.clone(),
-            recipe_dir: plan.recipe.dir.clone(),
-        }
-    }
-
-    /// `https://<domain>/` (with `:<port>` when Traefik is not on 443).
-    pub fn app_url(&self) -> String {
-        match self.traefik.port() {
-            443 => format!("https://{}/", self.domain),
-            p => format!("https://{}:{p}/", self.domain),
-        }
-    }
-
-    /// Where executable `name` of `rung` may write JUnit XML:
-    /// `<results>/junit/<rung>-<name>.xml` (name with anything but
-    /// letters, digits, `-`, `_`, `.` replaced by `_`).
-    pub fn junit_out(&self, rung: Rung, name: &str) -> PathBuf {
-        let safe: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.results_dir
-            .join("junit")
-            .join(format!("{}-{safe}.xml", rung.word()))
-    }
-
-    /// The variables for executable `name` (its file name) run for `rung`
-    /// (install for install steps; the coming rung for a hook; tested for a
-    /// custom test):
-    ///
-    /// | variable | value |
-    /// |---|---|
-    /// | `CCCI_RECIPE` | recipe name |
-    /// | `CCCI_RUNG` | `install`, `serve`, `upgrade`, `restore`, `lint` or `tested` |
-    /// | `CCCI_APP_DOMAIN` | the app's domain |
-    /// | `CCCI_APP_URL` | `https://<domain>/` (port added when not 443) |
-    /// | `CCCI_STACK` | the stack name |
-    /// | `ABRA_DIR` | the run's abra folder |
-    /// | `CCCI_CA_CERT` | PEM file of the CA to trust |
-    /// | `CCCI_TRAEFIK_HOST`, `CCCI_TRAEFIK_PORT` | where to connect (`curl --resolve`) |
-    /// | `CCCI_RESULTS_DIR` | the run's results folder (artifacts may go in it) |
-    /// | `CCCI_JUNIT_OUT` | where JUnit XML may be written ([`TestEnv::junit_out`]; its folder exists) |
-    /// | `CCCI_SETTINGS_DIR` | `tests/recipes/<recipe>` (helpers in `custom/<subfolder>`) |
-    /// | `CCCI_RECIPE_DIR` | the recipe checkout under test |
-    /// | `CURL_CA_BUNDLE`, `SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE` | `CCCI_CA_CERT`, so curl, OpenSSL and Python requests trust the CA |
-    pub fn vars(&self, rung: Rung, name: &str) -> Vec<(String, String)> {
-        let p = |p: &Path| p.display().to_string();
-        let ca = p(&self.ca_cert);
-        [
-            ("CCCI_RECIPE", self.recipe.clone()),
-            ("CCCI_RUNG", rung.word().to_string()),
-            ("CCCI_APP_DOMAIN", self.domain.clone()),
-            ("CCCI_APP_URL", self.app_url()),
-            ("CCCI_STACK", self.stack.clone()),
-            ("ABRA_DIR", p(&self.abra_dir)),
-            ("CCCI_CA_CERT", ca.clone()),
-            ("CCCI_TRAEFIK_HOST", self.traefik.ip().to_string()),
-            ("CCCI_TRAEFIK_PORT", self.traefik.port().to_string()),
-            ("CCCI_RESULTS_DIR", p(&self.results_dir)),
-            ("CCCI_JUNIT_OUT", p(&self.junit_out(rung, name))),
-            ("CCCI_SETTINGS_DIR", p(&self.settings_dir)),
-            ("CCCI_RECIPE_DIR", p(&self.recipe_dir)),
-            ("CURL_CA_BUNDLE", ca.clone()),
-            ("SSL_CERT_FILE", ca.clone()),
-            ("REQUESTS_CA_BUNDLE", ca),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-    }
-}
-
-/// What an executable's exit means: 0 passes, 77 (automake's "skip")
-/// is `skipped` (never green), anything else and death by a signal fail.
-pub fn exit_status(code: Option<i32>) -> Status {
-    match code {
-        Some(0) => Status::Pass,
-        Some(77) => Status::Skipped,
-        _ => Status::Fail,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::mask::{is_secret_key, looks_secret, MASK};
     use super::*;
 
     #[test]
@@ -1918,14 +1460,6 @@ mod tests {
         assert_eq!(v["env"]["T"], MASK);
         assert_eq!(v["env"]["DOMAIN"], "x.ci.test");
         assert_eq!(v["auth"]["a"], MASK);
-    }
-
-    #[test]
-    fn exit_codes() {
-        assert_eq!(exit_status(Some(0)), Status::Pass);
-        assert_eq!(exit_status(Some(77)), Status::Skipped);
-        assert_eq!(exit_status(Some(1)), Status::Fail);
-        assert_eq!(exit_status(None), Status::Fail);
     }
 
     #[test]
