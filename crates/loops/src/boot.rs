@@ -40,9 +40,7 @@ pub fn record(workspace: &Path, boot_id: &str) -> Result<bool> {
         "- {} boot {boot_id}\n",
         chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
     ));
-    let tmp = file.with_extension("md.tmp");
-    std::fs::write(&tmp, new).map_err(|e| Error::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, &file).map_err(|e| Error::io("replace", &file, e))?;
+    crate::write_atomically(&file, new.as_bytes())?;
     Ok(true)
 }
 

@@ -253,9 +253,7 @@ impl Loops {
                         job.prompt,
                     );
                     let marker = self.job_gave_up_file(name);
-                    let tmp = marker.with_extension("tmp");
-                    std::fs::write(&tmp, &text).map_err(|e| Error::io("write", &tmp, e))?;
-                    std::fs::rename(&tmp, &marker).map_err(|e| Error::io("replace", &marker, e))?;
+                    crate::write_atomically(&marker, text.as_bytes())?;
                     self.state
                         .event("job-gave-up", name, &format!("{} resumes", job.resumes))?;
                     eprintln!("{text}");

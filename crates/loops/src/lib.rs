@@ -36,3 +36,25 @@ pub mod tmux;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use supervisor::{Loops, Outcome};
+
+/// Writes `bytes` to `path` through a temp file of its own beside it,
+/// renamed into place: a reader sees the old file or the whole new one.
+///
+/// # Errors
+/// [`Error`] naming the file when the temp file cannot be made, written or
+/// renamed.
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("write", path, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io("write", path, e))?;
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(|e| Error::io("write", path, e))?;
+    tmp.persist(path)
+        .map(drop)
+        .map_err(|e| Error::io("replace", path, e.error))
+}

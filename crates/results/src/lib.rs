@@ -377,10 +377,27 @@ impl RunResults {
             path: path.display().to_string(),
             detail,
         };
+        use std::io::Write;
         let json = serde_json::to_string_pretty(self).map_err(|e| err(e.to_string()))?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, json + "\n").map_err(|e| err(format!("cannot write {}: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, path).map_err(|e| err(format!("cannot rename into place: {e}")))
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        // A temp file of its own beside the results (two writers never share
+        // one), renamed over them: a reader sees the old file or the new.
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .map_err(|e| err(format!("cannot write into {}: {e}", dir.display())))?;
+        tmp.write_all((json + "\n").as_bytes())
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(|e| err(format!("cannot write: {e}")))?;
+        // Readable as the results always were (a temp file is 0600): the
+        // bridge and the dashboard read them through their group.
+        tmp.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .map_err(|e| err(format!("cannot set its mode: {e}")))?;
+        tmp.persist(path)
+            .map(drop)
+            .map_err(|e| err(format!("cannot rename into place: {e}")))
     }
 
     /// Reads a results file, refusing another schema.

@@ -281,6 +281,23 @@ pub struct AppEnv {
     pub abra_sh: AbraSh,
 }
 
+/// Writes `bytes` to `path` through a temp file beside it, renamed into
+/// place: a reader (or a `docker stack deploy` started later) sees the old
+/// file or the whole new one, never half.
+///
+/// # Errors
+/// The I/O error of creating, writing or renaming the temp file.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map(drop).map_err(|e| e.error)
+}
+
 /// Runs git in `dir`; stdout on success.
 fn git(dir: &Path, args: &[&str]) -> Result<String, AppError> {
     crate::recipe::git::run(dir, args).map_err(|e| AppError::Git {

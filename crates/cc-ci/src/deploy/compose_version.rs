@@ -134,7 +134,8 @@ pub fn prepare(checkout: &Path, files: &[String], declared: &[Option<String>]) -
             .unwrap_or_default();
         let copy_rel = rel.with_file_name(format!("{COPY_PREFIX}{name}"));
         let copy = checkout.join(&copy_rel);
-        std::fs::write(&copy, set_version(&text, &version)).map_err(|e| format!("{}: {e}", copy.display()))?;
+        crate::deploy::app::write_atomically(&copy, set_version(&text, &version).as_bytes())
+            .map_err(|e| format!("{}: {e}", copy.display()))?;
         out.written.push(copy);
         out.files.push(copy_rel.to_string_lossy().into_owned());
     }

@@ -589,7 +589,7 @@ impl Deployer for Native {
         std::fs::create_dir_all(&dir)
             .map_err(|e| DeployError::infra(Step::StackDeploy, format!("{}: {e}", dir.display())))?;
         let override_file = dir.join(format!("{}.override.yml", app.domain));
-        std::fs::write(&override_file, text)
+        crate::deploy::app::write_atomically(&override_file, text.as_bytes())
             .map_err(|e| DeployError::infra(Step::StackDeploy, format!("{}: {e}", override_file.display())))?;
         // 8. the stack deploy.
         let t = Instant::now();
