@@ -205,11 +205,6 @@ impl Tmux {
         self.ok(&["send-keys", "-t", &target, "-l", text])?;
         self.ok(&["send-keys", "-t", &target, "Enter"]).map(drop)
     }
-
-    /// Kills the whole tmux server (tests use a private socket).
-    pub fn kill_server(&self) {
-        let _ = self.run(&["kill-server"]);
-    }
 }
 
 /// A target naming exactly session `name` (no prefix matching).

@@ -700,15 +700,6 @@ impl State {
         self.update(id, "last_error = ?1", &[&error])
     }
 
-    /// Marks `old` as superseded by `new`; its stop on Buildbot is pending
-    /// if it got that far.
-    ///
-    /// # Errors
-    /// [`StateError`].
-    pub fn supersede(&self, old: i64, new: i64) -> Result<(), StateError> {
-        self.with(|db| db.execute(SUPERSEDE, params![new, old]).map(|_| ()))
-    }
-
     /// The stop of a superseded build was done.
     ///
     /// # Errors
@@ -964,16 +955,19 @@ mod tests {
             (row.phase, row.brid, row.buildid, row.number),
             (Phase::Running, Some(11), Some(12), Some(3))
         );
-        let b = s.insert_build(&new_build(&"b".repeat(40))).unwrap();
-        s.supersede(a, b).unwrap();
+        let old = |id| vec![(id, "cancelled: superseded".to_string(), "http://bb/".to_string())];
+        let mut nb = new_build(&"b".repeat(40));
+        nb.run_id = "bbb111".into();
+        let b = s.insert_build_superseding(&nb, &old(a)).unwrap();
         let row = s.build(a).unwrap().unwrap();
         assert_eq!(row.superseded_by, Some(b));
         assert!(row.cancel_pending);
         let flying: Vec<i64> = s.in_flight_for(&repo(), 1).unwrap().iter().map(|r| r.id).collect();
         assert_eq!(flying, vec![b]);
         // Never forced: superseding it ends it at once.
-        let c = s.insert_build(&new_build(&"c".repeat(40))).unwrap();
-        s.supersede(b, c).unwrap();
+        let mut nc = new_build(&"c".repeat(40));
+        nc.run_id = "ccc222".into();
+        s.insert_build_superseding(&nc, &old(b)).unwrap();
         let row = s.build(b).unwrap().unwrap();
         assert_eq!((row.phase, row.cancel_pending), (Phase::Done, false));
         assert_eq!(s.cancels_pending().unwrap().len(), 1);

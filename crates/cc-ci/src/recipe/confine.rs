@@ -123,11 +123,6 @@ impl Kind {
         }
     }
 
-    /// The kind whose `[allow]` key is `key`.
-    pub fn from_key(key: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.key() == key)
-    }
-
     /// Whether the kind is one flag (`privileged = "why"`) rather than a
     /// table of subjects.
     pub fn is_flag(self) -> bool {

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::results::level::{Rung, Status};
+use crate::results::level::Rung;
 use crate::run::plan::RunPlan;
 use crate::settings::Settings;
 
@@ -121,28 +121,5 @@ impl TestEnv {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
-    }
-}
-
-/// What an executable's exit means: 0 passes, 77 (automake's "skip")
-/// is `skipped` (never green), anything else and death by a signal fail.
-pub fn exit_status(code: Option<i32>) -> Status {
-    match code {
-        Some(0) => Status::Pass,
-        Some(77) => Status::Skipped,
-        _ => Status::Fail,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_codes() {
-        assert_eq!(exit_status(Some(0)), Status::Pass);
-        assert_eq!(exit_status(Some(77)), Status::Skipped);
-        assert_eq!(exit_status(Some(1)), Status::Fail);
-        assert_eq!(exit_status(None), Status::Fail);
     }
 }

@@ -1116,19 +1116,6 @@ impl Settings {
         self.backup.as_ref().map_or(detected, |b| b.capable)
     }
 
-    /// Sets the extra env on an app env file: `[env]`, and for the upgraded
-    /// deploy (`upgraded`) `[upgrade.env]` over it.
-    pub fn apply_env(&self, env: &mut EnvFile, upgraded: bool) {
-        for (k, v) in &self.env {
-            env.set(k, v, None);
-        }
-        if upgraded {
-            for (k, v) in &self.upgrade_env {
-                env.set(k, v, None);
-            }
-        }
-    }
-
     /// With an overlay declared: copies it into the recipe `checkout` as
     /// `compose.ccci.yml` and appends it to the env's `COMPOSE_FILE`
     /// (`compose.yml` when unset), so it applies last. Returns whether it did.
