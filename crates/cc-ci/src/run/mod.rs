@@ -9,6 +9,7 @@ pub mod contract;
 pub mod data;
 pub mod exemplary;
 pub mod lifecycle;
+pub(crate) mod oneoff;
 pub mod plan;
 pub mod screenshot;
 pub mod script;

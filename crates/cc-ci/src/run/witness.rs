@@ -12,19 +12,22 @@
 //! error. Only [`Witness::destroy`] runs a process (`rm -f`) in the helper
 //! image, because the archive API cannot delete.
 //!
+//! The helper containers are one-off containers ([`crate::run::oneoff`]).
+//!
 //! The witness is a dotfile (`.ccci-witness-<name>`) at the volume's root,
 //! owned by root, mode 0644: small (130 bytes), hidden, and outside any
 //! subdirectory an app scans.
 
 use std::io::Read;
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{Mount, MountType};
 use bollard::query_parameters::{
-    CreateContainerOptions, DownloadFromContainerOptions, RemoveContainerOptions, StartContainerOptions,
-    UploadToContainerOptions, WaitContainerOptions,
+    DownloadFromContainerOptions, StartContainerOptions, UploadToContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::TryStreamExt;
+
+use crate::run::oneoff;
 
 /// Where the helper container mounts the volume.
 const MOUNT_POINT: &str = "/ccci-witness";
@@ -291,36 +294,23 @@ impl Helper {
         if let Some(ns) = v.labels.get(crate::deploy::stack::NAMESPACE_LABEL) {
             labels.insert(crate::deploy::stack::NAMESPACE_LABEL.to_string(), ns.clone());
         }
-        let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            cmd: Some(cmd),
-            entrypoint: Some(vec![]),
-            network_disabled: Some(true),
-            labels: Some(labels),
-            host_config: Some(HostConfig {
-                mounts: Some(vec![Mount {
-                    target: Some(MOUNT_POINT.to_string()),
-                    source: Some(volume.to_string()),
-                    typ: Some(MountType::VOLUME),
-                    ..Default::default()
-                }]),
-                network_mode: Some("none".into()),
+        let spec = oneoff::Spec {
+            image: image.to_string(),
+            name_prefix: "ccci-witness",
+            entrypoint: vec![],
+            cmd,
+            env: None,
+            attach: false,
+            labels,
+            mounts: vec![Mount {
+                target: Some(MOUNT_POINT.to_string()),
+                source: Some(volume.to_string()),
+                typ: Some(MountType::VOLUME),
                 ..Default::default()
-            }),
-            ..Default::default()
+            }],
         };
-        let name = format!("ccci-witness-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        match docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(name),
-                    ..Default::default()
-                }),
-                body,
-            )
-            .await
-        {
-            Ok(r) => Ok(Helper(r.id)),
+        match oneoff::create(docker, spec).await {
+            Ok(id) => Ok(Helper(id)),
             Err(e) if crate::deploy::stack::status_of(&e) == Some(404) => {
                 Err(WitnessError::NoImage { image: image.into() })
             }
@@ -333,15 +323,8 @@ impl Helper {
     /// Removes the container; a failure is logged, not returned (the
     /// container is labelled for a janitor).
     async fn remove(self, docker: &Docker) {
-        let opts = RemoveContainerOptions {
-            force: true,
-            v: false,
-            link: false,
-        };
-        if let Err(e) = docker.remove_container(&self.0, Some(opts)).await {
-            if crate::deploy::stack::status_of(&e) != Some(404) {
-                tracing::warn!("could not remove witness helper container {}: {e}", self.0);
-            }
+        if let Err(e) = oneoff::remove(docker, &self.0).await {
+            tracing::warn!("could not remove witness helper container {}: {e}", self.0);
         }
     }
 }
