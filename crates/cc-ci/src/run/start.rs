@@ -323,3 +323,49 @@ pub async fn run(mut prepared: Prepared, host: HostParts, progress: &mut dyn Pro
         interrupted,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("settings {0} are broken")]
+    struct Outer(&'static str, #[source] std::io::Error);
+
+    #[test]
+    fn a_refusal_names_every_cause_on_one_line() {
+        let e = Outer(
+            "tests/recipes/x/ccci.toml",
+            std::io::Error::other("line 3: unknown key `tiemouts`"),
+        );
+        let r = Refused::of("fix the recipe's cc-ci settings", &e).to_string();
+        assert_eq!(
+            r,
+            "refused before anything was deployed: fix the recipe's cc-ci settings: \
+             settings tests/recipes/x/ccci.toml are broken: line 3: unknown key `tiemouts`"
+        );
+        assert_eq!(
+            Refused::of("", &e).to_string(),
+            "refused before anything was deployed: settings tests/recipes/x/ccci.toml are broken: \
+             line 3: unknown key `tiemouts`"
+        );
+    }
+
+    /// A checkout that is not a recipe is refused before Docker is asked
+    /// anything: `prepare` has no Docker client to ask.
+    #[test]
+    fn prepare_refuses_a_folder_that_is_not_a_recipe() {
+        let d = tempfile::tempdir().unwrap();
+        let env = RunEnv {
+            domain: "ci.test".into(),
+            state_dir: d.path().join("state"),
+            results_dir: d.path().join("results"),
+        };
+        let Err(e) = prepare(d.path(), &env, None, &d.path().join("settings")) else {
+            panic!("an empty folder is not a recipe");
+        };
+        let text = e.to_string();
+        assert!(text.starts_with("refused before anything was deployed: "), "{text}");
+        assert!(!d.path().join("results").exists(), "nothing written for a refused run");
+    }
+}
