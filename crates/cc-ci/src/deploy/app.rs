@@ -234,13 +234,7 @@ impl App {
         let path = self.env_path();
         let dir = path.parent().unwrap_or(&self.abra_dir).to_path_buf();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io(&dir))?;
-        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io(&path))?;
-        tmp.persist(&path).map_err(|e| AppError::Io {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
-        Ok(())
+        write_atomically(&path, text.as_bytes()).map_err(io(&path))
     }
 
     /// The env file, parsed.
