@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cc_ci::host::sops::{decrypt_file, AgeIdentities};
-use cc_ci::run::screenshot::{spki_pins, take, Shot, ShotError, ShotSpec, Trust};
+use cc_ci::run::screenshot::{prelaunch, spki_pins, take, take_with, Ahead, Shot, ShotError, ShotSpec, Trust};
 use test_support::{chromium, test_keys as keys};
 
 /// One browser at a time, and a runtime to drive it.
@@ -570,4 +570,125 @@ fn a_missing_chromium_is_named() {
         "{msg}"
     );
     assert!(std::fs::read_dir(&d.scratch).unwrap().next().is_none());
+}
+
+#[test]
+fn a_browser_started_ahead_shoots_without_starting_again() {
+    let Some(chromium) = chromium() else { return };
+    let _g = serial();
+    let server = Server::start(Some(wildcard_tls()));
+    let d = dirs();
+    let s = spec(
+        &chromium,
+        &d,
+        "https://ahead-app.ci.test/",
+        server.addr,
+        Trust::CaFile(keys().join("ca.crt")),
+        "ahead.png",
+    );
+    let t = Instant::now();
+    let r = block_on(async {
+        let ahead = prelaunch(&s);
+        // What the lifecycle does meanwhile: wait on a deploy.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        take_with(&s, Some(ahead)).await
+    });
+    show("https, browser started ahead", &r, t.elapsed());
+    let shot = r.unwrap();
+    assert_cleaned_up(&d);
+    assert_eq!(shot.ahead, Ahead::Used, "{shot}");
+    assert!(shot.to_string().contains("browser started ahead"), "{shot}");
+    assert_eq!((shot.http_status, shot.title.as_str()), (Some(200), "cc-ci static"));
+    let (_, _, px) = pixels(&d.out.join("ahead.png"));
+    let blue = count_near(&px, BLUE);
+    assert!(
+        (400 * 200 * 9 / 10..=400 * 200 * 11 / 10).contains(&blue),
+        "blue box pixels: {blue}"
+    );
+}
+
+#[test]
+fn a_browser_started_ahead_for_something_else_is_not_used_and_the_shot_still_is_taken() {
+    let Some(chromium) = chromium() else { return };
+    let _g = serial();
+    let server = Server::start(Some(wildcard_tls()));
+    let d = dirs();
+    let wanted = spec(
+        &chromium,
+        &d,
+        "https://app.ci.test/",
+        server.addr,
+        Trust::SpkiSha256(spki_pins(&std::fs::read(keys().join("wildcard.crt")).unwrap()).unwrap()),
+        "wanted.png",
+    );
+    // Started to accept another key (the renewed certificate's).
+    let mut other_key = wanted.clone();
+    other_key.trust =
+        Trust::SpkiSha256(spki_pins(&std::fs::read(keys().join("wildcard-renewed.crt")).unwrap()).unwrap());
+    // Started for another app.
+    let mut other_host = wanted.clone();
+    other_host.url = "https://another-app.ci.test/".into();
+    // Could not start: its certificate check fails (a CA that vouches for nothing here).
+    let mut failed = wanted.clone();
+    failed.trust = Trust::CaFile(keys().join("wildcard-renewed.crt"));
+    for (ahead_spec, why) in [
+        (
+            &other_key,
+            "the certificate presented now is not the one it was started to accept",
+        ),
+        (&other_host, "it was started for another host or address"),
+        (&failed, "it did not start: the certificate at"),
+    ] {
+        let r = block_on(async { take_with(&wanted, Some(prelaunch(ahead_spec))).await });
+        show("https, browser started ahead for something else", &r, Duration::ZERO);
+        let shot = r.unwrap();
+        match &shot.ahead {
+            Ahead::Unused(w) => assert!(w.starts_with(why), "{w}"),
+            other => panic!("expected the browser started ahead to be left unused ({why}), got {other:?}"),
+        }
+        assert!(
+            shot.to_string().contains("the one started ahead was not used"),
+            "{shot}"
+        );
+        assert_eq!(shot.title, "cc-ci static");
+        assert_cleaned_up(&d);
+    }
+}
+
+#[test]
+fn a_browser_started_ahead_and_dropped_is_killed_and_its_profile_removed() {
+    let Some(chromium) = chromium() else { return };
+    let _g = serial();
+    let server = Server::start(Some(wildcard_tls()));
+    let d = dirs();
+    let s = spec(
+        &chromium,
+        &d,
+        "https://app.ci.test/",
+        server.addr,
+        Trust::CaFile(keys().join("ca.crt")),
+        "never.png",
+    );
+    let started = block_on(async {
+        let ahead = prelaunch(&s);
+        // Until Chromium runs with this profile (or 10 s), then drop it unused.
+        let needle = d.scratch.to_string_lossy().into_owned();
+        let t = Instant::now();
+        let mut seen = false;
+        while !seen && t.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            seen = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+            });
+        }
+        drop(ahead);
+        seen
+    });
+    assert!(
+        started,
+        "chromium never ran with the profile under {}",
+        d.scratch.display()
+    );
+    assert_cleaned_up(&d);
+    assert!(!d.out.join("never.png").exists());
 }

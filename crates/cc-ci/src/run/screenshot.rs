@@ -224,12 +224,16 @@ pub struct Shot {
     /// Whether the network was idle when shot; `false` means the wait ran
     /// out while requests were still in flight (the page showed content).
     pub network_idle: bool,
-    /// Browser start until DevTools answered.
+    /// How long the shot waited for the browser: its start until DevTools
+    /// answered, or, with a Chromium started ahead ([`take_with`]), what was
+    /// left of that (zero when it was ready).
     pub launch: Duration,
     /// Navigation start until the page counted as rendered.
     pub render: Duration,
-    /// Everything, browser start to file written.
+    /// Everything, the call to file written.
     pub elapsed: Duration,
+    /// Whether a Chromium started ahead was used.
+    pub ahead: Ahead,
 }
 
 impl fmt::Display for Shot {
@@ -244,13 +248,17 @@ impl fmt::Display for Shot {
         if !self.network_idle {
             f.write_str(", network still busy")?;
         }
-        write!(
-            f,
-            ") in {} (browser {}, render {})",
-            secs(self.elapsed),
-            secs(self.launch),
-            secs(self.render)
-        )
+        write!(f, ") in {} (", secs(self.elapsed))?;
+        match &self.ahead {
+            Ahead::NotStarted => write!(f, "browser {}", secs(self.launch))?,
+            Ahead::Used => write!(f, "browser started ahead, waited {}", secs(self.launch))?,
+            Ahead::Unused(why) => write!(
+                f,
+                "browser {}; the one started ahead was not used: {why}",
+                secs(self.launch)
+            )?,
+        }
+        write!(f, ", render {})", secs(self.render))
     }
 }
 
@@ -426,27 +434,159 @@ fn spki_pin(der: &[u8]) -> Result<String, String> {
 /// Chromium, loads the page, waits until it has rendered, writes the PNG.
 /// Chromium is killed and its profile removed before this returns.
 pub async fn take(spec: &ShotSpec) -> Result<Shot, ShotError> {
+    take_with(spec, None).await
+}
+
+/// As [`take`], with a Chromium started ahead by [`prelaunch`]: it is used
+/// when it started and was started for the same host, address, Chromium,
+/// viewport and certificate pin that `spec` gives now (the certificate is
+/// checked again here, exactly as [`take`] checks it); otherwise it is
+/// killed, a fresh Chromium is started as [`take`] does, and
+/// [`Shot::ahead`] says why. A Chromium started ahead shoots one page only.
+pub async fn take_with(spec: &ShotSpec, ahead: Option<Prelaunched>) -> Result<Shot, ShotError> {
     let start = Instant::now();
     let deadline = tokio::time::Instant::now() + spec.budget;
     let target = Target::parse(&spec.url)?;
     check_chromium(&spec.chromium)?;
-    let pins = match (&target.https, &spec.trust) {
-        (false, _) | (true, Trust::System) => Vec::new(),
-        (true, Trust::SpkiSha256(p)) => p.clone(),
+    let pins = pins_for(spec, &target, deadline).await?;
+    let (ready, ahead) = match ahead {
+        None => (None, Ahead::NotStarted),
+        Some(a) => match a.ready(spec, &target, &pins, deadline).await {
+            Ok(session) => (Some(session), Ahead::Used),
+            Err(why) => (None, Ahead::Unused(why)),
+        },
+    };
+    let mut session = match ready {
+        Some(session) => session,
+        None => {
+            let mut session = Session::start(spec, &target, &pins)?;
+            session.connect(spec, deadline).await?;
+            session
+        }
+    };
+    let launch = start.elapsed();
+    let result = session.shoot(spec, start, launch, deadline).await;
+    drop(session);
+    let mut shot = result?;
+    shot.ahead = ahead;
+    shot.elapsed = start.elapsed();
+    tracing::info!(url = %spec.url, shot = %shot, "screenshot taken");
+    Ok(shot)
+}
+
+/// The SPKI pins Chromium gets for `target` under `spec.trust` (see
+/// [`Trust`]): for [`Trust::CaFile`], the leaf presented at
+/// `spec.resolve_to`, verified against that CA first.
+async fn pins_for(spec: &ShotSpec, target: &Target, deadline: tokio::time::Instant) -> Result<Vec<String>, ShotError> {
+    match (&target.https, &spec.trust) {
+        (false, _) | (true, Trust::System) => Ok(Vec::new()),
+        (true, Trust::SpkiSha256(p)) => Ok(p.clone()),
         (true, Trust::CaFile(ca)) => {
             within(deadline, spec.budget, "checking the server's certificate", async {
                 verified_leaf_pin(ca, &target.host, spec.resolve_to).await
             })
-            .await??
+            .await?
         }
-    };
-    let mut session = Session::start(spec, &target, &pins)?;
-    let result = session.run(spec, start, deadline).await;
-    drop(session);
-    let mut shot = result?;
-    shot.elapsed = start.elapsed();
-    tracing::info!(url = %spec.url, shot = %shot, "screenshot taken");
-    Ok(shot)
+    }
+}
+
+/// A Chromium being started ahead of a screenshot ([`prelaunch`]), so that
+/// its start (about a second on a 2-core host) overlaps a wait on Docker
+/// instead of lengthening the rung. Dropping it kills that Chromium and
+/// removes its profile, whether or not it has finished starting.
+pub struct Prelaunched {
+    task: JoinHandle<Result<Launched, ShotError>>,
+}
+
+/// What [`prelaunch`] started, and for what.
+struct Launched {
+    session: Session,
+    host: String,
+    resolve_to: SocketAddr,
+    chromium: PathBuf,
+    size: (u32, u32),
+    pins: Vec<String>,
+}
+
+/// Whether a shot used a Chromium started ahead ([`take_with`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ahead {
+    /// None was started ahead: the shot started its own.
+    NotStarted,
+    /// The shot used the one started ahead.
+    Used,
+    /// One was started ahead but not used, for this reason; the shot
+    /// started its own.
+    Unused(String),
+}
+
+/// Starts Chromium for a later shot of `spec` in the background: checks the
+/// certificate as [`take`] does (for [`Trust::CaFile`], the leaf Traefik
+/// presents for the URL's host, which for an app not routed yet is the
+/// default certificate: the wildcard one on a cc-ci host), then starts the
+/// browser with that pin and connects DevTools. Hand the result to
+/// [`take_with`]. Needs a Tokio runtime. Never fails here: a failure to
+/// start is what [`take_with`] finds, and it then starts a fresh one.
+pub fn prelaunch(spec: &ShotSpec) -> Prelaunched {
+    let spec = spec.clone();
+    Prelaunched {
+        task: tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + spec.budget;
+            let target = Target::parse(&spec.url)?;
+            check_chromium(&spec.chromium)?;
+            let pins = pins_for(&spec, &target, deadline).await?;
+            let mut session = Session::start(&spec, &target, &pins)?;
+            session.connect(&spec, deadline).await?;
+            Ok(Launched {
+                session,
+                host: target.host,
+                resolve_to: spec.resolve_to,
+                chromium: spec.chromium.clone(),
+                size: (spec.width, spec.height),
+                pins,
+            })
+        }),
+    }
+}
+
+impl Prelaunched {
+    /// The started browser, when it is fit to shoot `spec` (waiting for its
+    /// start until `deadline`); else why not.
+    async fn ready(
+        mut self,
+        spec: &ShotSpec,
+        target: &Target,
+        pins: &[String],
+        deadline: tokio::time::Instant,
+    ) -> Result<Session, String> {
+        let launched = match tokio::time::timeout_at(deadline, &mut self.task).await {
+            Err(_) => return Err("it had not started within the screenshot's budget".into()),
+            Ok(Err(e)) => return Err(format!("its start was interrupted ({e})")),
+            Ok(Ok(Err(e))) => return Err(format!("it did not start: {e}")),
+            Ok(Ok(Ok(l))) => l,
+        };
+        let mismatch = if launched.host != target.host || launched.resolve_to != spec.resolve_to {
+            Some("it was started for another host or address")
+        } else if launched.chromium != spec.chromium || launched.size != (spec.width, spec.height) {
+            Some("it was started with another binary or viewport")
+        } else if launched.pins != pins {
+            Some("the certificate presented now is not the one it was started to accept")
+        } else {
+            None
+        };
+        match mismatch {
+            Some(why) => Err(why.into()),
+            None => Ok(launched.session),
+        }
+    }
+}
+
+impl Drop for Prelaunched {
+    fn drop(&mut self) {
+        // A finished task's output (the Session) is dropped with the handle;
+        // a running one is cancelled, dropping the Session it holds.
+        self.task.abort();
+    }
 }
 
 /// The parts of the URL that matter here.
@@ -698,12 +838,8 @@ impl Session {
         }
     }
 
-    async fn run(
-        &mut self,
-        spec: &ShotSpec,
-        start: Instant,
-        deadline: tokio::time::Instant,
-    ) -> Result<Shot, ShotError> {
+    /// Waits for DevTools' address on stderr and connects to it.
+    async fn connect(&mut self, spec: &ShotSpec, deadline: tokio::time::Instant) -> Result<(), ShotError> {
         // 1. DevTools address from stderr.
         let rx = self.ws.take().expect("started");
         let ws = match tokio::time::timeout_at(deadline, rx).await {
@@ -749,8 +885,18 @@ impl Session {
         self.browser = Some(browser);
         self.tasks
             .push(tokio::spawn(async move { while handler.next().await.is_some() {} }));
-        let launch = start.elapsed();
+        Ok(())
+    }
 
+    /// Shoots `spec.url` in a new tab of the connected browser; `launch` is
+    /// the time the shot waited for the browser.
+    async fn shoot(
+        &mut self,
+        spec: &ShotSpec,
+        start: Instant,
+        launch: Duration,
+        deadline: tokio::time::Instant,
+    ) -> Result<Shot, ShotError> {
         // 2. A page, its viewport, and the network watchers.
         let browser = self.browser.as_ref().expect("set above");
         let page = within(deadline, spec.budget, "opening a tab", browser.new_page("about:blank"))
@@ -898,6 +1044,7 @@ impl Session {
             launch,
             render,
             elapsed: start.elapsed(),
+            ahead: Ahead::NotStarted,
         })
     }
 

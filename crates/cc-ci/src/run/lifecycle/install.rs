@@ -93,6 +93,8 @@ impl Run<'_> {
             }
         }
         self.progress.note(&format!("deploying {reference} (the upgrade base)"));
+        // The serve rung's browser starts while the deploy converges.
+        self.start_browser_ahead();
         let label = match &version {
             Version::Release(tag) => ("version", tag.clone()),
             Version::Chaos(sha) => ("chaos-version", sha.clone()),

@@ -130,6 +130,8 @@ pub struct Run<'a> {
     lint_report: Option<crate::recipe::lint::LintReport>,
     /// The warm app this run adopted (`--quick`), if it did.
     warm: Option<WarmRecord>,
+    /// A Chromium started ahead for the next screenshot, if one was.
+    shot_ahead: Option<crate::run::screenshot::Prelaunched>,
     /// Keep the app warm instead of tearing it down when rungs 1-6 are green.
     keep_warm: bool,
     /// What runs now: (commit, label key, label value) of the last deploy
@@ -210,6 +212,7 @@ impl<'a> Run<'a> {
             lease: None,
             lint_report: None,
             warm: None,
+            shot_ahead: None,
             keep_warm: false,
             live: None,
             data: settings

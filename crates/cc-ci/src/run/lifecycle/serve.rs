@@ -54,17 +54,14 @@ impl Run<'_> {
             self.progress.note("screenshot: skipped (no Chromium configured)");
             return;
         }
-        let spec = screenshot::ShotSpec::new(
-            self.env.app_url(),
-            self.infra.traefik,
-            screenshot::Trust::CaFile(self.infra.ca_cert.clone()),
-            self.plan.results_dir.join(file),
-        );
+        let spec = self.shot_spec(file);
         // One retry: on a loaded 2-core host Chromium now and then fails to
         // start or render in time; a second, fresh Chromium usually works.
+        // The first try uses the Chromium started ahead, if one was.
         let mut first = None;
         for attempt in 1..=2 {
-            match self.wait(screenshot::take(&spec)).await {
+            let ahead = self.shot_ahead.take();
+            match self.wait(screenshot::take_with(&spec, ahead)).await {
                 Ok(shot) => {
                     let again = first
                         .map(|e| format!(", after a failed first try: {e}"))
@@ -90,6 +87,26 @@ impl Run<'_> {
                     self.results.missing_artifacts.insert(name.into(), reason);
                 }
             }
+        }
+    }
+
+    /// What a screenshot of the app's front page into `<results>/<file>` is.
+    fn shot_spec(&self, file: &str) -> screenshot::ShotSpec {
+        screenshot::ShotSpec::new(
+            self.env.app_url(),
+            self.infra.traefik,
+            screenshot::Trust::CaFile(self.infra.ca_cert.clone()),
+            self.plan.results_dir.join(file),
+        )
+    }
+
+    /// Starts Chromium in the background for the next screenshot
+    /// ([`screenshot::prelaunch`]), so that its start overlaps the deploy
+    /// the rung waits on; the next [`Run::screenshot`] uses it. A no-op
+    /// without screenshots.
+    pub(super) fn start_browser_ahead(&mut self) {
+        if self.infra.screenshots {
+            self.shot_ahead = Some(screenshot::prelaunch(&self.shot_spec("screenshot.png")));
         }
     }
 

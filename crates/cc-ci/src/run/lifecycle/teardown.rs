@@ -12,6 +12,8 @@ impl Run<'_> {
     /// folder, then the lease. Runs after the body, whatever happened.
     pub async fn teardown(&mut self) {
         self.progress.phase("teardown");
+        // A browser started ahead and never used is killed now.
+        self.shot_ahead = None;
         let t = Instant::now();
         let w0 = self.waiting;
         if self.keep_warm && self.deployed && self.green_so_far() {

@@ -145,6 +145,8 @@ impl Run<'_> {
                 return (Status::Error, Some(e.to_string()));
             }
         }
+        // The upgrade's browser starts while the deploy converges.
+        self.start_browser_ahead();
         let sha = small_sha(&self.plan.tested_ref);
         let req = self.deploy_request(self.plan.tested_ref.clone(), Version::Chaos(sha.clone()), Kind::Upgrade);
         let given = self.settings.secrets.clone();
