@@ -19,7 +19,10 @@ fn compose(image: &str) -> (tempfile::TempDir, ComposeSet) {
         format!("version: \"3.8\"\nservices:\n  app:\n    image: ${{IMAGE:-{image}}}\n"),
     )
     .unwrap();
-    let c = ComposeSet::load(d.path(), &["compose.yml".into()]).unwrap();
+    let c = cc_ci::recipe::version::RecipeVersion::read(d.path())
+        .unwrap()
+        .compose_set(&["compose.yml".into()])
+        .unwrap();
     (d, c)
 }
 

@@ -39,7 +39,7 @@ use cc_ci::probe::serve::{
     html_title, judge, Answer, CertSummary, ExpectStatus, Failure, ServeSpec, Verdict, TRAEFIK_NOT_FOUND_BODY,
 };
 use cc_ci::recipe::abra_sh::AbraSh;
-use cc_ci::recipe::compose::{ComposeFile, ComposeSet};
+use cc_ci::recipe::compose::ComposeFile;
 use cc_ci::recipe::env_file::{set_in_text, EnvFile};
 use cc_ci::recipe::interpolate::{escape, interpolate, interpolate_lenient, InterpolateError, MAX_NESTING};
 use cc_ci::recipe::lint::{lint, LintError, Outcome};
@@ -295,7 +295,7 @@ proptest! {
         let over = dir.path().join("compose.ccci.yml");
         std::fs::write(&over, &overlay).unwrap();
         let files = ["compose.yml".to_string(), "compose.ccci.yml".to_string()];
-        match ComposeSet::load(dir.path(), &files) {
+        match cc_ci::recipe::version::RecipeVersion::read(dir.path()).unwrap().compose_set(&files) {
             Ok(set) => prop_assert!(set.services.contains_key("app")),
             Err(e) => prop_assert!(names(&e.to_string(), &over), "{e}"),
         }
@@ -305,7 +305,7 @@ proptest! {
     /// with `..`, or a symlink in the recipe that leads out) where a
     /// readable, valid compose file with a sentinel service waits: the load
     /// is refused naming the recipe folder, and the sentinel shows up in
-    /// nothing that is loaded (neither [`ComposeSet::load`] nor
+    /// nothing that is loaded (neither [`RecipeVersion::compose_set`] nor
     /// [`Recipe::open`] reads the file).
     #[test]
     fn compose_files_outside_the_recipe_are_never_read(
@@ -317,7 +317,7 @@ proptest! {
         let root = tempfile::tempdir().unwrap();
         let (dir, name) = outside_setup(root.path(), how, &parts, &inner, ups);
         let files = ["compose.yml".to_string(), name.clone()];
-        let e = ComposeSet::load(&dir, &files).expect_err(&name).to_string();
+        let e = cc_ci::recipe::version::RecipeVersion::read(&dir).unwrap().compose_set(&files).expect_err(&name).to_string();
         prop_assert!(e.contains("outside the recipe folder"), "{e}");
         prop_assert!(names(&e, &dir), "{e}");
         prop_assert!(!e.contains(SENTINEL), "{e}");
@@ -550,7 +550,9 @@ fn known_compose_files_outside_the_recipe() {
     ] {
         let root = tempfile::tempdir().unwrap();
         let (dir, name) = outside_setup(root.path(), how, &parts, &inner, ups);
-        let e = ComposeSet::load(&dir, &["compose.yml".to_string(), name.clone()])
+        let e = cc_ci::recipe::version::RecipeVersion::read(&dir)
+            .unwrap()
+            .compose_set(&["compose.yml".to_string(), name.clone()])
             .expect_err(&name)
             .to_string();
         assert!(
@@ -563,7 +565,10 @@ fn known_compose_files_outside_the_recipe() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("compose.yml"), "services:\n  app:\n    image: x\n").unwrap();
     std::os::unix::fs::symlink("compose.yml", d.path().join("compose.same.yml")).unwrap();
-    let set = ComposeSet::load(d.path(), &["compose.yml".into(), "compose.same.yml".into()]).unwrap();
+    let set = cc_ci::recipe::version::RecipeVersion::read(d.path())
+        .unwrap()
+        .compose_set(&["compose.yml".into(), "compose.same.yml".into()])
+        .unwrap();
     assert!(set.services.contains_key("app"));
 }
 

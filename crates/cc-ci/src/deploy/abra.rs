@@ -32,6 +32,7 @@ use super::converge::{wait_converged_with, ConvergeOptions};
 use super::overrides::Version;
 use super::secret;
 use super::{DeployError, DeployRequest, Deployed, Deployer, NewApp, Step};
+use crate::recipe::version::RecipeVersion;
 
 /// The abra deployer.
 #[derive(Debug, Clone)]
@@ -202,10 +203,12 @@ impl Deployer for Abra {
             .checkout_ref(&req.reference)
             .map_err(|e| DeployError::infra(Step::Checkout, e.to_string()))?;
         // Secrets abra cannot generate come from the settings, through a file.
+        let version = RecipeVersion::read(&app.checkout())
+            .map_err(|e| DeployError::recipe(Step::Compose, format!("the recipe at {}: {e}", req.reference)))?;
         let env = app
-            .deploy_env()
+            .deploy_env(&version)
             .map_err(|e| DeployError::recipe(Step::Compose, e.to_string()))?;
-        let (_, _, plans) = super::read_version(app, &env, &req.reference)?;
+        let (_, _, plans) = super::read_version(&version, &env, &req.reference)?;
         for p in plans.iter().filter(|p| p.generation == secret::Generation::Given) {
             if secret::exists(&self.docker, &p.remote_name)
                 .await

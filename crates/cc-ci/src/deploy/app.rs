@@ -19,8 +19,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::recipe::abra_sh::{AbraSh, AbraShError};
+use crate::recipe::abra_sh::AbraSh;
 use crate::recipe::env_file::{set_in_text, EnvFile, EnvFileError, UnwritableValue};
+use crate::recipe::version::RecipeVersion;
 
 /// The server name abra gives the local Docker (`abra server add --local`).
 pub const LOCAL_SERVER: &str = "default";
@@ -64,9 +65,6 @@ pub enum AppError {
     /// The env file does not parse.
     #[error(transparent)]
     Env(#[from] EnvFileError),
-    /// abra.sh cannot be read.
-    #[error(transparent)]
-    AbraSh(#[from] AbraShError),
     /// A value cannot be written into the env file so that it reads back
     /// as given (nothing was written).
     #[error("{path}: cannot set {source}")]
@@ -246,16 +244,17 @@ impl App {
     }
 
     /// The app env a deploy interpolates with (abra's), read once per
-    /// deploy: the env file, then `abra.sh`'s exports from the checkout
-    /// over it, then `STACK_NAME` (unless the env sets one).
+    /// deploy: the env file, then the exports of the checked-out
+    /// `version`'s `abra.sh` over it, then `STACK_NAME` (unless the env
+    /// sets one).
     ///
     /// # Errors
-    /// [`AppError`] when the env file or abra.sh cannot be read.
-    pub fn deploy_env(&self) -> Result<AppEnv, AppError> {
+    /// [`AppError`] when the env file cannot be read.
+    pub fn deploy_env(&self, version: &RecipeVersion) -> Result<AppEnv, AppError> {
         let file = self.env_file()?;
         let mut values: BTreeMap<String, String> =
             file.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
-        let abra_sh = AbraSh::read(&self.checkout())?;
+        let abra_sh = version.abra_sh.clone().unwrap_or_default();
         values.extend(abra_sh.exports.clone());
         values.entry("STACK_NAME".into()).or_insert_with(|| self.stack.clone());
         Ok(AppEnv { values, file, abra_sh })
@@ -330,9 +329,16 @@ mod tests {
         assert_eq!(env.get("SITE_TITLE"), Some("cc ci"));
         app.set("TYPE", "webapp-pg:1.0.0+1.0.0").unwrap();
         assert_eq!(app.env_file().unwrap().get("TYPE"), Some("webapp-pg:1.0.0+1.0.0"));
-        let m = app.deploy_env().unwrap().values;
+        // The checked-out version's abra.sh exports go over the env file.
+        let checkout = tempfile::tempdir().unwrap();
+        std::fs::write(checkout.path().join("abra.sh"), "export SITE_TITLE=from-abra-sh\n").unwrap();
+        let m = app
+            .deploy_env(&RecipeVersion::read(checkout.path()).unwrap())
+            .unwrap()
+            .values;
         assert_eq!(m["STACK_NAME"], "webapp-pg-1a2b3c_ci_test");
         assert_eq!(m["SECRET_DB_PASSWORD_VERSION"], "v1");
+        assert_eq!(m["SITE_TITLE"], "from-abra-sh");
         // A value no quoting keeps: refused naming the file and the key,
         // the file untouched.
         let before = std::fs::read_to_string(app.env_path()).unwrap();

@@ -20,6 +20,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::recipe::version::RecipeVersion;
+
 /// The lowest version the copies get (what abra's recipes use, and the
 /// schema that has everything a version-less file may use).
 pub const DEFAULT_VERSION: &str = "3.8";
@@ -97,15 +99,16 @@ pub fn set_version(text: &str, version: &str) -> String {
     format!("{head}{nl}{line}\n{rest}")
 }
 
-/// The files of `files` (relative to `checkout`, their declared versions in
-/// `declared`, same order) as `docker stack deploy` of any CLI accepts them:
-/// the originals when they all declare one version, else copies with the
-/// [`uniform_version`].
+/// The files of `files` (names in `version`'s checkout, their declared
+/// versions in `declared`, same order) as `docker stack deploy` of any CLI
+/// accepts them: the originals when they all declare one version, else
+/// copies of the texts `version` read, with the [`uniform_version`].
 ///
 /// # Errors
 /// A file that cannot be read or a copy that cannot be written (the path
 /// is in the message).
-pub fn prepare(checkout: &Path, files: &[String], declared: &[Option<String>]) -> Result<DeployFiles, String> {
+pub fn prepare(version: &RecipeVersion, files: &[String], declared: &[Option<String>]) -> Result<DeployFiles, String> {
+    let checkout = version.dir.as_path();
     // Files that all declare one version stay as they are, whatever it is.
     if let Some(Some(first)) = declared.first() {
         if declared.len() == files.len() && declared.iter().all(|d| d.as_ref() == Some(first)) {
@@ -117,16 +120,16 @@ pub fn prepare(checkout: &Path, files: &[String], declared: &[Option<String>]) -
             });
         }
     }
-    let version = uniform_version(declared);
+    let uniform = uniform_version(declared);
     let mut out = DeployFiles {
         files: Vec::new(),
-        version: version.clone(),
+        version: uniform.clone(),
         copied: true,
         written: Vec::new(),
     };
     for f in files {
-        let original = checkout.join(f);
-        let text = std::fs::read_to_string(&original).map_err(|e| format!("{}: {e}", original.display()))?;
+        let source = version.source(f).map_err(|e| e.to_string())?;
+        let text = &source.text;
         let rel = Path::new(f);
         let name = rel
             .file_name()
@@ -134,7 +137,7 @@ pub fn prepare(checkout: &Path, files: &[String], declared: &[Option<String>]) -
             .unwrap_or_default();
         let copy_rel = rel.with_file_name(format!("{COPY_PREFIX}{name}"));
         let copy = checkout.join(&copy_rel);
-        crate::deploy::app::write_atomically(&copy, set_version(&text, &version).as_bytes())
+        crate::deploy::app::write_atomically(&copy, set_version(text, &uniform).as_bytes())
             .map_err(|e| format!("{}: {e}", copy.display()))?;
         out.written.push(copy);
         out.files.push(copy_rel.to_string_lossy().into_owned());
@@ -179,13 +182,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("compose.yml"), "version: \"3.8\"\nservices: {}\n").unwrap();
         std::fs::write(dir.path().join("compose.x.yml"), "services: {}\n").unwrap();
-        let same = prepare(dir.path(), &["compose.yml".into()], &[Some("3.7".into())]).unwrap();
+        let v = RecipeVersion::read(dir.path()).unwrap();
+        let same = prepare(&v, &["compose.yml".into()], &[Some("3.7".into())]).unwrap();
         assert_eq!(
             (same.files.clone(), same.copied, same.version.as_str()),
             (vec!["compose.yml".to_string()], false, "3.7")
         );
         let files = vec!["compose.yml".to_string(), "compose.x.yml".to_string()];
-        let copies = prepare(dir.path(), &files, &[Some("3.8".into()), None]).unwrap();
+        let copies = prepare(&v, &files, &[Some("3.8".into()), None]).unwrap();
         assert_eq!(copies.files, vec![".ccci-compose.yml", ".ccci-compose.x.yml"]);
         assert_eq!(
             std::fs::read_to_string(dir.path().join(".ccci-compose.x.yml")).unwrap(),

@@ -215,7 +215,10 @@ mod tests {
              big:\n    image: c\n    deploy:\n      resources:\n        limits: {cpus: \"4\", memory: 8g}\n        reservations: {cpus: \"2\", memory: 4g}\n",
         )
         .unwrap();
-        let c = ComposeSet::load(d.path(), &["compose.yml".into()]).unwrap();
+        let c = crate::recipe::version::RecipeVersion::read(d.path())
+            .unwrap()
+            .compose_set(&["compose.yml".into()])
+            .unwrap();
         let caps = ResourceLimits::default();
         let l = per_service(&c, &BTreeMap::new(), &caps);
         assert_eq!(

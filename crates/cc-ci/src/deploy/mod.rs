@@ -15,6 +15,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::recipe::version::RecipeVersion;
+
 pub mod abra;
 pub mod app;
 pub mod compose_version;
@@ -163,21 +165,22 @@ pub struct Deployed {
 }
 
 /// The compose files the app env's `COMPOSE_FILE` names (split on `:`,
-/// default `compose.yml`: abra's `GetComposeFiles`), read from the app's
-/// checkout at `reference`, and the secrets they use, planned as abra plans
-/// them. What both deployers need before anything is deployed.
+/// default `compose.yml`: abra's `GetComposeFiles`), from `version` (the
+/// app's checkout at `reference`, read once), and the secrets they use,
+/// planned as abra plans them. What both deployers need before anything is
+/// deployed.
 ///
 /// # Errors
 /// A recipe-fault [`DeployError`] naming the missing file, the compose
 /// file and line, or the secret.
 pub(crate) fn read_version(
-    app: &App,
+    version: &RecipeVersion,
     app_env: &app::AppEnv,
     reference: &str,
 ) -> Result<(Vec<String>, crate::recipe::compose::ComposeSet, Vec<secret::SecretPlan>), DeployError> {
     let env = &app_env.values;
     let files = compose_files(env);
-    if let Some(f) = files.iter().find(|f| !app.checkout().join(f).is_file()) {
+    if let Some(f) = files.iter().find(|f| !version.has_compose_file(f)) {
         return Err(DeployError::recipe(
             Step::Compose,
             format!(
@@ -185,7 +188,8 @@ pub(crate) fn read_version(
             ),
         ));
     }
-    let compose = crate::recipe::compose::ComposeSet::load(&app.checkout(), &files)
+    let compose = version
+        .compose_set(&files)
         .map_err(|e| DeployError::recipe(Step::Compose, e.to_string()))?;
     let plans =
         secret::plan(&compose, env, &app_env.file).map_err(|e| DeployError::recipe(Step::Secrets, e.to_string()))?;

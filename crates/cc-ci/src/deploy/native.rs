@@ -67,6 +67,7 @@ use crate::deploy::ipvs::VipSupport;
 use crate::recipe::compose::ComposeSet;
 use crate::recipe::confine::{self, Allowances, Scope};
 use crate::recipe::interpolate::interpolate;
+use crate::recipe::version::RecipeVersion;
 
 /// `docker stack deploy --resolve-image`: whether image tags are resolved
 /// to digests through a registry.
@@ -453,9 +454,12 @@ impl Deployer for Native {
             .checkout_ref(&req.reference)
             .map_err(|e| DeployError::infra(Step::Checkout, format!("cannot check out {}: {e}", req.reference)))?;
         log.push(format!("checked out {} ({commit})", req.reference));
+        // The version's files, read once: everything below reads them here.
+        let version = RecipeVersion::read(&app.checkout())
+            .map_err(|e| DeployError::recipe(Step::Compose, format!("the recipe at {}: {e}", req.reference)))?;
         // 2. abra's lint gate (release deploys only).
         if self.lint_gate && matches!(req.version, Version::Release(_)) {
-            let report = crate::recipe::lint::lint(&app.checkout()).map_err(|e| {
+            let report = crate::recipe::lint::lint_version(&version).map_err(|e| {
                 DeployError::recipe(Step::Lint, format!("abra's lint gate cannot lint the recipe: {e}"))
             })?;
             if !report.passed() {
@@ -476,14 +480,14 @@ impl Deployer for Native {
         }
         // 3. the app env.
         let app_env = app
-            .deploy_env()
+            .deploy_env(&version)
             .map_err(|e| DeployError::recipe(Step::Compose, e.to_string()))?;
         let env = &app_env.values;
         let abra_sh = &app_env.abra_sh;
         // abra's CheckEnv: keys of this version's .env.sample missing from
         // the app env are warned about, not refused (docs/abra.md,
         // "Deploying", step 11).
-        if let Ok(sample) = crate::recipe::env_file::EnvFile::read(&app.checkout().join(".env.sample")) {
+        if let Some(sample) = &version.env_sample {
             for e in &sample.entries {
                 if !env.contains_key(&e.key) {
                     log.push(format!("WARN {} missing from {}.env", e.key, app.domain));
@@ -491,13 +495,13 @@ impl Deployer for Native {
             }
         }
         // 4. the compose files; 5. the secrets they use.
-        let (files, compose, plans) = super::read_version(app, &app_env, &req.reference)?;
+        let (files, compose, plans) = super::read_version(&version, &app_env, &req.reference)?;
         if let Some(allow) = &self.allow {
             let scope = Scope {
                 domain: &app.domain,
                 stack: &app.stack,
             };
-            let r = confine::check(&app.checkout(), &files, env, &scope, allow);
+            let r = confine::check(&version, &files, env, &scope, allow);
             for (v, why) in &r.allowed {
                 log.push(format!("confinement: allowed by the settings: {v} ({why})"));
             }
@@ -571,7 +575,7 @@ impl Deployer for Native {
         // file without one and files that differ): copies when they do not
         // agree, removed when `deploy_files` drops after the deploy.
         let declared: Vec<Option<String>> = compose.files.iter().map(|f| f.version.clone()).collect();
-        let deploy_files = super::compose_version::prepare(&app.checkout(), &files, &declared)
+        let deploy_files = super::compose_version::prepare(&version, &files, &declared)
             .map_err(|e| DeployError::infra(Step::StackDeploy, e))?;
         if deploy_files.copied {
             log.push(format!(
@@ -674,7 +678,10 @@ mod tests {
             "services:\n  app:\n    image: a\n    deploy:\n      labels:\n        - \"coop-cloud.${STACK_NAME}.timeout=${TIMEOUT:-120}\"\n",
         )
         .unwrap();
-        let c = ComposeSet::load(d.path(), &["compose.yml".into()]).unwrap();
+        let c = crate::recipe::version::RecipeVersion::read(d.path())
+            .unwrap()
+            .compose_set(&["compose.yml".into()])
+            .unwrap();
         let mut env = BTreeMap::new();
         assert_eq!(timeout_label(&c, &env), Some(Ok(120)));
         env.insert("TIMEOUT".into(), "soon".into());

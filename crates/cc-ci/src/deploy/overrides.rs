@@ -198,7 +198,10 @@ mod tests {
              proxy:\n    image: c\n    ports: [\"80:80\"]\n  cache:\n    image: d\n    deploy: {endpoint_mode: vip}\n",
         )
         .unwrap();
-        ComposeSet::load(d.path(), &["compose.yml".into()]).unwrap()
+        crate::recipe::version::RecipeVersion::read(d.path())
+            .unwrap()
+            .compose_set(&["compose.yml".into()])
+            .unwrap()
     }
 
     #[test]

@@ -390,7 +390,10 @@ mod tests {
     fn setup(compose: &str, env: &str) -> (ComposeSet, EnvFile, BTreeMap<String, String>) {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("compose.yml"), compose).unwrap();
-        let set = ComposeSet::load(d.path(), &["compose.yml".into()]).unwrap();
+        let set = crate::recipe::version::RecipeVersion::read(d.path())
+            .unwrap()
+            .compose_set(&["compose.yml".into()])
+            .unwrap();
         let ef = EnvFile::parse(Path::new("app.env"), env).unwrap();
         let mut m: BTreeMap<String, String> = ef.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
         m.insert("STACK_NAME".into(), "x-1a2b3c_ci_test".into());

@@ -10,20 +10,9 @@
 //!   docs/abra.md, "Deploying", step 16).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 /// The file name, at the recipe's root.
 pub const ABRA_SH: &str = "abra.sh";
-
-/// `abra.sh` cannot be read (a missing file is not an error: it is empty).
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: cannot read: {source}")]
-pub struct AbraShError {
-    /// The file.
-    pub file: PathBuf,
-    /// Why.
-    pub source: std::io::Error,
-}
 
 /// What cc-ci takes from `abra.sh`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,19 +26,6 @@ pub struct AbraSh {
 }
 
 impl AbraSh {
-    /// Reads `<recipe_dir>/abra.sh`; an absent file gives an empty [`AbraSh`].
-    ///
-    /// # Errors
-    /// [`AbraShError`] when the file exists but cannot be read.
-    pub fn read(recipe_dir: &Path) -> Result<AbraSh, AbraShError> {
-        let file = recipe_dir.join(ABRA_SH);
-        match std::fs::read_to_string(&file) {
-            Ok(text) => Ok(AbraSh::parse(&text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AbraSh::default()),
-            Err(source) => Err(AbraShError { file, source }),
-        }
-    }
-
     /// Parses the text of an `abra.sh`.
     pub fn parse(text: &str) -> AbraSh {
         let mut out = AbraSh {
@@ -115,11 +91,5 @@ mod tests {
         assert_eq!(a.exports["NOTE"], "v1");
         assert_eq!(a.exports.len(), 4, "{:?}", a.exports);
         assert_eq!(a.functions, ["set_admin", "migrate", "seed"]);
-    }
-
-    #[test]
-    fn absent_file_is_empty() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(AbraSh::read(d.path()).unwrap(), AbraSh::default());
     }
 }

@@ -150,22 +150,11 @@ impl ComposeSet {
         Ok(path)
     }
 
-    /// Reads `files` (relative to `dir`) and merges them in order.
-    ///
-    /// # Errors
-    /// [`ComposeError`] for the first file that is outside the recipe
-    /// folder ([`ComposeSet::confined`]: naming the folder, checked for
-    /// every file before any is read), is missing, does not parse, or has
-    /// no `services:` mapping (an overlay may omit it: only the first file
-    /// must have one).
-    pub fn load(dir: &Path, files: &[String]) -> Result<ComposeSet, ComposeError> {
-        let paths = files
-            .iter()
-            .map(|f| Self::confined(dir, f))
-            .collect::<Result<Vec<_>, _>>()?;
+    /// `files` merged in order (the first is the base, each later one an
+    /// overlay), as docker/cli's loader merges the fields read here.
+    pub fn merged(files: Vec<ComposeFile>) -> ComposeSet {
         let mut set = ComposeSet::default();
-        for (i, path) in paths.iter().enumerate() {
-            let c = ComposeFile::read(path, i == 0)?;
+        for c in files {
             for s in &c.services {
                 merge(
                     set.services.entry(s.name.clone()).or_insert_with(|| Service {
@@ -184,7 +173,7 @@ impl ComposeSet {
             }
             set.files.push(c);
         }
-        Ok(set)
+        set
     }
 
     /// Secret ids some service uses (abra generates only these).
@@ -200,17 +189,26 @@ impl ComposeFile {
     /// # Errors
     /// [`ComposeError`] naming the file and line.
     pub fn read(path: &Path, needs_services: bool) -> Result<ComposeFile, ComposeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ComposeError {
+            file: path.to_path_buf(),
+            line: 0,
+            detail: format!("cannot read: {e}"),
+        })?;
+        ComposeFile::from_doc(path, &parse_doc(path, &text)?, needs_services)
+    }
+
+    /// The compose file `path` whose YAML document ([`parse_doc`]) is `doc`;
+    /// `needs_services` makes a missing `services:` mapping an error.
+    ///
+    /// # Errors
+    /// [`ComposeError`] naming the file: `doc` is not a mapping, or has no
+    /// `services:` mapping when one is needed.
+    pub fn from_doc(path: &Path, doc: &Yaml, needs_services: bool) -> Result<ComposeFile, ComposeError> {
         let err = |line: usize, detail: String| ComposeError {
             file: path.to_path_buf(),
             line,
             detail,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(0, format!("cannot read: {e}")))?;
-        let docs = YamlLoader::load_from_str(&text).map_err(|e| err(e.marker().line(), e.to_string()))?;
-        let doc = docs
-            .into_iter()
-            .next()
-            .ok_or_else(|| err(1, "the file is empty".into()))?;
         if !matches!(doc, Yaml::Hash(_)) {
             return Err(err(1, "the file is not a YAML mapping".into()));
         }
@@ -234,6 +232,24 @@ impl ComposeFile {
         out.configs = top_level(&doc["configs"]);
         Ok(out)
     }
+}
+
+/// The first YAML document of the compose file `path`, whose text is
+/// `text`, as written (merge keys unresolved, nothing interpolated).
+///
+/// # Errors
+/// [`ComposeError`] naming the file and line: the text is not YAML, or is
+/// empty.
+pub fn parse_doc(path: &Path, text: &str) -> Result<Yaml, ComposeError> {
+    let err = |line: usize, detail: String| ComposeError {
+        file: path.to_path_buf(),
+        line,
+        detail,
+    };
+    let docs = YamlLoader::load_from_str(text).map_err(|e| err(e.marker().line(), e.to_string()))?;
+    docs.into_iter()
+        .next()
+        .ok_or_else(|| err(1, "the file is empty".into()))
 }
 
 /// What a service's `healthcheck:` value says: None when there is none
@@ -478,7 +494,10 @@ configs:
             "services:\n  app:\n    environment: {D: x}\n    deploy: {endpoint_mode: dnsrr, resources: {limits: {memory: 2g}}}\n",
         )
         .unwrap();
-        let set = ComposeSet::load(d.path(), &["compose.yml".into(), "compose.extra.yml".into()]).unwrap();
+        let set = crate::recipe::version::RecipeVersion::read(d.path())
+            .unwrap()
+            .compose_set(&["compose.yml".into(), "compose.extra.yml".into()])
+            .unwrap();
         let app = &set.services["app"];
         assert_eq!(app.environment.iter().collect::<Vec<_>>(), ["A", "B", "D"]);
         assert!(app.publishes_ports && app.host_mode_ports_only);
@@ -510,12 +529,21 @@ configs:
     fn errors_name_file_and_line() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("compose.yml"), "services:\n  app:\n    image: [\n").unwrap();
-        let e = ComposeSet::load(d.path(), &["compose.yml".into()]).unwrap_err();
+        let e = crate::recipe::version::RecipeVersion::read(d.path())
+            .unwrap()
+            .compose_set(&["compose.yml".into()])
+            .unwrap_err();
         assert!(e.file.ends_with("compose.yml") && e.line >= 3, "{e}");
-        let e = ComposeSet::load(d.path(), &["compose.gone.yml".into()]).unwrap_err();
+        let e = crate::recipe::version::RecipeVersion::read(d.path())
+            .unwrap()
+            .compose_set(&["compose.gone.yml".into()])
+            .unwrap_err();
         assert!(e.to_string().contains("cannot read"), "{e}");
         std::fs::write(d.path().join("compose.yml"), "- a\n- b\n").unwrap();
-        let e = ComposeSet::load(d.path(), &["compose.yml".into()]).unwrap_err();
+        let e = crate::recipe::version::RecipeVersion::read(d.path())
+            .unwrap()
+            .compose_set(&["compose.yml".into()])
+            .unwrap_err();
         assert!(e.to_string().contains("not a YAML mapping"), "{e}");
     }
 }

@@ -45,10 +45,11 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use yaml_rust2::yaml::Hash;
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
 
 use super::compose::scalar;
 use super::interpolate::interpolate_lenient;
+use super::version::RecipeVersion;
 
 /// The largest file a recipe checkout may hold, bytes (10 MiB): recipes are
 /// configuration; anything bigger is refused unless allowed by path.
@@ -284,18 +285,19 @@ pub struct Scope<'a> {
     pub stack: &'a str,
 }
 
-/// Checks the recipe checkout at `dir` as a deploy with `files`
-/// (`COMPOSE_FILE`, split) and the app env `env` would deploy it, for the
-/// app `scope`; violations `allow` covers are reported as allowed.
+/// Checks the recipe version `version` (its checkout read once) as a
+/// deploy with `files` (`COMPOSE_FILE`, split) and the app env `env` would
+/// deploy it, for the app `scope`; violations `allow` covers are reported
+/// as allowed.
 pub fn check(
-    dir: &Path,
+    version: &RecipeVersion,
     files: &[String],
     env: &BTreeMap<String, String>,
     scope: &Scope<'_>,
     allow: &Allowances,
 ) -> Report {
     let mut report = Report::default();
-    for v in findings(dir, files, env, scope) {
+    for v in findings(version, files, env, scope) {
         match allow.reason(v.kind, &v.subject) {
             Some(why) => report.allowed.push((v, why.to_string())),
             None => report.refused.push(v),
@@ -304,8 +306,16 @@ pub fn check(
     report
 }
 
-/// Every violation in the checkout at `dir` (see [`check`]), sorted, each once.
-pub fn findings(dir: &Path, files: &[String], env: &BTreeMap<String, String>, scope: &Scope<'_>) -> Vec<Violation> {
+/// Every violation in the recipe version `version` (see [`check`]): in its
+/// checkout's files and in the compose files `files`, as the model read
+/// them; sorted, each once.
+pub fn findings(
+    version: &RecipeVersion,
+    files: &[String],
+    env: &BTreeMap<String, String>,
+    scope: &Scope<'_>,
+) -> Vec<Violation> {
+    let dir = version.dir.as_path();
     let canon_root = std::fs::canonicalize(dir).unwrap_or_else(|_| lexical(dir));
     let mut w = Walk {
         domain: scope.domain.to_ascii_lowercase().trim_end_matches('.').to_string(),
@@ -322,14 +332,11 @@ pub fn findings(dir: &Path, files: &[String], env: &BTreeMap<String, String>, sc
     let root = w.root.clone();
     w.tree(&root);
     for f in files {
-        let Ok(text) = std::fs::read_to_string(dir.join(f)) else {
-            continue; // the deploy refuses a missing file itself
-        };
-        let Ok(docs) = YamlLoader::load_from_str(&text) else {
-            continue; // and one that does not parse, with the same parser
-        };
-        let Some(doc) = docs.into_iter().next() else { continue };
-        let doc = interpolate_all(resolve_merges(doc), env);
+        // The deploy refuses a file that is missing or outside the folder
+        // itself, and one that does not parse, read by the same model.
+        let Ok(source) = version.source(f) else { continue };
+        let Ok(doc) = &source.doc else { continue };
+        let doc = interpolate_all(resolve_merges(doc.clone()), env);
         w.file = f.clone();
         w.udp_routers.clear();
         w.compose(&doc);
@@ -1188,7 +1195,7 @@ mod tests {
         for (f, t) in files {
             if f.ends_with(".yml") && !f.contains("broken") {
                 assert!(
-                    YamlLoader::load_from_str(t).is_ok(),
+                    yaml_rust2::YamlLoader::load_from_str(t).is_ok(),
                     "the test's own {f} must parse:\n{t}"
                 );
             }
@@ -1198,7 +1205,7 @@ mod tests {
         }
         let compose: Vec<String> = compose.iter().map(|s| s.to_string()).collect();
         let v = findings(
-            d.path(),
+            &RecipeVersion::read(d.path()).unwrap(),
             &compose,
             &env(),
             &Scope {
@@ -1402,7 +1409,7 @@ configs:
         let big = std::fs::File::create(r.join("big.bin")).unwrap();
         big.set_len(MAX_FILE_BYTES + 1).unwrap();
         let v = findings(
-            &r,
+            &RecipeVersion::read(&r).unwrap(),
             &["compose.yml".into()],
             &env(),
             &Scope {
@@ -1581,7 +1588,7 @@ configs:
         allow.allow(Kind::CapAdd, "net_admin", "routes");
         allow.allow(Kind::Port, "*", "a mail server");
         let r = check(
-            d.path(),
+            &RecipeVersion::read(d.path()).unwrap(),
             &["compose.yml".into()],
             &env(),
             &Scope {
@@ -1625,7 +1632,7 @@ configs:
             }
             let d = tempfile::tempdir().unwrap();
             std::fs::write(d.path().join("compose.yml"), &yaml).unwrap();
-            let _ = findings(d.path(), &["compose.yml".into()], &env(), &Scope { domain: DOMAIN, stack: STACK });
+            let _ = findings(&RecipeVersion::read(d.path()).unwrap(), &["compose.yml".into()], &env(), &Scope { domain: DOMAIN, stack: STACK });
         }
     }
 

@@ -17,9 +17,11 @@ pub mod env_file;
 pub mod git;
 pub mod interpolate;
 pub mod lint;
+pub mod version;
 
 use compose::{ComposeError, ComposeSet};
 use env_file::{EnvFile, EnvFileError};
+use version::{RecipeVersion, VersionError};
 
 /// Why a path is not a usable recipe.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,14 @@ pub enum RecipeError {
     /// `.env.sample` could not be read.
     #[error(transparent)]
     Env(#[from] EnvFileError),
+    /// A file of the checkout could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A compose file does not parse or is not a compose file.
     #[error(transparent)]
     Compose(#[from] ComposeError),
@@ -65,8 +75,11 @@ pub struct Recipe {
     pub name: String,
     /// The checkout.
     pub dir: PathBuf,
-    /// `.env.sample`, parsed.
+    /// `.env.sample`, parsed (also in [`Recipe::version`]).
     pub env_sample: EnvFile,
+    /// The checkout's files as read once ([`RecipeVersion`]): what lint
+    /// reads.
+    pub version: RecipeVersion,
     /// The compose files `COMPOSE_FILE` selects, relative to `dir`, in order.
     pub compose_files: Vec<String>,
     /// Services, merged over the compose files in order (empty when they
@@ -106,23 +119,22 @@ impl Recipe {
     /// files that are missing or do not parse are recorded in
     /// [`Recipe::compose_error`] instead.
     pub fn open(dir: &Path) -> Result<Recipe, RecipeError> {
-        if !dir.is_dir() {
-            return Err(RecipeError::NoFolder {
-                path: dir.to_path_buf(),
-            });
-        }
+        let version = RecipeVersion::read(dir).map_err(|e| match e {
+            VersionError::NoFolder { path } => RecipeError::NoFolder { path },
+            VersionError::Read { path, source } => RecipeError::Read { path, source },
+            VersionError::EnvSample(e) => RecipeError::Env(e),
+        })?;
         let missing = |file: &str, why| RecipeError::Missing {
             path: dir.to_path_buf(),
             file: file.into(),
             why,
         };
-        if !dir.join("compose.yml").is_file() {
+        if !version.compose.contains_key("compose.yml") {
             return Err(missing("compose.yml", "the recipe's main compose file"));
         }
-        if !dir.join(".env.sample").is_file() {
+        let Some(env_sample) = version.env_sample.clone() else {
             return Err(missing(".env.sample", "the sample app env that `abra app new` copies"));
-        }
-        let env_sample = EnvFile::read(&dir.join(".env.sample"))?;
+        };
         let compose_files = compose_files(env_sample.get("COMPOSE_FILE"));
         // A compose file that is outside the folder, missing or does not
         // parse does not make the checkout "not a recipe": the deploy of
@@ -132,7 +144,7 @@ impl Recipe {
         let (services, compose_error) = if let Some(e) = outside {
             (BTreeMap::new(), Some(e.to_string()))
         } else {
-            match compose_files.iter().find(|f| !dir.join(f).is_file()) {
+            match compose_files.iter().find(|f| !version.compose.contains_key(*f)) {
                 Some(f) => (
                     BTreeMap::new(),
                     Some(
@@ -144,7 +156,7 @@ impl Recipe {
                         .to_string(),
                     ),
                 ),
-                None => match ComposeSet::load(dir, &compose_files) {
+                None => match version.compose_set(&compose_files) {
                     Ok(set) => (set.services, None),
                     Err(e) => (BTreeMap::new(), Some(e.to_string())),
                 },
@@ -155,6 +167,7 @@ impl Recipe {
             name,
             dir: dir.to_path_buf(),
             env_sample,
+            version,
             compose_files,
             services,
             compose_error,

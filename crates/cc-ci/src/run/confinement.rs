@@ -33,6 +33,7 @@ use crate::deploy::secret::SecretPlan;
 use crate::deploy::App;
 use crate::recipe::confine::{self, Kind, Report, Scope, Violation};
 use crate::recipe::env_file::EnvFile;
+use crate::recipe::version::RecipeVersion;
 use crate::run::lifecycle::install_target;
 use crate::run::plan::RunPlan;
 use crate::settings::{Settings, OVERLAY_FILE, SETTINGS_FILE};
@@ -368,12 +369,17 @@ fn version(
     scope: &Scope<'_>,
     reference: &str,
 ) -> (Report, Result<VersionRead, String>) {
-    match app.deploy_env() {
+    // The version's files, read once, as its deploy reads them.
+    let version = match RecipeVersion::read(&app.checkout()) {
+        Ok(v) => v,
+        Err(e) => return (Report::default(), Err(format!("the recipe at {reference}: {e}"))),
+    };
+    match app.deploy_env(&version) {
         Ok(app_env) => {
             let env = &app_env.values;
             let files = crate::deploy::compose_files(env);
-            let report = confine::check(&app.checkout(), &files, env, scope, &settings.allow);
-            let read = crate::deploy::read_version(app, &app_env, reference)
+            let report = confine::check(&version, &files, env, scope, &settings.allow);
+            let read = crate::deploy::read_version(&version, &app_env, reference)
                 .map(|(compose_files, compose, secrets)| {
                     let images = compose
                         .services
@@ -403,7 +409,7 @@ fn version(
         // deploys; the files are still checked with the env it has.
         Err(e) => (
             confine::check(
-                &app.checkout(),
+                &version,
                 &["compose.yml".to_string()],
                 &Default::default(),
                 scope,

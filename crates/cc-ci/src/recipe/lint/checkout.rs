@@ -3,13 +3,13 @@
 //! what a deploy would deploy.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use super::LintError;
-use crate::recipe::abra_sh::{AbraSh, ABRA_SH};
+use crate::recipe::abra_sh::AbraSh;
 use crate::recipe::compose::ComposeFile;
 use crate::recipe::env_file::EnvFile;
 use crate::recipe::interpolate::interpolate_lenient;
+use crate::recipe::version::RecipeVersion;
 
 // ---------------------------------------------------------------------------
 // Reading the checkout
@@ -43,60 +43,30 @@ pub(super) struct Checkout {
 }
 
 impl Checkout {
-    pub(super) fn read(dir: &Path) -> Result<Checkout, LintError> {
-        if !dir.is_dir() {
-            return Err(LintError::NoFolder {
-                path: dir.to_path_buf(),
-            });
-        }
-        let read_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| LintError::Read { path, source }
-        };
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(read_err(dir))? {
-            let entry = entry.map_err(read_err(dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            // Go's filepath.Glob("compose**yml"): top folder only.
-            if name.starts_with("compose") && name.ends_with("yml") && entry.path().is_file() {
-                files.push(name);
-            }
-        }
-        if files.is_empty() {
-            return Err(LintError::NoCompose { dir: dir.to_path_buf() });
-        }
-        files.sort();
+    /// What lint reads of the version `v`: its top folder's compose files
+    /// (abra globs `compose**yml` there), `.env.sample`, `abra.sh` and the
+    /// README, from the model; nothing is read from disk again.
+    pub(super) fn of(v: &RecipeVersion) -> Result<Checkout, LintError> {
+        let dir = v.dir.as_path();
         let mut compose = Vec::new();
-        for f in files {
-            let file = ComposeFile::read(&dir.join(&f), false).map_err(|e| LintError::Compose {
+        for (name, source) in v
+            .compose
+            .iter()
+            .filter(|(n, _)| !n.contains('/') && n.starts_with("compose") && n.ends_with("yml"))
+        {
+            let file = source.compose(false).map_err(|e| LintError::Compose {
                 file: e.file,
                 line: e.line,
                 detail: e.detail,
             })?;
-            compose.push((f, file));
+            compose.push((name.clone(), file));
         }
-
-        let sample_path = dir.join(".env.sample");
-        let env_sample = if sample_path.is_file() {
-            Some(EnvFile::read(&sample_path)?)
-        } else {
-            None
-        };
-        let abra_sh_path = dir.join(ABRA_SH);
-        let abra_sh = if abra_sh_path.is_file() {
-            Some(AbraSh::read(dir).map_err(|e| LintError::Read {
-                path: e.file,
-                source: e.source,
-            })?)
-        } else {
-            None
-        };
-        let readme_path = dir.join("README.md");
-        let readme = if readme_path.is_file() {
-            Some(std::fs::read_to_string(&readme_path).map_err(read_err(&readme_path))?)
-        } else {
-            None
-        };
+        if compose.is_empty() {
+            return Err(LintError::NoCompose { dir: dir.to_path_buf() });
+        }
+        let env_sample = v.env_sample.clone();
+        let abra_sh = v.abra_sh.clone();
+        let readme = v.readme.clone();
 
         // abra interpolates the compose files with the sample env; abra.sh's
         // exports override it at deploy time (docs/abra.md, "Deploying",

@@ -59,6 +59,7 @@ use rules::*;
 pub use rules::{MAX_SECRET_NAME_LENGTH, RULES};
 
 use crate::recipe::env_file::EnvFileError;
+use crate::recipe::version::{RecipeVersion, VersionError};
 
 /// How much a failed rule matters: abra's `Level` (`"warn"` or `"error"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +230,16 @@ pub enum LintError {
     },
 }
 
+impl From<VersionError> for LintError {
+    fn from(e: VersionError) -> LintError {
+        match e {
+            VersionError::NoFolder { path } => LintError::NoFolder { path },
+            VersionError::Read { path, source } => LintError::Read { path, source },
+            VersionError::EnvSample(e) => LintError::Env(e),
+        }
+    }
+}
+
 /// Lints the recipe checkout at `recipe_dir` with rules R001–R015.
 ///
 /// Reads every `compose*.yml` at the folder's top (abra globs
@@ -242,7 +253,18 @@ pub enum LintError {
 /// `.env.sample` has a malformed line, or git fails on the checkout. A
 /// missing `.env.sample` is not an error: R008 fails.
 pub fn lint(recipe_dir: &Path) -> Result<LintReport, LintError> {
-    let c = Checkout::read(recipe_dir)?;
+    lint_version(&RecipeVersion::read(recipe_dir)?)
+}
+
+/// Lints the recipe version `v`, read once ([`RecipeVersion`]), with rules
+/// R001–R015: as [`lint`], from the model instead of the files; only the
+/// git tags are read from the checkout (R014).
+///
+/// # Errors
+/// As [`lint`], for what the model holds.
+pub fn lint_version(v: &RecipeVersion) -> Result<LintReport, LintError> {
+    let recipe_dir = v.dir.as_path();
+    let c = Checkout::of(v)?;
     let findings = vec![
         r001(&c),
         r002(&c),

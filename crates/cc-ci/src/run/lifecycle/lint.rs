@@ -15,7 +15,8 @@ impl Run<'_> {
         let t = Instant::now();
         let d = match self.hook(Rung::Lint).await {
             Some(h) => h,
-            None => match crate::recipe::lint::lint(&self.plan.recipe.dir) {
+            // The tested version as the plan read it: nothing is read again.
+            None => match crate::recipe::lint::lint_version(&self.plan.recipe.version) {
                 Err(e) => (Status::Fail, Some(format!("the recipe cannot be linted: {e}"))),
                 Ok(report) => {
                     self.write_artifact("lint", "lint.txt", &report.table());
