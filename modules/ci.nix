@@ -98,6 +98,9 @@
       common.abraPackage
       config.virtualisation.docker.package
       pkgs.chromium
+      # setpriv: Chromium started with a parent-death signal, so a killed
+      # build leaves no browser behind.
+      pkgs.util-linux
       pkgs.git
       pkgs.bash
       pkgs.coreutils

@@ -692,3 +692,87 @@ fn a_browser_started_ahead_and_dropped_is_killed_and_its_profile_removed() {
     assert_cleaned_up(&d);
     assert!(!d.out.join("never.png").exists());
 }
+
+/// Not a test: the body of a process that starts Chromium ahead and then
+/// waits, for [`a_browser_started_ahead_dies_with_a_killed_run`] to SIGKILL.
+/// Does nothing unless `CCCI_SHOT_HELPER_SCRATCH` names its scratch folder.
+#[test]
+#[ignore = "the body of a process another test starts and kills"]
+fn helper_starts_a_browser_ahead_and_waits() {
+    let Some(scratch) = std::env::var_os("CCCI_SHOT_HELPER_SCRATCH") else {
+        return;
+    };
+    let Some(chromium) = chromium() else { return };
+    let server = Server::start(Some(wildcard_tls()));
+    let mut s = ShotSpec::new(
+        "https://killed-run.ci.test/",
+        server.addr,
+        Trust::CaFile(keys().join("ca.crt")),
+        Path::new(&scratch).join("never.png"),
+    );
+    s.chromium = chromium;
+    s.scratch_dir = scratch.into();
+    block_on(async {
+        let _ahead = prelaunch(&s);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    });
+}
+
+#[test]
+fn a_browser_started_ahead_dies_with_a_killed_run() {
+    let Some(_) = chromium() else { return };
+    let _g = serial();
+    let d = dirs();
+    // A run SIGKILLed while its browser waits for the deploy to converge
+    // (the chaos test's kill points): nothing can drop the browser then.
+    let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_starts_a_browser_ahead_and_waits",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("CCCI_SHOT_HELPER_SCRATCH", &d.scratch)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let needle = d.scratch.to_string_lossy().into_owned();
+    let running = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
+                !zombie
+                    && std::fs::read(e.path().join("cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+            })
+            .count()
+    };
+    let t = Instant::now();
+    while running() == 0 && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(running() > 0, "the helper never started chromium");
+    // Let it finish starting (its renderer and zygotes up).
+    std::thread::sleep(Duration::from_secs(2));
+    helper.kill().unwrap();
+    helper.wait().unwrap();
+    let t = Instant::now();
+    while running() > 0 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = running();
+    if left > 0 {
+        // Clean up before failing, so the leak does not outlive the test.
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", &needle])
+            .status();
+    }
+    assert_eq!(
+        left, 0,
+        "chromium processes outlived the SIGKILLed run that started them"
+    );
+}

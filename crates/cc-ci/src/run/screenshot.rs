@@ -41,7 +41,10 @@
 //! Process hygiene: Chromium runs in its own process group with a fresh
 //! `--user-data-dir` under [`ShotSpec::scratch_dir`]; the whole group is
 //! killed (SIGKILL) and the directory removed whatever happens, on success,
-//! error, timeout, or when the future is dropped.
+//! error, timeout, or when the future is dropped. It is started through
+//! util-linux's `setpriv --pdeathsig KILL`, so it also dies when the
+//! process that started it is killed outright (then only its profile
+//! directory is left, in the scratch folder).
 //!
 //! Best effort: the caller records the screenshot or the error's reason next
 //! to the rung and never changes the rung's status because of it.
@@ -589,6 +592,28 @@ impl Drop for Prelaunched {
     }
 }
 
+/// util-linux's `setpriv` (Debian's `util-linux`, essential; NixOS's
+/// `util-linux`): on `PATH`, else `/usr/bin/setpriv`. `None` when neither
+/// exists; Chromium then starts without a parent-death signal, and a
+/// SIGKILLed run can leave its browser behind (logged once).
+fn setpriv() -> Option<PathBuf> {
+    static FOUND: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let on_path = std::env::var_os("PATH").and_then(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join("setpriv"))
+                    .find(|c| c.is_file())
+            });
+            let found = on_path.or_else(|| Some(PathBuf::from("/usr/bin/setpriv")).filter(|p| p.is_file()));
+            if found.is_none() {
+                tracing::warn!("no setpriv (util-linux) found: Chromium runs without a parent-death signal");
+            }
+            found
+        })
+        .clone()
+}
+
 /// The parts of the URL that matter here.
 struct Target {
     host: String,
@@ -776,7 +801,19 @@ impl Session {
             tasks: Vec::new(),
             browser: None,
         };
-        let mut cmd = Command::new(&spec.chromium);
+        // Chromium dies with us even when nothing can drop the session (the
+        // run SIGKILLed while a browser started ahead waits): setpriv sets
+        // the parent-death signal, then execs Chromium (same pid, same
+        // process group). The parent is the spawning thread: a Tokio
+        // worker here, which lives as long as the runtime.
+        let mut cmd = match setpriv() {
+            Some(setpriv) => {
+                let mut c = Command::new(setpriv);
+                c.args(["--pdeathsig", "KILL", "--"]).arg(&spec.chromium);
+                c
+            }
+            None => Command::new(&spec.chromium),
+        };
         cmd.args(BASE_FLAGS)
             .arg(format!("--user-data-dir={}", session.profile.display()))
             .arg(format!("--window-size={},{}", spec.width, spec.height))
