@@ -12,7 +12,8 @@
 //! - nothing of a killed run remains once its janitor has swept after it:
 //!   no stack objects (services, networks, volumes, secrets, configs,
 //!   helper containers, by the stack module's clean-up proof), no run
-//!   folder (its ABRA_DIR and env file), no lease;
+//!   folder (its ABRA_DIR and env file), no lease, no Chromium started
+//!   for its screenshots;
 //! - no janitor touched a live run: every sweep that saw a live run's
 //!   stack left it (`live`, or `foreign` for the other state dir's
 //!   janitor), none removed anything of it; and no janitor reaped the other
@@ -38,7 +39,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cc_ci::host::janitor::{self, AppReport};
-use ccci_run::{leftovers, Ccci};
+use ccci_run::{browsers_of, leftovers, Ccci};
 use test_support::Component;
 
 /// Where a killed run dies: after its progress shows `marker`, within `jitter`.
@@ -390,6 +391,13 @@ fn round(seed: u64, n: usize, recipes: &Path, t: &mut Tally) {
                 let lease = cc_ci::state::lease::lease_path(&state_of(p), &stack);
                 if lease.exists() {
                     left.push(format!("lease {}", lease.display()));
+                }
+                let browsers = browsers_of(&stack);
+                if !browsers.is_empty() {
+                    left.push(format!(
+                        "chromium processes {} (started for its screenshots)",
+                        browsers.join(" ")
+                    ));
                 }
                 if left.is_empty() {
                     t.killed_clean += 1;
