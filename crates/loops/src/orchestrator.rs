@@ -63,6 +63,26 @@ impl Loops {
         })
     }
 
+    /// Serializes the orchestrator's transitions across processes (`start`,
+    /// `resume`, `stop` and the watchdog's heal): an exclusive lock on
+    /// `<workspace>/orchestrator.lock`, held until the returned file drops.
+    /// Without it, a heal that read "wanted" just before a `stop` found the
+    /// session the stop killed missing and started it again.
+    ///
+    /// # Errors
+    /// The lock file cannot be opened or locked.
+    fn orchestrator_lock(&self) -> Result<std::fs::File> {
+        let path = self.cfg.workspace.join("orchestrator.lock");
+        let f = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("open lock file", &path, e))?;
+        fs2::FileExt::lock_exclusive(&f).map_err(|e| Error::io("lock", &path, e))?;
+        Ok(f)
+    }
+
     /// Whether the orchestrator is configured and wanted (started and not stopped).
     ///
     /// # Errors
@@ -85,6 +105,7 @@ impl Loops {
     /// `new` while it runs; tmux or state failure.
     pub fn orchestrator_start(&self, new: bool) -> Result<Vec<String>> {
         let o = self.orchestrator_config()?;
+        let _lock = self.orchestrator_lock()?;
         let st = self.state.agent(STATE_NAME)?;
         let mut report = Vec::new();
         match self.tmux.pane_state(&o.session)? {
@@ -122,6 +143,7 @@ impl Loops {
     /// No `[orchestrator]` table; no saved conversation; tmux or state failure.
     pub fn orchestrator_resume(&self) -> Result<Vec<String>> {
         let o = self.orchestrator_config()?;
+        let _lock = self.orchestrator_lock()?;
         let st = self.state.agent(STATE_NAME)?;
         let mut report = Vec::new();
         match self.tmux.pane_state(&o.session)? {
@@ -151,6 +173,7 @@ impl Loops {
     /// No `[orchestrator]` table; tmux or state failure.
     pub fn orchestrator_stop(&self) -> Result<Vec<String>> {
         let o = self.orchestrator_config()?;
+        let _lock = self.orchestrator_lock()?;
         self.set_wanted(false)?;
         self.tmux.kill(&o.session)?;
         self.state.event("stop", STATE_NAME, "")?;
@@ -195,6 +218,12 @@ impl Loops {
     /// # Errors
     /// tmux or state failure; an unreadable prompt (when it must start fresh).
     pub fn heal_orchestrator(&self) -> Result<Option<String>> {
+        if !self.orchestrator_wanted()? {
+            return Ok(None);
+        }
+        // Under the lock, "wanted" is read again: a stop that came in
+        // between killed the session on purpose.
+        let _lock = self.orchestrator_lock()?;
         if !self.orchestrator_wanted()? {
             return Ok(None);
         }

@@ -468,7 +468,23 @@ pub async fn take_with(spec: &ShotSpec, ahead: Option<Prelaunched>) -> Result<Sh
         }
     };
     let launch = start.elapsed();
-    let result = session.shoot(spec, start, launch, deadline).await;
+    let mut result = session.shoot(spec, start, launch, deadline).await;
+    // Chromium aborts a load when the host's network changes under it
+    // (`net::ERR_NETWORK_CHANGED`: an interface or address came or went,
+    // as Docker's veths do while other apps deploy). Nothing is wrong with
+    // the app then: the page is loaded again in a new tab, at most twice,
+    // within the budget.
+    for _ in 0..2 {
+        match &result {
+            Err(ShotError::Navigation { error, .. })
+                if error.contains("ERR_NETWORK_CHANGED") && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::info!(url = %spec.url, "the network changed during the load; loading again");
+                result = session.shoot(spec, start, launch, deadline).await;
+            }
+            _ => break,
+        }
+    }
     drop(session);
     let mut shot = result?;
     shot.ahead = ahead;
