@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use cc_ci::host::sops::{decrypt_file, AgeIdentities};
 use cc_ci::run::screenshot::{prelaunch, spki_pins, take, take_with, Ahead, Shot, ShotError, ShotSpec, Trust};
-use test_support::{chromium, test_keys as keys};
+use test_support::{chromium, processes_mentioning, test_keys as keys};
 
 /// One browser at a time, and a runtime to drive it.
 fn serial() -> MutexGuard<'static, ()> {
@@ -207,17 +207,7 @@ fn assert_cleaned_up(d: &Dirs) {
     // Killed processes may take a moment to be reaped by init.
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let mut alive = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
-            if !zombie && String::from_utf8_lossy(&cmd).contains(&needle) {
-                alive.push(e.file_name());
-            }
-        }
+        let alive = processes_mentioning(&needle);
         if alive.is_empty() {
             return;
         }
@@ -677,9 +667,7 @@ fn a_browser_started_ahead_and_dropped_is_killed_and_its_profile_removed() {
         let mut seen = false;
         while !seen && t.elapsed() < Duration::from_secs(10) {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            seen = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
-            });
+            seen = !processes_mentioning(&needle).is_empty();
         }
         drop(ahead);
         seen
@@ -738,19 +726,7 @@ fn a_browser_started_ahead_dies_with_a_killed_run() {
         .spawn()
         .unwrap();
     let needle = d.scratch.to_string_lossy().into_owned();
-    let running = || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-                let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
-                !zombie
-                    && std::fs::read(e.path().join("cmdline"))
-                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
-            })
-            .count()
-    };
+    let running = || processes_mentioning(&needle).len();
     let t = Instant::now();
     while running() == 0 && t.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(100));

@@ -1023,6 +1023,25 @@ pub async fn make_stack_objects(d: &Docker, stack: &str) {
     .unwrap();
 }
 
+/// The pids of live processes (zombies left out) whose command line
+/// contains `needle`, read from `/proc`: how the tests find a Chromium by
+/// its profile folder or its `--host-resolver-rules` host.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
+            !zombie
+                && std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

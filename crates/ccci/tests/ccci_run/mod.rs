@@ -157,18 +157,7 @@ pub fn leftovers(stack: &str) -> Vec<String> {
 /// (`<recipe>-<run id>`, the stack's first part).
 pub fn browsers_of(stack: &str) -> Vec<String> {
     let host = stack.split('_').next().unwrap_or(stack);
-    let needle = format!("MAP {host}.");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
-            !zombie
-                && std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect()
+    test_support::processes_mentioning(&format!("MAP {host}."))
 }
 
 /// A `ccci test` still running, started by [`Ccci::start_until`].
