@@ -332,14 +332,11 @@ fn a_recipe_enrolled_as_the_page_says_takes_a_members_testme_through_its_webhook
         let custom = clone.join("tests/ccci/custom");
         std::fs::create_dir_all(&custom).unwrap();
         let test = custom.join(OWN_TEST);
-        std::fs::write(
+        test_support::write_executable(
             &test,
             "#!/bin/sh\nset -eu\ncurl --fail --silent --show-error --max-time 20 --output /dev/null \\\n  \
              --resolve \"$CCCI_APP_DOMAIN:$CCCI_TRAEFIK_PORT:$CCCI_TRAEFIK_HOST\" \"$CCCI_APP_URL\"\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&test, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
     });
     page.call("team-repo").send(&gitea, &owner, &subs);
     page.call("maintainer").send(&gitea, &owner, &subs);

@@ -22,8 +22,8 @@ fn write(path: &Path, text: &str) {
 }
 
 fn write_exec(path: &Path, text: &str) {
-    write(path, text);
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    test_support::write_executable(path, text);
 }
 
 /// A settings root with `ccci.toml` = `toml` for recipe `r`.

@@ -414,18 +414,15 @@ fn tmpl_site_volume_not_declared(dir: &Path) {
 /// tmpl-site's own settings with a flaky custom test (it fails its first
 /// try) and `[tested] retries = 1`.
 fn flaky_check_retried(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
     repo_settings("tmpl-site", dir);
     let f = dir.join("ccci.toml");
     let text = std::fs::read_to_string(&f).unwrap();
     std::fs::write(&f, format!("{text}\n[tested]\nretries = 1\n")).unwrap();
     let t = dir.join("custom/flaky");
-    std::fs::write(
+    test_support::write_executable(
         &t,
         "#!/bin/sh\nm=\"$CCCI_RESULTS_DIR/flaky-tried\"\n[ -e \"$m\" ] && exit 0\n: > \"$m\"\necho 'first try fails (a flaky check)' >&2\nexit 1\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
 }
 
 /// static-site's own settings held to level 8, which a first run cannot
@@ -444,12 +441,10 @@ fn pinned_to_itself(dir: &Path) {
 
 /// One custom test, which skips itself (exit 77: its SSO provider is absent).
 fn skipping_check(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
     let custom = dir.join("custom");
     std::fs::create_dir_all(&custom).unwrap();
     let t = custom.join("sso-login");
-    std::fs::write(&t, "#!/bin/sh\necho 'no SSO provider here: skipping' >&2\nexit 77\n").unwrap();
-    std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o755)).unwrap();
+    test_support::write_executable(&t, "#!/bin/sh\necho 'no SSO provider here: skipping' >&2\nexit 77\n");
 }
 
 fn canaries() -> Vec<Canary> {
@@ -491,9 +486,13 @@ fn canaries() -> Vec<Canary> {
             recipe: "tmpl-site",
             variant: Some(crash_loop),
             settings: Settings::Zero,
+            // No time budget: the reason can only come from the crash-loop
+            // check after its 5th failed task (a timeout reads "did not
+            // converge within"); how long 5 restarts take is the engine's
+            // (26-32 s in local runs, 113 s once on a loaded CI machine), and the
+            // table shows it.
             expect: Expect {
                 reason: Some("5 tasks in a row ended `failed`"),
-                under_s: Some(90.0),
                 ..expect("install", "fail", 0, "failure")
             },
         },

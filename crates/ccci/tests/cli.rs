@@ -467,7 +467,6 @@ fn plan_refuses_a_docker_socket_mount_with_2_naming_the_file() {
 
 #[test]
 fn lint_and_plan_never_touch_docker() {
-    use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().unwrap();
     let recipes = test_support::fixture_recipes();
     // A docker CLI that leaves a mark, first on PATH and named by CCCI_DOCKER_CLI.
@@ -475,8 +474,7 @@ fn lint_and_plan_never_touch_docker() {
     std::fs::create_dir(&bin).unwrap();
     let mark = d.path().join("docker-was-run");
     let fake = bin.join("docker");
-    std::fs::write(&fake, format!("#!/bin/sh\ntouch {}\nexit 1\n", mark.display())).unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    test_support::write_executable(&fake, &format!("#!/bin/sh\ntouch {}\nexit 1\n", mark.display()));
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     // An engine socket that nothing may connect to.
     let sock = d.path().join("docker.sock");

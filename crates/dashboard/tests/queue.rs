@@ -60,8 +60,7 @@ fn the_queue_page_shows_what_buildbot_runs_and_what_waits() {
     );
     let sha = git(&repo, &["rev-parse", "HEAD"]);
     let stand_in = d.path().join("ccci");
-    std::fs::write(&stand_in, STAND_IN).unwrap();
-    std::fs::set_permissions(&stand_in, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    test_support::write_executable(&stand_in, STAND_IN);
     let bb = Buildbot::start(&d.path().join("buildbot"), 1, &stand_in);
     for run_id in ["b00001", "b00002"] {
         let params = json!({

@@ -334,17 +334,14 @@ mod tests {
     /// its working folder.
     fn fake_opencode(dir: &Path, list: &str) -> Backend {
         let script = dir.join("opencode");
-        std::fs::write(
+        test_support::write_executable(
             &script,
-            format!(
+            &format!(
                 "#!/bin/sh\n[ \"$*\" = 'session list --format json' ] || {{ echo \"bad args: $*\" >&2; exit 9; }}\n\
                  tr '\\0' '\\n' </proc/$$/environ | grep -qx \"PWD=$(pwd)\" || {{ echo 'PWD is not the working folder' >&2; exit 7; }}\n\
                  cat <<'EOF'\n{list}\nEOF\n"
             ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
         Backend {
             command: script,
             ..Backend::default()

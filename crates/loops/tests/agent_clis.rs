@@ -142,9 +142,9 @@ impl Scratch {
     fn wrap(&self, program: &Path) -> PathBuf {
         let wrapper = self.dir.path().join("cli-in-scratch");
         let x = self.dir.path().join("xdg");
-        std::fs::write(
+        test_support::write_executable(
             &wrapper,
-            format!(
+            &format!(
                 "#!/bin/sh\nHOME={home} XDG_DATA_HOME={d} XDG_CONFIG_HOME={c} XDG_CACHE_HOME={k} XDG_STATE_HOME={t} exec {p} \"$@\"\n",
                 home = self.dir.path().join("home").display(),
                 d = x.join("data").display(),
@@ -153,10 +153,7 @@ impl Scratch {
                 t = x.join("state").display(),
                 p = program.display()
             ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
         wrapper
     }
 

@@ -142,7 +142,6 @@ pub async fn run(path: &Path, rung: Rung, env: &TestEnv, timeout: Duration) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     fn env(d: &Path) -> TestEnv {
         TestEnv {
@@ -160,8 +159,7 @@ mod tests {
 
     fn script(d: &Path, name: &str, body: &str) -> PathBuf {
         let p = d.join(name);
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        test_support::write_executable(&p, &format!("#!/bin/sh\n{body}\n"));
         p
     }
 
