@@ -297,6 +297,7 @@ impl Lease {
                         let mut text = String::new();
                         let existing = f.read_to_string(&mut text).ok().and_then(|_| parse_info(&text));
                         if !take_over {
+                            let _ = FileExt::unlock(&f);
                             return Ok(Attempt::Stale(existing));
                         }
                         // Put our own lease in its place (a new locked file
@@ -306,7 +307,7 @@ impl Lease {
                             Lease::create(&dir, &path, &info, true)?.expect("a rename never finds the path taken");
                         lease.previous = existing;
                         lease.created = false;
-                        drop(f);
+                        let _ = FileExt::unlock(&f);
                         return Ok(Attempt::Taken(lease));
                     }
                 },
@@ -483,11 +484,16 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         // Remove the file while still holding the lock, so nobody can lock
-        // it at its path and mistake it for a free lease of a live app; the
-        // lock itself goes when the file closes.
+        // it at its path and mistake it for a free lease of a live app.
         if !self.path.as_os_str().is_empty() && same_file(&self.file, &self.path).unwrap_or(false) {
             let _ = fs::remove_file(&self.path);
         }
+        // Then unlock explicitly rather than on close: a child forked by
+        // another thread shares this open file description (and so the
+        // flock) until it execs, and closing our descriptor would leave the
+        // lock with it (flock(2): the lock goes with the last descriptor of
+        // the description, or an explicit LOCK_UN).
+        let _ = FileExt::unlock(&self.file);
     }
 }
 
@@ -580,6 +586,39 @@ mod tests {
         };
         drop(l);
         assert!(!p.exists());
+    }
+
+    /// A child that holds a copy of the lease's descriptor (the same open
+    /// file description, as its stdin): what a child forked by another
+    /// thread holds until it execs (`O_CLOEXEC` acts only at exec). Here
+    /// the copy outlives the exec (`sleep`), so the window lasts as long as
+    /// the test needs.
+    fn child_holding(file: &File) -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("60")
+            .stdin(std::process::Stdio::from(file.try_clone().unwrap()))
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_released_lease_is_free_while_a_child_holds_a_copy_of_its_descriptor() {
+        let d = tempfile::tempdir().unwrap();
+        let stack = "c-abc123_ci_test";
+        let p = lease_path(d.path(), stack);
+        // Dropped: the file goes and the lock with it.
+        let l = Lease::take(d.path(), info(stack)).unwrap();
+        let mut child = child_holding(&l.file);
+        drop(l);
+        let l = Lease::take(d.path(), info(stack)).expect("a dropped lease is free");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Released keeping its file: the file stays, free.
+        let mut child = child_holding(&l.file);
+        l.release_keeping_file();
+        assert!(!Lease::is_held(&p), "a released lease is held by the child's copy");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]
