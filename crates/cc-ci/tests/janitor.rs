@@ -1103,11 +1103,19 @@ async fn leases_being_taken_are_never_reaped_under_a_hammer() {
 
     // Takers: take a lease as a run does, make the app's folder and a
     // volume, hold it a random while checking nothing of it vanished, then
-    // drop the lease and leave the app for the janitors.
+    // drop the lease and leave the app for the janitors. The first holds
+    // one lease from before the janitors start until after they stop, as
+    // a long run does, so that every sweep meets a live app (the short
+    // holds alone were missed by every sweep once, on a loaded machine).
     let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (w, stop, violations, taken) = (w.clone(), stop.clone(), violations.clone(), taken.clone());
-        tasks.push(tokio::spawn(async move {
+    let long_stop = Arc::new(AtomicBool::new(false));
+    let long_ready = Arc::new(AtomicBool::new(false));
+    let mut long_holder = None;
+    for taker in 0..5 {
+        let long = taker == 0;
+        let (w, violations, taken, ready) = (w.clone(), violations.clone(), taken.clone(), long_ready.clone());
+        let stop = if long { long_stop.clone() } else { stop.clone() };
+        let task = tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
                 let run_id = fresh_run_id();
                 let domain = format!("h-{run_id}.{}", w.domain);
@@ -1133,7 +1141,10 @@ async fn leases_being_taken_are_never_reaped_under_a_hammer() {
                 })
                 .await
                 .unwrap();
-                let hold = Instant::now() + Duration::from_millis(rand_below(40));
+                if long {
+                    ready.store(true, Ordering::SeqCst);
+                }
+                let hold = Instant::now() + Duration::from_millis(if long { 3_600_000 } else { rand_below(40) });
                 loop {
                     let mut bad = Vec::new();
                     if !Lease::is_held(lease.path()) {
@@ -1152,14 +1163,22 @@ async fn leases_being_taken_are_never_reaped_under_a_hammer() {
                         violations.lock().unwrap().push(format!("{stack} while held: {bad:?}"));
                         break;
                     }
-                    if Instant::now() >= hold {
+                    if Instant::now() >= hold || stop.load(Ordering::SeqCst) {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(3)).await;
                 }
                 drop(lease);
             }
-        }));
+        });
+        if long {
+            long_holder = Some(task);
+            while !long_ready.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        } else {
+            tasks.push(task);
+        }
     }
     // Lease-only takers in tight loops, so that leases are very often in
     // the middle of being taken while the lease-level janitors below look.
@@ -1234,6 +1253,8 @@ async fn leases_being_taken_are_never_reaped_under_a_hammer() {
     for t in tasks {
         t.await.unwrap();
     }
+    long_stop.store(true, Ordering::SeqCst);
+    long_holder.expect("the long holder").await.unwrap();
     let sweeps = std::mem::take(&mut *sweeps.lock().unwrap());
     let reaped: usize = sweeps
         .iter()
@@ -1259,7 +1280,8 @@ async fn leases_being_taken_are_never_reaped_under_a_hammer() {
         "only {taken} / {quick} takes, {held} seen held"
     );
     assert!(
-        sweeps.len() >= 4 && reaped >= 5 && live >= 1,
+        // Every sweep meets the long holder's app live.
+        sweeps.len() >= 4 && reaped >= 5 && live >= sweeps.len(),
         "sweeps {} reaped {reaped} live {live}",
         sweeps.len()
     );

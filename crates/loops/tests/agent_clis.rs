@@ -368,6 +368,12 @@ fn opencode_takes_the_flags_and_is_resumed_by_its_own_session_id() {
     // The fresh command line, run offline: opencode makes its session (the
     // model cannot be reached) under our title; the supervisor finds its id.
     let title = opencode_title("orchestrator", &ours);
+    // As the supervisor does before a first start: look for the session
+    // (none yet). This also makes opencode's database, which two opencode
+    // processes starting on a fresh one at once can fail to make ("Failed
+    // query: CREATE TABLE `workspace`", seen once under load): the polls
+    // below run beside `opencode run`.
+    assert_eq!(opencode_session(&backend, &s.work(), &title).unwrap(), None);
     let t0 = Instant::now();
     let fresh_log = s.dir.path().join("fresh.log");
     let child = s

@@ -266,8 +266,14 @@ impl Gitea {
             &remote,
             &format!("{base}:refs/heads/main"),
             &format!("{branch}:refs/heads/{branch}"),
-            "--tags",
         ]);
+        // The tags one push each, newest version first: one push updates
+        // its refs one after another in name order, so a bridge sweeping
+        // meanwhile could see 1.0.0 without 1.1.0 and take the older one
+        // for the newest release (it did once, under load).
+        for tag in git(&["tag", "--sort=-v:refname"]).lines() {
+            git(&["push", "-q", "-f", &remote, &format!("refs/tags/{tag}:refs/tags/{tag}")]);
+        }
         let head_sha = git(&["rev-parse", "HEAD"]).trim().to_string();
         // Gitea indexes pushed branches asynchronously: retry until it knows it.
         let pr = wait_for("Gitea to take the pull request", Duration::from_secs(30), || {
