@@ -57,7 +57,7 @@ fn committed_yaml_gives_the_committed_certificate() {
 fn committed_binary_json_gives_the_committed_certificate() {
     let dec = decrypt_file(keys().join("wildcard.sops.json"), &ids()).unwrap();
     let cert = std::fs::read_to_string(keys().join("wildcard.crt")).unwrap();
-    assert_eq!(dec.binary_data(), Some(cert.as_str()));
+    assert_eq!(dec.get_str("data"), Some(cert.as_str()));
 }
 
 #[test]
@@ -253,7 +253,7 @@ fn fresh_json_and_binary_from_real_sops_round_trip() {
         &["--input-type", "binary", "--output-type", "json"],
     );
     let dec = decrypt_file(&enc, &ids()).unwrap();
-    assert_eq!(dec.binary_data(), Some(payload));
+    assert_eq!(dec.get_str("data"), Some(payload));
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! with the operator's age identity, decrypts every value and verifies the
 //! file's MAC, refusing the file on any mismatch. It supports the YAML format
 //! and the JSON format; sops's "binary" format is JSON with a single `data`
-//! key, so it is read as JSON and its payload is [`Decrypted::binary_data`].
+//! key, so it is read as JSON and its payload is `get_str("data")`.
 //!
 //! The rules below were read from sops's own source, `github.com/getsops/sops/v3`
 //! at the version pinned in `scripts/versions.env` (files `aes/cipher.go`,
@@ -252,11 +252,6 @@ impl Decrypted {
     /// The string under the top-level `key` of the first document.
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.get(key).and_then(Value::as_str)
-    }
-
-    /// The payload of a sops "binary" file (JSON with a `data` key).
-    pub fn binary_data(&self) -> Option<&str> {
-        self.get_str("data")
     }
 }
 
