@@ -37,6 +37,15 @@ enum Command {
         #[arg(long, env = "CCCI_BRIDGE_CONFIG")]
         config: PathBuf,
     },
+    /// Make every retry that waits out its backoff due now (after fixing
+    /// what failed: Buildbot or Gitea back, a token renewed); a running
+    /// bridge takes them on its next pass. Given-up items (dead letters,
+    /// GET /status) stay given up. Prints how many were waiting.
+    RetryNow {
+        /// The settings file (its `state_db` is the state changed).
+        #[arg(long, env = "CCCI_BRIDGE_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +76,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 c.gitea_url,
                 c.buildbot_url,
                 if c.webhook_secret_file.is_some() { "on" } else { "off" }
+            );
+            Ok(())
+        }
+        Command::RetryNow { config } => {
+            let c = bridge::config::Config::load(&config)?;
+            let state = bridge::state::State::open(&c.state_db)?;
+            let n = state.retry_now()?;
+            println!(
+                "{n} waiting retr{} made due now ({})",
+                if n == 1 { "y" } else { "ies" },
+                c.state_db.display()
             );
             Ok(())
         }
