@@ -1,10 +1,20 @@
 //! The `bridge` binary's operator commands on a real state database:
 //! `bridge retry-now` makes waiting retries due and leaves dead letters.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use bridge::retry::Kind;
 use bridge::state::{Item, State};
+
+/// Runs `bridge retry-now --config <config>`.
+fn retry_now(config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bridge"))
+        .args(["retry-now", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
 
 #[test]
 fn retry_now_makes_waiting_retries_due_and_leaves_dead_letters() {
@@ -39,11 +49,7 @@ fn retry_now_makes_waiting_retries_due_and_leaves_dead_letters() {
         "waiting: {before:?}"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_bridge"))
-        .args(["retry-now", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = retry_now(&config);
     let text = test_support::output_text(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("2 waiting retries made due now"), "{text}");
@@ -61,11 +67,7 @@ fn retry_now_makes_waiting_retries_due_and_leaves_dead_letters() {
 
     // A broken settings file is named, and nothing changes.
     std::fs::write(&config, "state_db = 3\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bridge"))
-        .args(["retry-now", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = retry_now(&config);
     let text = test_support::output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains(&config.display().to_string()), "{text}");

@@ -71,7 +71,7 @@ impl Loops {
     ///
     /// # Errors
     /// The lock file cannot be opened or locked.
-    fn orchestrator_lock(&self) -> Result<std::fs::File> {
+    fn orchestrator_lock(&self) -> Result<OrchestratorLock> {
         let path = self.cfg.workspace.join("orchestrator.lock");
         let f = std::fs::File::options()
             .create(true)
@@ -80,7 +80,7 @@ impl Loops {
             .open(&path)
             .map_err(|e| Error::io("open lock file", &path, e))?;
         fs2::FileExt::lock_exclusive(&f).map_err(|e| Error::io("lock", &path, e))?;
-        Ok(f)
+        Ok(OrchestratorLock(f))
     }
 
     /// Whether the orchestrator is configured and wanted (started and not stopped).
@@ -297,5 +297,17 @@ impl Loops {
         )?;
         tracing::info!(how, why, conversation = %id, "launched the orchestrator");
         Ok((how, id))
+    }
+}
+
+/// The held `orchestrator.lock` ([`Loops::orchestrator_lock`]), unlocked
+/// explicitly when dropped rather than when the file closes: a child forked
+/// meanwhile (tmux) shares the open file description, and with it the
+/// flock, until it execs.
+struct OrchestratorLock(std::fs::File);
+
+impl Drop for OrchestratorLock {
+    fn drop(&mut self) {
+        let _ = fs2::FileExt::unlock(&self.0);
     }
 }
